@@ -1,0 +1,43 @@
+// Flag parsing shared by the subcommands: node's own util.parseArgs, with every failure turned
+// into a UsageError that names the flag and the bad value.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from '../errors.js';
+
+/** parseArgs (strict by default) whose errors become UsageErrors. */
+export function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs<T>(config);
+  } catch (err) {
+    // parseArgs messages are already one line and name the flag ("Unknown option '--x'").
+    throw new UsageError(String((err as Error).message).split('\n')[0]!);
+  }
+}
+
+/** `--netns NAME` means /var/run/netns/NAME; anything with a slash is a path used as is. */
+export function netnsPath(value: string | undefined): string | null {
+  if (value === undefined || value === '') return null;
+  return value.includes('/') ? value : `/var/run/netns/${value}`;
+}
+
+export function intFlag(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${flag}: '${value}' is not a number`);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`--${flag}: ${n} is out of range ${min}-${max}`);
+  return n;
+}
+
+export function groupsFlag(values: string[] | undefined): number[] {
+  return (values ?? []).map((v) => intFlag('nflog-group', v, 0, 65535)!);
+}
+
+/** `A-B` port range. */
+export function portRangeFlag(flag: string, value: string | undefined): [number, number] | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)-(\d+)$/.exec(value);
+  if (!m) throw new UsageError(`--${flag}: '${value}' is not a port range A-B`);
+  const lo = Number(m[1]);
+  const hi = Number(m[2]);
+  if (lo < 1 || hi > 65535 || lo > hi) throw new UsageError(`--${flag}: '${value}' is not a port range within 1-65535`);
+  return [lo, hi];
+}

@@ -1,0 +1,132 @@
+// The boundary between sources (native netlink, fixtures, replay, synthetic generators) and
+// everything downstream. Tracking, alerting, serving and the CLI depend on these types only,
+// never on the addon.
+import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
+
+/** Record kinds in a conntrack batch. DUMP records come from a table dump, not an event. */
+export const enum CtKind {
+  New = 1,
+  Update = 2,
+  Destroy = 3,
+  Dump = 4,
+}
+
+/** include/uapi/linux/netfilter/nf_conntrack_common.h: enum ip_conntrack_status */
+export const IPS_EXPECTED = 1 << 0;
+export const IPS_SEEN_REPLY = 1 << 1;
+export const IPS_ASSURED = 1 << 2;
+export const IPS_CONFIRMED = 1 << 3;
+export const IPS_SRC_NAT = 1 << 4;
+export const IPS_DST_NAT = 1 << 5;
+export const IPS_DYING = 1 << 9;
+
+/**
+ * A cursor over one batch of conntrack records. `seek(i)` moves it; numeric fields read
+ * straight from the packed buffer, address strings are formatted only when asked for.
+ * A view is valid only during the callback that received it: copy what you keep.
+ */
+export interface ConntrackView {
+  readonly count: number;
+  seek(i: number): this;
+  readonly kind: CtKind;
+  readonly id: number;
+  readonly zone: number;
+  /** 4 or 6 */
+  readonly family: number;
+  /** IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6, ...). */
+  readonly proto: number;
+  readonly status: number;
+  /** TCP state number (linux/netfilter/nf_conntrack_tcp.h), or -1 when absent. */
+  readonly tcpState: number;
+  readonly timeout: number;
+  readonly mark: number;
+  readonly origSport: number;
+  readonly origDport: number;
+  readonly replySport: number;
+  readonly replyDport: number;
+  origSrc(): string;
+  origDst(): string;
+  replySrc(): string;
+  replyDst(): string;
+  /** Receive time, ms since the epoch. */
+  readonly tsMs: number;
+  /** DESIGN.md's event object (allocates: for output paths, not for tracking). */
+  toEvent(): ConntrackEvent;
+}
+
+/** A cursor over one batch of NFLOG packets; same lifetime rule as ConntrackView. */
+export interface NflogView {
+  readonly count: number;
+  seek(i: number): this;
+  readonly group: number;
+  readonly family: number;
+  readonly proto: number;
+  readonly sport: number;
+  readonly dport: number;
+  readonly hook: number;
+  readonly mark: number;
+  readonly len: number;
+  /** NFLOG per-group sequence number (NFULA_SEQ), or -1 when the kernel did not send one. */
+  readonly seq: number;
+  readonly tsMs: number;
+  prefix(): string;
+  src(): string;
+  dst(): string;
+  indev(): string | null;
+  outdev(): string | null;
+  toEvent(): NflogEvent;
+}
+
+/** Events the kernel produced that never reached us. Never silent: every source reports these. */
+export interface LossReport {
+  source: 'conntrack' | 'nflog';
+  /** recv() returned ENOBUFS this many times since the previous report. */
+  enobufs: number;
+  /** Records decoded but not handed to JavaScript (queue full). */
+  dropped: number;
+  /** NFLOG sequence numbers skipped. */
+  seqGap: number;
+}
+
+export interface NamespaceLimits {
+  /** net.netfilter.nf_conntrack_max */
+  max: number;
+  /** net.netfilter.nf_conntrack_buckets */
+  buckets: number;
+  /** net.ipv4.ip_local_port_range */
+  localPortRange: [number, number];
+  /** net.ipv4.ip_local_reserved_ports, expanded to [lo, hi] ranges. */
+  reservedPorts: Array<[number, number]>;
+}
+
+export interface CounterSnapshot {
+  /** Per-CPU stats summed over CPUs (cumulative since boot / namespace creation). */
+  counters: KernelCounters;
+  /** Live entries in the namespace's table. */
+  count: number;
+  limits: NamespaceLimits;
+}
+
+export interface SourceHandlers {
+  conntrack(view: ConntrackView): void;
+  nflog(view: NflogView): void;
+  loss(report: LossReport): void;
+  /**
+   * A table dump begins / ends. Records of kind Dump arrive between the two, interleaved with
+   * live events; the tracker reconciles them (see src/track).
+   */
+  dumpBegin(): void;
+  dumpEnd(): void;
+  error(err: Error): void;
+}
+
+export interface EventSource {
+  /** Subscribe, then dump the table. Resolves once subscribed (the dump follows). */
+  start(handlers: SourceHandlers): Promise<void>;
+  /** Re-dump the table (after loss). dumpBegin/dumpEnd bracket it. */
+  resync(): void;
+  readCounters(): Promise<CounterSnapshot>;
+  /** Effective receive buffer sizes, bytes, as the kernel granted them. */
+  readonly rcvbuf: { conntrack: number; nflog: number };
+  close(): Promise<void>;
+}

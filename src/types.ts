@@ -1,0 +1,178 @@
+// Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
+// only by versioning the protocol.
+
+export type Family = 'ipv4' | 'ipv6';
+
+export interface Tuple {
+  src: string;
+  dst: string;
+  /** Source port, or the ICMP id where ports do not apply. */
+  sport: number;
+  dport: number;
+}
+
+/** One decoded conntrack event, as `natwatch events --json` prints it. */
+export interface ConntrackEvent {
+  type: 'event';
+  source: 'conntrack';
+  event: 'new' | 'update' | 'destroy';
+  id: number;
+  ts: string;
+  family: Family;
+  proto: string;
+  orig: Tuple;
+  reply: Tuple;
+  state: string | null;
+  nat: 'snat' | 'dnat' | 'both' | null;
+  timeout: number;
+  mark: number;
+  zone: number;
+}
+
+/** One packet logged through NFLOG. */
+export interface NflogEvent {
+  type: 'event';
+  source: 'nflog';
+  ts: string;
+  group: number;
+  prefix: string;
+  family: Family;
+  proto: string;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  indev: string | null;
+  outdev: string | null;
+  hook: number;
+  mark: number;
+  len: number;
+}
+
+export type WireEvent = ConntrackEvent | NflogEvent;
+
+export type AlertKind =
+  | 'nat_port_exhaustion'
+  | 'local_port_exhaustion'
+  | 'conntrack_table_full'
+  | 'conntrack_drops'
+  | 'nflog_drop'
+  | 'event_loss';
+
+export type Severity = 'warning' | 'critical';
+
+export interface PortKey {
+  proto: string;
+  /** NAT address; the source address for local_port_exhaustion. */
+  natIp: string;
+  dstIp: string;
+  dstPort: number;
+}
+
+export interface NflogKey {
+  prefix: string;
+  group: number;
+  proto: string;
+  dstIp: string;
+  dstPort: number;
+}
+
+export type AlertKey = PortKey | NflogKey | Record<string, never>;
+
+export interface Alert {
+  type: 'alert';
+  seq: number;
+  ts: string;
+  kind: AlertKind;
+  severity: Severity;
+  state: 'firing' | 'resolved';
+  key: AlertKey;
+  used: number | null;
+  capacity: number | null;
+  utilization: number | null;
+  drops: number;
+  message: string;
+  /** Predicted seconds until the key is exhausted at the current trend (port kinds only). */
+  etaSeconds?: number | null;
+  /** Kind-specific detail (counter deltas, loss counts, ...). */
+  detail?: Record<string, unknown>;
+}
+
+export interface TopEntry {
+  key: PortKey;
+  used: number;
+  capacity: number;
+  utilization: number;
+  newPerSec: number;
+}
+
+export interface KernelCounters {
+  found: number;
+  invalid: number;
+  insert: number;
+  insert_failed: number;
+  drop: number;
+  early_drop: number;
+  error: number;
+  search_restart: number;
+  clash_resolve: number;
+  chaintoolong: number;
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  ts: string;
+  conntrack: { count: number; max: number; buckets: number };
+  counters: KernelCounters;
+  rates: { new: number; destroy: number; drop: number };
+  top: TopEntry[];
+}
+
+export interface HelloMessage {
+  type: 'hello';
+  version: string;
+  host: string;
+  netns: string | null;
+  startedAt: string;
+  seq: number;
+}
+
+export interface GapMessage {
+  type: 'gap';
+  dropped: number;
+  reason: string;
+}
+
+export type ServerMessage = HelloMessage | Alert | StatsMessage | WireEvent | GapMessage;
+
+/**
+ * What the server, `tail` and embedders consume: the running pipeline (source → tracker →
+ * alerts). Implemented by `Streamer` (src/streamer.ts); tests use a fake.
+ */
+export interface StreamerEvents {
+  alert: [Alert];
+  stats: [StatsMessage];
+  event: [WireEvent];
+  error: [Error];
+}
+
+export interface StreamerLike {
+  on<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
+  off<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
+  /** Alerts currently firing (latest state of each). */
+  firing(): Alert[];
+  /** Alerts with seq > since still held in the bounded replay ring, oldest first. */
+  alertsSince(since: number): Alert[];
+  /** Last alert seq issued (0 before the first). */
+  readonly seq: number;
+  top(): TopEntry[];
+  lastStats(): StatsMessage | null;
+  readonly netns: string | null;
+  readonly startedAt: string;
+  /** Totals for /metrics. */
+  totals(): {
+    eventsReceived: { conntrack: number; nflog: number };
+    eventsLost: { conntrack: number; nflog: number };
+  };
+  close(): Promise<void>;
+}
