@@ -1,0 +1,154 @@
+// A client's subscription: which message types, minimum severity, one destination, replay point
+// and wire format. Parsed from the upgrade query or a `subscribe` message; every bad value is a
+// one-line FilterError naming the field.
+import { isIP } from 'node:net';
+import type { Alert, Severity, StatsMessage, WireEvent } from '../types.js';
+
+export type StreamType = 'alert' | 'stats' | 'event' | 'gap';
+export type StreamFormat = 'json' | 'msgpack' | 'ecs';
+
+const TYPES: readonly StreamType[] = ['alert', 'stats', 'event', 'gap'];
+const FORMATS: readonly StreamFormat[] = ['json', 'msgpack', 'ecs'];
+export const DEFAULT_TYPES: readonly StreamType[] = ['alert', 'stats', 'gap'];
+
+const SEVERITY_RANK: Record<Severity, number> = { warning: 1, critical: 2 };
+
+export interface StreamFilter {
+  types: ReadonlySet<StreamType>;
+  /** Minimum severity for alerts; null = all. */
+  severity: Severity | null;
+  dstIp: string | null;
+  dstPort: number | null;
+}
+
+export interface Subscription {
+  filter: StreamFilter;
+  format: StreamFormat;
+  /** Replay alerts with seq > since before going live; null = no replay. */
+  since: number | null;
+}
+
+export class FilterError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FilterError';
+  }
+}
+
+export function defaultFilter(): StreamFilter {
+  return { types: new Set(DEFAULT_TYPES), severity: null, dstIp: null, dstPort: null };
+}
+
+/** Fields as they arrive from a query string (strings) or a subscribe message (JSON values). */
+export type SubscriptionFields = Record<string, unknown>;
+
+/**
+ * Parse the fields present in `fields` over `base` (a subscribe message changes only what it
+ * names). Unknown fields are ignored so newer clients can talk to older servers.
+ */
+export function parseSubscription(fields: SubscriptionFields, base?: Subscription): Subscription {
+  const filter: StreamFilter = base ? { ...base.filter } : defaultFilter();
+  let format: StreamFormat = base?.format ?? 'json';
+  let since: number | null = null;
+
+  if (fields.format !== undefined) {
+    const f = String(fields.format);
+    if (!(FORMATS as readonly string[]).includes(f)) throw new FilterError(`format: '${f}' is not one of ${FORMATS.join(', ')}`);
+    format = f as StreamFormat;
+  }
+  if (fields.types !== undefined) filter.types = parseTypes(fields.types);
+  if (fields.severity !== undefined && fields.severity !== null) {
+    const s = String(fields.severity);
+    if (s === '' || s === 'all') filter.severity = null;
+    else if (s === 'warning' || s === 'critical') filter.severity = s;
+    else throw new FilterError(`severity: '${s}' is not warning or critical`);
+  }
+  if (fields.dst !== undefined) {
+    const d = parseDst(fields.dst === null ? '' : String(fields.dst));
+    filter.dstIp = d.ip;
+    filter.dstPort = d.port;
+  }
+  if (fields.since !== undefined && fields.since !== null) {
+    const raw = String(fields.since);
+    if (!/^\d{1,15}$/.test(raw)) throw new FilterError(`since: '${raw}' is not a sequence number`);
+    since = Number(raw);
+  }
+  return { filter, format, since };
+}
+
+function parseTypes(v: unknown): Set<StreamType> {
+  const list = Array.isArray(v) ? v.map(String) : String(v).split(',');
+  const out = new Set<StreamType>();
+  for (const raw of list) {
+    const t = raw.trim();
+    if (t === '') continue;
+    if (!(TYPES as readonly string[]).includes(t)) throw new FilterError(`types: '${t}' is not one of ${TYPES.join(', ')}`);
+    out.add(t as StreamType);
+  }
+  if (out.size === 0) throw new FilterError('types: empty list');
+  return out;
+}
+
+/** `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; '' clears the filter. */
+export function parseDst(raw: string): { ip: string | null; port: number | null } {
+  if (raw === '') return { ip: null, port: null };
+  let ip = raw;
+  let port: string | null = null;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(raw);
+  if (bracket) {
+    ip = bracket[1]!;
+    port = bracket[2] ?? null;
+  } else if (isIP(raw) === 0) {
+    const i = raw.lastIndexOf(':');
+    if (i > 0) {
+      ip = raw.slice(0, i);
+      port = raw.slice(i + 1);
+    }
+  }
+  if (isIP(ip) === 0) throw new FilterError(`dst: '${raw}' is not IP or IP:PORT`);
+  if (port !== null && (!/^\d{1,5}$/.test(port) || Number(port) > 65535)) throw new FilterError(`dst: '${raw}' has a bad port`);
+  return { ip: normalizeIp(ip), port: port === null ? null : Number(port) };
+}
+
+/** Compressed lowercase IPv6 so `2001:DB8:0::1` matches the wire's `2001:db8::1`. */
+function normalizeIp(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  try {
+    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip.toLowerCase();
+  }
+}
+
+function dstMatches(f: StreamFilter, ip: string | undefined, port: number | undefined): boolean {
+  if (f.dstIp === null) return true;
+  // Host-wide alerts (table full, event loss) carry no destination; they concern every one.
+  if (ip === undefined) return true;
+  return ip === f.dstIp && (f.dstPort === null || port === f.dstPort);
+}
+
+export function alertMatches(f: StreamFilter, a: Alert): boolean {
+  if (!f.types.has('alert')) return false;
+  if (f.severity !== null && SEVERITY_RANK[a.severity] < SEVERITY_RANK[f.severity]) return false;
+  const key = a.key as { dstIp?: string; dstPort?: number };
+  return dstMatches(f, key.dstIp, key.dstPort);
+}
+
+export function statsMatches(f: StreamFilter, _s: StatsMessage): boolean {
+  return f.types.has('stats');
+}
+
+export function eventMatches(f: StreamFilter, e: WireEvent): boolean {
+  if (!f.types.has('event')) return false;
+  if (f.dstIp === null) return true;
+  return e.source === 'conntrack'
+    ? e.orig.dst === f.dstIp && (f.dstPort === null || e.orig.dport === f.dstPort)
+    : e.dst === f.dstIp && (f.dstPort === null || e.dport === f.dstPort);
+}
+
+/** The subscription as echoed back in `subscribed`. */
+export function describeSubscription(s: Subscription): Record<string, unknown> {
+  const f = s.filter;
+  const dst = f.dstIp === null ? null : f.dstPort === null ? f.dstIp : f.dstIp.includes(':') ? `[${f.dstIp}]:${f.dstPort}` : `${f.dstIp}:${f.dstPort}`;
+  return { format: s.format, types: [...f.types], severity: f.severity, dst };
+}

@@ -1,0 +1,69 @@
+// HTTP endpoints sharing the stream's port: /healthz (no auth: for probes), /metrics,
+// /v1/alerts, /v1/top. Anything else is left to the caller (404 when standalone).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { StreamerLike } from '../types.js';
+import { VERSION } from '../version.js';
+import type { TokenCheck } from './auth.js';
+
+export interface HttpContext {
+  streamer: StreamerLike;
+  registry: Registry;
+  token: TokenCheck;
+  clientCount(): number;
+}
+
+const ROUTES = new Set(['/healthz', '/metrics', '/v1/alerts', '/v1/top']);
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': 'no-store' });
+  res.end(data);
+}
+
+/** Serves our routes; returns false (and writes nothing) for any other path. */
+export function handleHttp(ctx: HttpContext, req: IncomingMessage, res: ServerResponse): boolean {
+  const url = new URL(req.url ?? '/', 'http://x');
+  if (!ROUTES.has(url.pathname)) return false;
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('allow', 'GET, HEAD');
+    sendJson(res, 405, { error: 'method not allowed' });
+    return true;
+  }
+  if (url.pathname === '/healthz') {
+    const st = ctx.streamer.lastStats();
+    const lastStatsAgeMs = st ? Date.now() - Date.parse(st.ts) : null;
+    sendJson(res, 200, {
+      status: st === null || (lastStatsAgeMs !== null && lastStatsAgeMs > 10_000) ? 'starting' : 'ok',
+      version: VERSION,
+      netns: ctx.streamer.netns,
+      startedAt: ctx.streamer.startedAt,
+      seq: ctx.streamer.seq,
+      clients: ctx.clientCount(),
+      lastStatsAgeMs,
+    });
+    return true;
+  }
+  if (!ctx.token.allows(req, url)) {
+    res.setHeader('www-authenticate', 'Bearer');
+    sendJson(res, 401, { error: 'missing or wrong token' });
+    return true;
+  }
+  switch (url.pathname) {
+    case '/metrics':
+      ctx.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': ctx.registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => sendJson(res, 500, { error: err.message }),
+      );
+      return true;
+    case '/v1/alerts':
+      sendJson(res, 200, ctx.streamer.firing());
+      return true;
+    default:
+      sendJson(res, 200, ctx.streamer.top());
+      return true;
+  }
+}

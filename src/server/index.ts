@@ -1,0 +1,174 @@
+// attachServer: the stream + endpoints on an existing http(s).Server (embedding).
+// startServer: a standalone server with its own listener, TLS optional, 404 for other paths.
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import type { StreamerLike } from '../types.js';
+import { NatwatchError, UsageError } from '../errors.js';
+import { logger, type Logger } from '../log.js';
+import { isLoopback, TokenCheck } from './auth.js';
+import { handleHttp, sendJson } from './http.js';
+import { createMetrics } from './metrics.js';
+import { StreamHub } from './stream.js';
+import { CLOSE_GOING_AWAY } from './client.js';
+
+export { FilterError, parseSubscription, type StreamFormat, type StreamType, type Subscription } from './filter.js';
+export { alertToEcs, statsToEcs, eventToEcs, ECS_SEVERITY } from './ecs.js';
+export { isLoopback, parseListen } from './auth.js';
+
+export interface AttachOptions {
+  /** WebSocket path (default /v1/stream). */
+  path?: string;
+  /** Require this bearer token on the stream and every endpoint but /healthz. */
+  token?: string | null;
+  /** Largest client message accepted, bytes (default 64 KiB; larger → close 1009). */
+  maxPayload?: number;
+  /** Per-client bufferedAmount above which events/stats are skipped (default 1 MiB). */
+  highWaterMark?: number;
+  /** Per-client bufferedAmount above which the client is closed 1013 (default 8 MiB). */
+  hardLimit?: number;
+  /** Ping interval; a client that has not answered the previous ping is dropped (default 15 s). */
+  heartbeatMs?: number;
+  logger?: Logger;
+}
+
+export interface ClientInfo {
+  id: number;
+  sent: number;
+  dropped: number;
+  buffered: number;
+}
+
+export interface NatwatchServer {
+  /** Serve our HTTP routes; false when the path is not ours (call your own handler then). */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Prometheus registry with natwatch's metrics (add it to your own with Registry.merge). */
+  readonly registry: Registry;
+  /** Number of connected stream clients. */
+  readonly clientCount: number;
+  /** Per-client counters: messages sent, skipped (gap), bytes waiting in the send buffer. */
+  clients(): ClientInfo[];
+  /** Replace the token (null disables auth); existing clients stay connected. */
+  setToken(token: string | null): void;
+  /** Close stream clients with 1001 and detach (does not close the http.Server). */
+  close(): Promise<void>;
+}
+
+type AnyServer = Server;
+
+export function attachServer(server: AnyServer, streamer: StreamerLike, opts: AttachOptions = {}): NatwatchServer {
+  const log = opts.logger ?? logger('server');
+  const token = new TokenCheck(opts.token);
+  const hub = new StreamHub(
+    streamer,
+    {
+      path: opts.path ?? '/v1/stream',
+      maxPayload: opts.maxPayload ?? 64 * 1024,
+      highWaterMark: opts.highWaterMark ?? 1024 * 1024,
+      hardLimit: opts.hardLimit ?? 8 * 1024 * 1024,
+      heartbeatMs: opts.heartbeatMs ?? 15_000,
+    },
+    token,
+    log,
+  );
+  const registry = createMetrics({
+    streamer,
+    clients: () => hub.clients,
+    slowClosed: () => hub.slowClosed,
+    droppedByGone: () => hub.droppedByGone,
+  });
+  const ctx = { streamer, registry, token, clientCount: () => hub.clients.size };
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    try {
+      hub.handleUpgrade(req, socket, head);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'upgrade failed');
+      socket.destroy();
+    }
+  };
+  server.on('upgrade', onUpgrade);
+  let closed: Promise<void> | null = null;
+  return {
+    handleRequest: (req, res) => handleHttp(ctx, req, res),
+    registry,
+    get clientCount() {
+      return hub.clients.size;
+    },
+    clients: () => [...hub.clients].map((c) => ({ id: c.id, sent: c.sent, dropped: c.droppedTotal, buffered: c.ws.bufferedAmount })),
+    setToken: (t) => token.set(t),
+    close() {
+      closed ??= (async () => {
+        server.off('upgrade', onUpgrade);
+        await hub.close(CLOSE_GOING_AWAY, 'server shutting down');
+      })();
+      return closed;
+    },
+  };
+}
+
+export interface StartOptions extends AttachOptions {
+  /** Default 127.0.0.1. A non-loopback host requires `token`. */
+  host?: string;
+  /** Default 7600; 0 picks a free port. */
+  port?: number;
+  /** PEM certificate and key (contents, not paths) for wss:// and https://. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+export interface StandaloneServer extends NatwatchServer {
+  readonly server: Server;
+  /** Where it listens (port resolved when 0 was asked). */
+  readonly address: { host: string; port: number };
+  /** `ws://host:port/v1/stream` or `wss://…`. */
+  readonly url: string;
+}
+
+export async function startServer(streamer: StreamerLike, opts: StartOptions = {}): Promise<StandaloneServer> {
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 7600;
+  if (!isLoopback(host) && !opts.token) {
+    throw new UsageError(`--listen ${host}: refusing a non-loopback address without --token`);
+  }
+  const server: Server = opts.tls ? (createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) as unknown as Server) : createHttpServer();
+  const nw = attachServer(server, streamer, opts);
+  server.on('request', (req, res) => {
+    if (!nw.handleRequest(req, res)) sendJson(res, 404, { error: 'not found' });
+  });
+  // Keep-alive sockets from HTTP clients must not hold close() open.
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    const onErr = (err: NodeJS.ErrnoException): void => {
+      reject(new NatwatchError('ERUNTIME', `cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onErr);
+    server.listen(port, host, () => {
+      server.off('error', onErr);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `${opts.tls ? 'wss' : 'ws'}://${shownHost}:${addr.port}${opts.path ?? '/v1/stream'}`;
+  let closing: Promise<void> | null = null;
+  return {
+    ...nw,
+    handleRequest: nw.handleRequest,
+    get clientCount() {
+      return nw.clientCount;
+    },
+    server,
+    address: { host: addr.address, port: addr.port },
+    url,
+    close() {
+      closing ??= (async () => {
+        const done = new Promise<void>((resolve) => server.close(() => resolve()));
+        await nw.close();
+        server.closeAllConnections();
+        await done;
+      })();
+      return closing;
+    },
+  };
+}
