@@ -3,7 +3,9 @@
 // Plain JS so it runs from the source tree and from an installed package alike.
 //   serve   --proto tcp|udp --port N [--host ADDR]         listen; hold TCP sockets open, echo UDP
 //   connect --proto tcp|udp --to HOST:PORT --count N [--hold-ms H] [--timeout-ms T] [--sport-base P]
-//           open N connections at once, hold them H ms, print {"ok":n,"failed":m}
+//           [--every-ms E]   open N connections at once, hold them H ms, print {"ok":n,"failed":m};
+//           with --every-ms, UDP sockets resend every E ms while held (keeps the conntrack entry
+//           alive the way a chatty UDP client does)
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
@@ -19,6 +21,7 @@ const { values: o } = parseArgs({
     count: { type: 'string', default: '1' },
     'hold-ms': { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '2000' },
+    'every-ms': { type: 'string', default: '0' },
   },
 });
 
@@ -70,10 +73,15 @@ if (mode === 'serve') {
         s.on('error', () => { clearTimeout(t); resolve(false); });
       }
     });
+  const everyMs = Number(o['every-ms']);
+  const resend = o.proto === 'udp' && everyMs > 0
+    ? setInterval(() => { for (const s of opened) s.send('natwatch-lab', port, host); }, Math.max(everyMs, 50))
+    : null;
   const results = await Promise.all(Array.from({ length: count }, one));
   const ok = results.filter(Boolean).length;
   process.stdout.write(JSON.stringify({ ok, failed: count - ok }) + '\n');
   if (holdMs > 0) await sleep(holdMs);
+  if (resend) clearInterval(resend);
   for (const s of opened) (s.destroy ?? s.close).call(s);
   process.exit(0);
 } else {

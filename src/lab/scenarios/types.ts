@@ -1,0 +1,79 @@
+// What a lab scenario is: rules and traffic that make the kernel fail in one classic way, the
+// kernel-side evidence that it did, and the alert natwatch must raise. The runner (`natwatch
+// lab`) and the end-to-end tests drive the same scenario objects; only the watcher differs
+// (in-process streamer vs. a spawned `natwatch serve`).
+import type { AlertKey, AlertKind, Severity } from '../../types.js';
+import type { Lab } from '../topology.js';
+
+export type ScenarioName = 'port-exhaustion' | 'table-full' | 'nflog-drop' | 'flush' | 'loss';
+
+/** The alert a scenario must produce, field by field as DESIGN.md's contract spells it. */
+export interface Expectation {
+  kind: AlertKind;
+  /** Exact key; `natIp` may be left to `matchesKey` when it is only known after the traffic. */
+  key: AlertKey;
+  severity: Severity;
+  /** Exact values where the scenario determines them; undefined = not asserted. */
+  used?: number;
+  capacity?: number;
+  /** The kernel dropped packets here: the alert must carry drops > 0. */
+  drops: boolean;
+  /** A `resolved` alert with the same kind and key must follow recovery. */
+  resolves: boolean;
+}
+
+/** Options for whatever watches the router (streamer in-process or `natwatch serve`). */
+export interface WatchOptions {
+  natPorts?: [number, number];
+  nflogGroups?: number[];
+  /** Tiny receive buffer to provoke loss (loss scenario). */
+  rcvbufBytes?: number;
+}
+
+/** Traffic that keeps the failure in place until released. */
+export interface Load {
+  /** One line on what the traffic saw ("10 connected, 5 hung"). */
+  summary: string;
+  ok: number;
+  failed: number;
+  /** Ends the traffic (closes the client's sockets); idempotent. */
+  release(): Promise<void>;
+}
+
+export interface Scenario {
+  readonly name: ScenarioName;
+  readonly title: string;
+  /** Narration: what is being set up and why it fails. */
+  readonly story: string;
+  readonly ipv6: boolean;
+  /** Machine-wide sysctls the runner must set (through sysctl-guard) and restore. */
+  readonly globalSysctls: Record<string, string>;
+  readonly watch: WatchOptions;
+  /** Null: this scenario is checked by the kernel evidence and `doctor`, not by an alert. */
+  readonly expect: Expectation | null;
+  /** Rules, namespace-local sysctls and servers; nothing has been sent yet. */
+  setup(lab: Lab): Promise<void>;
+  /** Start the traffic; resolves once the failure is in place. */
+  trigger(lab: Lab): Promise<Load>;
+  /**
+   * Read the kernel's own evidence (counter deltas since `before`, conntrack -L) and return
+   * it as narration lines; throws when the kernel did not fail the way the scenario claims.
+   */
+  verifyKernel(lab: Lab, before: KernelSnapshot): Promise<string[]>;
+}
+
+export interface KernelSnapshot {
+  /** conntrack -S summed over CPUs. */
+  counters: Record<string, number>;
+  /** conntrack -C */
+  count: number;
+}
+
+/** Does `key` (from an alert) equal `want` field by field? */
+export function matchesKey(want: AlertKey, key: AlertKey): boolean {
+  const w = want as Record<string, unknown>;
+  const k = key as Record<string, unknown>;
+  const names = new Set([...Object.keys(w), ...Object.keys(k)]);
+  for (const n of names) if (w[n] !== k[n]) return false;
+  return true;
+}

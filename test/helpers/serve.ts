@@ -1,0 +1,105 @@
+// Spawns the real `natwatch serve` (built dist, through bin/natwatch.js) on a free loopback
+// port, waits until /healthz answers, and stops it by the PID it started.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
+
+export interface ServeHandle {
+  readonly pid: number;
+  readonly port: number;
+  readonly url: string; // http://127.0.0.1:PORT
+  readonly wsUrl: string; // ws://127.0.0.1:PORT/v1/stream
+  /** Everything the daemon wrote so far (stdout+stderr), for failure messages. */
+  output(): string;
+  stop(): Promise<number | null>;
+}
+
+export interface ServeOptions {
+  netns: string;
+  args?: string[];
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function exited(child: ChildProcess, ms: number): Promise<number | null | 'timeout'> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), ms);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--netns', opts.netns, '--listen', `127.0.0.1:${port}`, ...(opts.args ?? [])],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
+  );
+  let out = '';
+  const keep = (b: Buffer) => {
+    if (out.length < 200_000) out += b.toString();
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('natwatch serve did not start');
+
+  const handle: ServeHandle = {
+    pid,
+    port,
+    url,
+    wsUrl: `ws://127.0.0.1:${port}/v1/stream`,
+    output: () => out,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      process.kill(pid, 'SIGTERM');
+      const code = await exited(child, 5_000);
+      if (code !== 'timeout') return code;
+      process.kill(pid, 'SIGKILL');
+      const after = await exited(child, 2_000);
+      return after === 'timeout' ? null : after;
+    },
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`natwatch serve exited (${child.exitCode ?? child.signalCode}) before ready:\n${out}`);
+    }
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      if (res.ok) return handle;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  await handle.stop();
+  throw new Error(`natwatch serve not ready within ${opts.readyTimeoutMs ?? 15_000} ms:\n${out}`);
+}
+
+export async function getJson<T = unknown>(h: ServeHandle, path: string): Promise<T> {
+  const res = await fetch(h.url + path, { signal: AbortSignal.timeout(5_000) });
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status}`);
+  return (await res.json()) as T;
+}
