@@ -1,5 +1,159 @@
-import { NatwatchError } from '../errors.js';
+// `natwatch serve`: the daemon. Streamer (netlink source → tracker → alerts) plus the WebSocket
+// stream and HTTP endpoints on one port. SIGTERM/SIGINT: clients closed 1001, logs flushed,
+// exit 0. SIGHUP: the config file is read again (token, thresholds, NAT ports).
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from './args.js';
+import { NatwatchError, UsageError } from '../errors.js';
+import { flushLogs, logger, setupLogging } from '../log.js';
+import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from '../server/config.js';
+import { startServer } from '../server/index.js';
+import { loadStreamerFactory, type RunnableStreamer } from '../server/streamer-loader.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new NatwatchError('ERUNTIME', "'serve' is not built yet");
+const HELP = `usage: natwatch serve [options]
+
+  --listen HOST:PORT     where to listen (default 127.0.0.1:7600); non-loopback needs --token
+  --netns NAME|PATH      network namespace to watch (NAME = /var/run/netns/NAME)
+  --nat-ports A-B        NAT source port range, when the ruleset does not say it
+  --nflog-group N        NFLOG group to bind (repeatable; default: groups named by the ruleset)
+  --token T              require 'Authorization: Bearer T' or '?token=T' (not for /healthz)
+  --tls-cert F --tls-key F   serve wss:// and https://
+  --config FILE          JSON or YAML with the same fields (flags win); re-read on SIGHUP
+  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
+
+endpoints: ws(s)://HOST:PORT/v1/stream, /healthz, /metrics, /v1/alerts, /v1/top`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse({
+    args: argv,
+    options: {
+      listen: { type: 'string' },
+      netns: { type: 'string' },
+      'nat-ports': { type: 'string' },
+      'nflog-group': { type: 'string', multiple: true },
+      token: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      config: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const flags: RawSettings = {
+    listen: values.listen,
+    netns: values.netns,
+    natPorts: values['nat-ports'],
+    nflogGroups: values['nflog-group'],
+    token: values.token,
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    logLevel: values['log-level'],
+  };
+  const configPath = values.config;
+  const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
+  const tls = settings.tlsCert ? { cert: readPem('--tls-cert', settings.tlsCert), key: readPem('--tls-key', settings.tlsKey!) } : undefined;
+  if (settings.netns !== null && !existsSync(settings.netns)) {
+    throw new NatwatchError('ENETNS', `network namespace ${settings.netns} does not exist`);
+  }
+
+  setupLogging({ level: settings.logLevel });
+  const log = logger('serve');
+  const createStreamer = await loadStreamerFactory();
+  const streamer = createStreamer(streamerOptions(settings));
+  streamer.on('error', (err) => log.error({ err: err.message }, 'streamer error'));
+  await streamer.start();
+
+  let server;
+  try {
+    server = await startServer(streamer, { host: settings.host, port: settings.port, token: settings.token, tls, logger: logger('server') });
+  } catch (err) {
+    await streamer.close();
+    throw err;
+  }
+  log.info({ url: server.url, netns: settings.netns, auth: settings.token !== null, tls: tls !== undefined }, 'listening');
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      void (async () => {
+        let code = 0;
+        try {
+          await server.close();
+          await streamer.close();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'shutdown failed');
+          code = 1;
+        }
+        log.info('stopped');
+        flushLogs();
+        process.off('SIGHUP', onHup);
+        // A native handle that outlives close() must not keep the daemon up.
+        setTimeout(() => process.exit(code), 3000).unref();
+        resolve(code);
+      })();
+    };
+    const onHup = (): void => reload(configPath, flags, settings, server, streamer);
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', onHup);
+  });
+}
+
+function streamerOptions(s: ServeSettings): Parameters<Awaited<ReturnType<typeof loadStreamerFactory>>>[0] {
+  return {
+    ...(s.netns !== null ? { netns: s.netns } : {}),
+    ...(s.natPorts !== null ? { natPorts: s.natPorts } : {}),
+    ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
+    ...(s.thresholds !== null ? { thresholds: s.thresholds } : {}),
+  };
+}
+
+function readPem(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${flag}: cannot read '${path}' (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+interface Reconfigurable {
+  reconfigure?(opts: { natPorts?: [number, number] | null; thresholds?: Record<string, unknown> | null }): void;
+}
+
+/** SIGHUP: what can change live does (token, thresholds, NAT ports); the rest needs a restart. */
+function reload(
+  configPath: string | undefined,
+  flags: RawSettings,
+  current: ServeSettings,
+  server: { setToken(t: string | null): void },
+  streamer: RunnableStreamer,
+): void {
+  const log = logger('serve');
+  if (!configPath) {
+    log.info('SIGHUP: no --config file, nothing to reload');
+    return;
+  }
+  let next: ServeSettings;
+  try {
+    next = resolveSettings(flags, readConfigFile(configPath));
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded');
+    return;
+  }
+  server.setToken(next.token);
+  const r = streamer as RunnableStreamer & Reconfigurable;
+  if (typeof r.reconfigure === 'function') r.reconfigure({ natPorts: next.natPorts, thresholds: next.thresholds });
+  else if (JSON.stringify([next.natPorts, next.thresholds]) !== JSON.stringify([current.natPorts, current.thresholds])) {
+    log.warn('SIGHUP: this streamer cannot change thresholds or NAT ports live; restart to apply them');
+  }
+  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey'] as const).filter((k) => next[k] !== current[k]);
+  if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
+  log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
+  Object.assign(current, { token: next.token, natPorts: next.natPorts, thresholds: next.thresholds });
 }

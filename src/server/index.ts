@@ -129,7 +129,7 @@ export async function startServer(streamer: StreamerLike, opts: StartOptions = {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 7600;
   if (!isLoopback(host) && !opts.token) {
-    throw new UsageError(`--listen ${host}: refusing a non-loopback address without --token`);
+    throw new UsageError(`--listen: refusing non-loopback address ${host} without --token`);
   }
   const server: Server = opts.tls ? (createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) as unknown as Server) : createHttpServer();
   const nw = attachServer(server, streamer, opts);

@@ -1,0 +1,68 @@
+// The real binary: usage errors exit 2 with one line naming the flag; a missing namespace exits 1.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureBuilt, runCli } from '../helpers/cli-build.js';
+
+beforeAll(() => ensureBuilt(), 180_000);
+
+const oneLine = (s: string): boolean => s.trim().split('\n').length === 1 && s.startsWith('natwatch: ');
+
+describe('natwatch serve: bad input', () => {
+  it('refuses a non-loopback listen without --token (exit 2, names --listen)', async () => {
+    const r = await runCli(['serve', '--listen', '0.0.0.0:0']);
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(/--listen/);
+    expect(r.stderr).toMatch(/--token/);
+  });
+
+  it.each([
+    [['--listen', 'nonsense'], '--listen'],
+    [['--listen', '127.0.0.1:70000'], '--listen'],
+    [['--nat-ports', '60000-50000'], '--nat-ports'],
+    [['--nat-ports', 'abc'], '--nat-ports'],
+    [['--nflog-group', '70000'], '--nflog-group'],
+    [['--tls-cert', '/nonexistent/cert.pem'], '--tls-key'],
+    [['--tls-cert', '/nonexistent/c.pem', '--tls-key', '/nonexistent/k.pem'], '--tls-cert'],
+    [['--log-level', 'loud'], '--log-level'],
+    [['--frobnicate'], '--frobnicate'],
+    [['--config', '/nonexistent/natwatch.yaml'], '--config'],
+  ])('%j → exit 2 naming %s', async (args, flag) => {
+    const r = await runCli(['serve', ...args]);
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(flag);
+  });
+
+  it('config file values are validated like flags, and flags win', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nwc-cfg-'));
+    const yaml = join(dir, 'c.yaml');
+    writeFileSync(yaml, 'listen: 0.0.0.0:7600\n');
+    const r = await runCli(['serve', '--config', yaml]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--listen/);
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{"natPorts": "1-2-3"}');
+    expect((await runCli(['serve', '--config', bad])).stderr).toMatch(/--nat-ports/);
+    writeFileSync(bad, '{"what": 1}');
+    expect((await runCli(['serve', '--config', bad])).stderr).toMatch(/unknown setting 'what'/);
+    // flag wins over the file: listen from the flag is bad, so the error names the flag value
+    const r2 = await runCli(['serve', '--config', yaml, '--listen', 'x']);
+    expect(r2.stderr).toMatch(/'x' is not HOST:PORT/);
+  });
+
+  it('a missing namespace is a one-line runtime error (exit 1)', async () => {
+    const r = await runCli(['serve', '--netns', 'nwc-does-not-exist-4242']);
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(/nwc-does-not-exist-4242/);
+  });
+
+  it('--help exits 0 and lists the flags', async () => {
+    const r = await runCli(['serve', '--help']);
+    expect(r.code).toBe(0);
+    for (const f of ['--listen', '--netns', '--nat-ports', '--nflog-group', '--token', '--tls-cert', '--config']) expect(r.stdout).toContain(f);
+  });
+});
