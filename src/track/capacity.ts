@@ -1,0 +1,128 @@
+// How many simultaneous flows a key can hold: the NAT port range that applies to its NAT
+// address (operator override, per-rule config, or what the namespace's ruleset says), or the
+// local port range for the host's own connections. Resolved when a key is first seen and again
+// when any input changes (`version`).
+import { inRange, ipFamily, rangeSize, type AddrRange } from './ip.js';
+
+/** The kernel's NAT source port range when a rule names none (nf_nat_core.c: 1024-65535). */
+export const DEFAULT_NAT_PORTS: [number, number] = [1024, 65535];
+
+/** Per-rule override from the config file. Absent fields match anything. */
+export interface NatRuleConfig {
+  natIp?: string;
+  dstIp?: string;
+  dstPort?: number;
+  proto?: string;
+  ports: [number, number];
+}
+
+/** A source NAT statement found in the ruleset. */
+export interface DetectedNat {
+  kind: 'masquerade' | 'snat';
+  /** nft family: ip, ip6 or inet (iptables: ip / ip6). */
+  family: string;
+  /** Protocols the rule is limited to (null: any). */
+  protos: string[] | null;
+  /** `oifname` the rule matches (masquerade takes that interface's address). */
+  oifname: string | null;
+  /** snat target addresses; null for masquerade or a target we cannot read. */
+  addrs: AddrRange[] | null;
+  ports: [number, number] | null;
+  origin: 'nft' | 'iptables' | 'iptables-legacy';
+}
+
+export interface Capacity {
+  capacity: number;
+  /** NAT addresses the rule spreads internal sources over (1 for masquerade/local). */
+  addrs: number;
+  /** Where the number came from, for messages and `doctor`. */
+  origin: 'config' | 'nat-ports' | 'ruleset' | 'default' | 'local';
+}
+
+export const portSpan = (r: readonly [number, number]): number => Math.max(0, r[1] - r[0] + 1);
+
+export interface CapacityOptions {
+  natPorts?: [number, number];
+  natRules?: NatRuleConfig[];
+}
+
+export class CapacityResolver {
+  /** Bumped whenever a resolution may have changed. */
+  version = 0;
+  private detected: DetectedNat[] = [];
+  private ifAddrs = new Map<string, string[]>();
+  private localCap = portSpan([32768, 60999]);
+
+  constructor(private readonly opts: CapacityOptions = {}) {}
+
+  setDetected(rules: DetectedNat[]): void {
+    if (JSON.stringify(rules) === JSON.stringify(this.detected)) return;
+    this.detected = rules;
+    this.version++;
+  }
+
+  get rules(): readonly DetectedNat[] {
+    return this.detected;
+  }
+
+  /** Interface name → its addresses; masquerade rules with `oifname` match through it. */
+  setInterfaces(ifs: Map<string, string[]>): void {
+    if (JSON.stringify([...ifs]) === JSON.stringify([...this.ifAddrs])) return;
+    this.ifAddrs = ifs;
+    this.version++;
+  }
+
+  /** ip_local_port_range minus ip_local_reserved_ports. */
+  setLocalLimits(range: [number, number], reserved: Array<[number, number]>): void {
+    let n = portSpan(range);
+    for (const [a, b] of reserved) {
+      const lo = Math.max(a, range[0]);
+      const hi = Math.min(b, range[1]);
+      if (hi >= lo) n -= hi - lo + 1;
+    }
+    n = Math.max(n, 0);
+    if (n === this.localCap) return;
+    this.localCap = n;
+    this.version++;
+  }
+
+  local(): Capacity {
+    return { capacity: this.localCap, addrs: 1, origin: 'local' };
+  }
+
+  nat(proto: string, natIp: string, dstIp: string, dstPort: number): Capacity {
+    for (const r of this.opts.natRules ?? []) {
+      if (r.natIp !== undefined && r.natIp !== natIp) continue;
+      if (r.dstIp !== undefined && r.dstIp !== dstIp) continue;
+      if (r.dstPort !== undefined && r.dstPort !== dstPort) continue;
+      if (r.proto !== undefined && r.proto !== proto) continue;
+      return { capacity: portSpan(r.ports), addrs: 1, origin: 'config' };
+    }
+    if (this.opts.natPorts) return { capacity: portSpan(this.opts.natPorts), addrs: 1, origin: 'nat-ports' };
+    const rule = this.match(proto, natIp);
+    if (rule) {
+      const addrs = rule.addrs ? rule.addrs.reduce((n, a) => n + rangeSize(a), 0) : 1;
+      return { capacity: portSpan(rule.ports ?? DEFAULT_NAT_PORTS), addrs: Math.max(addrs, 1), origin: 'ruleset' };
+    }
+    return { capacity: portSpan(DEFAULT_NAT_PORTS), addrs: 1, origin: 'default' };
+  }
+
+  /** The rule that produced natIp: an snat naming it, else a masquerade out of its interface. */
+  private match(proto: string, natIp: string): DetectedNat | undefined {
+    const fam = ipFamily(natIp);
+    const fits = (r: DetectedNat): boolean =>
+      (r.family === 'inet' || (r.family === 'ip6') === (fam === 6)) && (r.protos === null || r.protos.includes(proto));
+    const snat = this.detected.find((r) => r.kind === 'snat' && fits(r) && r.addrs?.some((a) => inRange(natIp, a)));
+    if (snat) return snat;
+    return this.detected.find((r) => {
+      if (r.kind !== 'masquerade' || !fits(r)) return false;
+      if (r.oifname === null || this.ifAddrs.size === 0) return true;
+      const name = r.oifname;
+      const wild = name.endsWith('*') ? name.slice(0, -1) : null;
+      for (const [ifname, addrs] of this.ifAddrs) {
+        if ((wild !== null ? ifname.startsWith(wild) : ifname === name) && addrs.includes(natIp)) return true;
+      }
+      return false;
+    });
+  }
+}

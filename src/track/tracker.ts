@@ -1,0 +1,209 @@
+// The live state: flow table + occupancy per key + per-second rings, fed by conntrack batches.
+//
+// Dump/event reconciliation (a dump runs while live events keep arriving):
+// - dumpBegin starts a generation; every flow seen in the dump or created/updated by an event
+//   since then is stamped with it.
+// - a DESTROY during a dump leaves a tombstone, so a Dump record of that id arriving later
+//   (the dump read the table before the destroy) does not resurrect it;
+// - a Dump record for a known id only refreshes it;
+// - dumpEnd removes flows not stamped (the kernel no longer has them: their DESTROY was lost)
+//   and clears tombstones. After a resync, occupancy equals the kernel's live flows again.
+import { CtKind, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
+import { CapacityResolver } from './capacity.js';
+import { FlowTable, F_LIVE, F_LOCAL, F_TOMB } from './flow-table.js';
+import { Occupancy } from './occupancy.js';
+import { hasPorts } from './proto.js';
+import { C_DESTROY, C_DROP, C_NEW, KeyRings } from './rings.js';
+
+export interface TrackerOptions {
+  capacity?: CapacityResolver;
+  /** Keys that keep per-second rings (LRU beyond that). */
+  ringKeys?: number;
+  ringSeconds?: number;
+  /** Initial flow-table slots (grows by doubling). */
+  initialFlows?: number;
+  localAddrs?: Iterable<string>;
+}
+
+export interface TrackerTotals {
+  news: number;
+  updates: number;
+  destroys: number;
+  dumpRecords: number;
+  /** DESTROY for an id we never saw (outside a dump). */
+  unknownDestroys: number;
+  /** Dump records ignored because the flow was destroyed meanwhile. */
+  staleDumpRecords: number;
+  /** Flows removed at dumpEnd because the dump no longer had them. */
+  resyncRemoved: number;
+}
+
+export class Tracker {
+  readonly flows: FlowTable;
+  readonly occ = new Occupancy();
+  readonly rings: KeyRings;
+  /** Global per-second counters (one series, key 0). */
+  readonly global: KeyRings;
+  readonly capacity: CapacityResolver;
+  readonly totals: TrackerTotals = {
+    news: 0, updates: 0, destroys: 0, dumpRecords: 0, unknownDestroys: 0, staleDumpRecords: 0, resyncRemoved: 0,
+  };
+  private local = new Set<string>();
+  private gen = 0;
+  private dumping = false;
+
+  constructor(opts: TrackerOptions = {}) {
+    this.flows = new FlowTable(opts.initialFlows ?? 1024);
+    this.rings = new KeyRings(opts.ringKeys ?? 2048, opts.ringSeconds);
+    this.global = new KeyRings(1, opts.ringSeconds);
+    this.capacity = opts.capacity ?? new CapacityResolver();
+    if (opts.localAddrs) this.setLocalAddrs(opts.localAddrs);
+    this.rings.onEvict = (k) => {
+      if (this.occ.used[k] === 0) this.occ.release(k);
+    };
+  }
+
+  /** The namespace's own addresses: flows from them without SNAT are local port users. */
+  setLocalAddrs(addrs: Iterable<string>): void {
+    this.local = new Set(addrs);
+  }
+
+  get inDump(): boolean {
+    return this.dumping;
+  }
+
+  /** Live flows tracked (tombstones excluded). */
+  get liveFlows(): number {
+    return this.flows.size;
+  }
+
+  onConntrack(view: ConntrackView, nowSec: number): void {
+    const flows = this.flows;
+    const n = view.count;
+    for (let i = 0; i < n; i++) {
+      view.seek(i);
+      const kind = view.kind;
+      const id = view.id;
+      const zone = view.zone;
+      const slot = flows.find(id, zone);
+      if (kind === CtKind.Destroy) {
+        this.totals.destroys++;
+        if (slot >= 0) {
+          if (flows.flagsAt(slot) & F_LIVE) this.release(slot, nowSec);
+          if (this.dumping) flows.setFlags(slot, F_TOMB);
+          else flows.remove(slot);
+        } else if (this.dumping) {
+          flows.insert(id, zone, F_TOMB, -1, 0, this.gen);
+        } else {
+          this.totals.unknownDestroys++;
+        }
+        continue;
+      }
+      if (kind === CtKind.Dump) this.totals.dumpRecords++;
+      else if (kind === CtKind.New) this.totals.news++;
+      else this.totals.updates++;
+      if (slot >= 0) {
+        const f = flows.flagsAt(slot);
+        if (f & F_LIVE) {
+          flows.setGen(slot, this.gen);
+          // A NEW for a live id means its DESTROY was lost and the id reused: re-key it.
+          if (kind === CtKind.New) {
+            this.release(slot, nowSec);
+            flows.remove(slot);
+            this.admit(view, id, zone, nowSec, true);
+          }
+          continue;
+        }
+        // Tombstone: a dump record is stale; an event means the id lives (again).
+        if (kind === CtKind.Dump) {
+          this.totals.staleDumpRecords++;
+          continue;
+        }
+        flows.remove(slot);
+      }
+      this.admit(view, id, zone, nowSec, kind === CtKind.New);
+    }
+  }
+
+  /** Starts a dump generation. A second begin before the end restarts it. */
+  dumpBegin(): void {
+    this.gen = (this.gen + 1) & 0xff;
+    this.dumping = true;
+  }
+
+  /** Ends the dump: drops flows the dump did not confirm; returns how many. */
+  dumpEnd(): number {
+    if (!this.dumping) return 0;
+    this.dumping = false;
+    let removed = 0;
+    const flows = this.flows;
+    const gen = this.gen;
+    flows.sweep((s) => {
+      const f = flows.flagsAt(s);
+      if (!(f & F_LIVE)) return true;
+      if (flows.genAt(s) === gen) return false;
+      removed++;
+      this.release(s, -1);
+      return true;
+    });
+    this.totals.resyncRemoved += removed;
+    return removed;
+  }
+
+  /** Adds drops attributed to key k at second sec. */
+  addDrops(k: number, sec: number, n: number): void {
+    this.rings.add(k, C_DROP, sec, n, this.occ.used[k]! > 0);
+  }
+
+  /** Capacity of key k under the current resolver inputs (cached per key). */
+  capacityOf(k: number): number {
+    const occ = this.occ;
+    if (occ.capVer[k] !== this.capacity.version) {
+      const key = occ.key(k);
+      const c = occ.local[k] ? this.capacity.local() : this.capacity.nat(key.proto, key.natIp, key.dstIp, key.dstPort);
+      occ.cap[k] = c.capacity;
+      occ.addrs[k] = c.addrs;
+      occ.capVer[k] = this.capacity.version;
+    }
+    return occ.cap[k]!;
+  }
+
+  private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean): void {
+    let key = -1;
+    let port = 0;
+    let flags = F_LIVE;
+    const proto = view.proto;
+    if (hasPorts(proto)) {
+      const origSrc = view.origSrc();
+      const natIp = view.replyDst();
+      if ((view.status & IPS_SRC_NAT) !== 0 || natIp !== origSrc) {
+        key = this.occ.intern(Occupancy.keyString(proto, natIp, view.origDst(), view.origDport, false));
+        port = view.replyDport;
+      } else if (this.local.has(origSrc)) {
+        key = this.occ.intern(Occupancy.keyString(proto, origSrc, view.origDst(), view.origDport, true));
+        port = view.origSport;
+        flags |= F_LOCAL;
+      }
+    }
+    this.flows.insert(id, zone, flags, key, port, this.gen);
+    if (isNew) this.global.add(0, C_NEW, nowSec, 1, true);
+    if (key < 0) return;
+    if (this.occ.add(key, port)) this.rings.setActive(key, true);
+    if (isNew) this.rings.add(key, C_NEW, nowSec, 1, true);
+    else if (!this.rings.has(key)) this.rings.touch(key, true);
+  }
+
+  /** Takes the flow in slot out of occupancy (the slot itself is left to the caller). */
+  private release(slot: number, nowSec: number): void {
+    const key = this.flows.keyAt(slot);
+    if (nowSec >= 0) this.global.add(0, C_DESTROY, nowSec, 1, true);
+    if (key < 0) return;
+    const idle = this.occ.remove(key, this.flows.portAt(slot));
+    if (nowSec >= 0) this.rings.add(key, C_DESTROY, nowSec, 1, !idle);
+    else if (idle) this.rings.setActive(key, false);
+    if (idle) {
+      this.rings.setActive(key, false);
+      if (!this.rings.has(key)) this.occ.release(key);
+    }
+  }
+}

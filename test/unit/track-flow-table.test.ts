@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { FlowTable, F_LIVE } from '../../src/track/flow-table.js';
+import { PortSet } from '../../src/track/port-set.js';
+
+describe('FlowTable', () => {
+  it('matches a Map under random insert/remove with growth and backward-shift deletion', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3 })), { maxLength: 2000 }),
+        (ops) => {
+          const t = new FlowTable(16);
+          const ref = new Map<string, number>();
+          for (const [add, id, zone] of ops) {
+            const k = `${id}/${zone}`;
+            const s = t.find(id, zone);
+            expect(s >= 0).toBe(ref.has(k));
+            if (add && s < 0) {
+              t.insert(id, zone, F_LIVE, id * 10 + zone, id & 0xffff, 0);
+              ref.set(k, id * 10 + zone);
+            } else if (!add && s >= 0) {
+              t.remove(s);
+              ref.delete(k);
+            }
+          }
+          expect(t.size).toBe(ref.size);
+          for (const [k, v] of ref) {
+            const [id, zone] = k.split('/').map(Number) as [number, number];
+            const s = t.find(id, zone);
+            expect(s).toBeGreaterThanOrEqual(0);
+            expect(t.keyAt(s)).toBe(v);
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('sweep removes exactly the selected slots', () => {
+    const t = new FlowTable(16);
+    for (let id = 1; id <= 500; id++) t.insert(id, 0, F_LIVE, id, 0, id % 2);
+    expect(t.sweep((s) => t.genAt(s) === 1)).toBe(250);
+    expect(t.size).toBe(250);
+    for (let id = 1; id <= 500; id++) expect(t.find(id, 0) >= 0).toBe(id % 2 === 0);
+  });
+
+  it('keeps ids unsigned (conntrack ids use all 32 bits)', () => {
+    const t = new FlowTable();
+    t.insert(0xfffffff0, 7, F_LIVE, 1, 2, 0);
+    expect(t.find(0xfffffff0, 7)).toBeGreaterThanOrEqual(0);
+    expect(t.find(0xfffffff0, 6)).toBe(-1);
+  });
+});
+
+describe('PortSet', () => {
+  it('refcounts pairs and counts distinct ports per key like a reference model', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 40 })), { maxLength: 1500 }),
+        (ops) => {
+          const p = new PortSet(16);
+          const ref = new Map<string, number>();
+          for (const [add, key, port] of ops) {
+            const k = `${key}/${port}`;
+            if (add) {
+              p.add(key, port);
+              ref.set(k, (ref.get(k) ?? 0) + 1);
+            } else if (ref.has(k)) {
+              p.delete(key, port);
+              const n = ref.get(k)! - 1;
+              if (n === 0) ref.delete(k);
+              else ref.set(k, n);
+            }
+          }
+          expect(p.size).toBe(ref.size);
+          for (let key = 0; key <= 5; key++) {
+            const distinct = [...ref.keys()].filter((k) => k.startsWith(`${key}/`)).length;
+            expect(p.distinct[key] ?? 0).toBe(distinct);
+          }
+          for (const k of ref.keys()) {
+            const [key, port] = k.split('/').map(Number) as [number, number];
+            expect(p.has(key, port)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});
