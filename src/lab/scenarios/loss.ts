@@ -1,0 +1,84 @@
+// Event loss: conntrack events are lossy by design. natwatch's event socket gets a tiny receive
+// buffer (8 KiB asked, ≈ a dozen events of ≈ 1280 bytes truesize) and the client creates
+// 2000 UDP flows through R in a burst, ≈ 4000 NEW/UPDATE events in a fraction of a second.
+// The kernel cannot queue them (the socket's Drops column in /proc/net/netlink counts them),
+// recv() returns ENOBUFS, and natwatch must say so and rebuild its view from a table dump.
+import { ADDR, type Lab } from '../topology.js';
+import { deltas, formatDeltas, listEntries, snapshot } from './kernel.js';
+import { holdConnect } from './traffic.js';
+import type { Load, Scenario } from './types.js';
+
+export const LOSS_RCVBUF = 8192;
+const FLOWS = 2000;
+const PORT = 53;
+
+/** NETLINK_NETFILTER, include/uapi/linux/netlink.h */
+const NETLINK_NETFILTER = 12;
+
+/**
+ * Per-socket Drops of the NETLINK_NETFILTER sockets in `ns` (/proc/net/netlink), keyed by
+ * port id: the kernel's own count of messages it could not queue to a listener.
+ */
+export async function netlinkDrops(lab: Lab, ns: string): Promise<Map<number, number>> {
+  const r = await lab.exec(ns, 'cat', ['/proc/net/netlink']);
+  const out = new Map<number, number>();
+  for (const line of r.stdout.split('\n').slice(1)) {
+    // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || Number(f[1]) !== NETLINK_NETFILTER) continue;
+    out.set(Number(f[2]), Number(f[8]));
+  }
+  return out;
+}
+
+/** Entries in R for the loss scenario's destination, as the kernel lists them. */
+export async function lossFlows(lab: Lab): Promise<number> {
+  const e = await listEntries(lab, lab.router, ['-p', 'udp', '--dport', String(PORT)]);
+  return e.filter((x) => x.orig.dst === ADDR.server && x.reply.dst === ADDR.routerOut).length;
+}
+
+export function loss(): Scenario {
+  return {
+    name: 'loss',
+    title: 'Conntrack event loss (listener slower than the kernel)',
+    story:
+      `natwatch's event socket gets a ${LOSS_RCVBUF}-byte receive buffer instead of 64 MiB. ` +
+      `The client opens ${FLOWS} UDP flows to ${ADDR.server}:${PORT} in one burst; R NATs them, ` +
+      'and the kernel drops the events it cannot queue. natwatch must count the loss and re-dump the table.',
+    ipv6: false,
+    globalSysctls: {},
+    watch: { rcvbufBytes: LOSS_RCVBUF },
+    expect: {
+      kind: 'event_loss',
+      key: {},
+      severity: 'warning',
+      drops: true,
+      resolves: true,
+    },
+    async setup(lab) {
+      await lab.nft(
+        lab.router,
+        'table ip nwlab_nat {\n  chain post {\n    type nat hook postrouting priority 100;\n    oifname "r-out" masquerade\n  }\n}\n',
+      );
+      const srv = lab.spawnPeer(lab.server, ['serve', '--proto', 'udp', '--port', String(PORT)]);
+      await srv.ready;
+    },
+    trigger(lab): Promise<Load> {
+      // --every-ms keeps the flows alive (and their count stable) until released.
+      return holdConnect(lab, lab.client, { proto: 'udp', to: `${ADDR.server}:${PORT}`, count: FLOWS, timeoutMs: 3_000 });
+    },
+    async verifyKernel(lab, before) {
+      const after = await snapshot(lab, lab.router);
+      const d = deltas(before, after);
+      const flows = await lossFlows(lab);
+      if (flows < FLOWS * 0.9) throw new Error(`expected ≈ ${FLOWS} flows in R, conntrack -L shows ${flows}`);
+      const drops = [...(await netlinkDrops(lab, lab.router)).values()].reduce((a, b) => a + b, 0);
+      return [
+        `conntrack -S in R: ${formatDeltas(d)}; conntrack -L: ${flows} UDP flows to ${ADDR.server}:${PORT}`,
+        `/proc/net/netlink in R: ${drops} events the kernel could not queue to a netfilter socket`,
+      ];
+    },
+  };
+}
+
+export const scenario = loss();
