@@ -1,5 +1,105 @@
-import { NatwatchError } from '../errors.js';
+// `natwatch lab`: throwaway namespaces that reproduce the classic failures, with natwatch's
+// streamer running in-process on the router and the kernel's own counters beside what it
+// reports. Always cleans up (namespaces, peers, a lowered nf_conntrack_max), also on Ctrl-C.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parse } from './args.js';
+import { NatwatchError, UsageError } from '../errors.js';
+import { setupLogging } from '../log.js';
+import type { Alert } from '../types.js';
+import { alertLine } from './tail-view.js';
+import { loadStreamerFactory, type StreamerSettings } from '../server/streamer-loader.js';
+import { runScenario, type LabWatcher, type WatchFactory } from '../lab/runner.js';
+import { SCENARIOS, isScenarioName } from '../lab/scenarios/index.js';
+import type { Lab } from '../lab/topology.js';
+import type { Scenario } from '../lab/scenarios/types.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new NatwatchError('ERUNTIME', "'lab' is not built yet");
+const HELP = `usage: natwatch lab [--scenario NAME] [--keep]
+
+  --scenario NAME   port-exhaustion | table-full | nflog-drop | flush | loss | all (default all)
+  --keep            leave the namespaces afterwards (prints the 'ip netns del' commands)
+
+Builds client – NAT router – server namespaces (documentation addresses only), makes the
+kernel fail in one classic way, and shows what natwatch reported next to what the kernel did.
+Needs root. table-full lowers the machine-wide nf_conntrack_max for a few seconds and always
+restores it. Exit 0 when every expected alert was seen, 1 otherwise.`;
+
+/** Lab runs want recovery in seconds, not the production quiet windows. */
+export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietMs: 3_000, dropsQuietMs: 3_000, minResyncMs: 500 };
+
+const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse({
+    args: argv,
+    options: {
+      scenario: { type: 'string', default: 'all' },
+      keep: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const name = values.scenario;
+  if (name !== 'all' && !isScenarioName(name)) {
+    throw new UsageError(`--scenario: '${name}' is not one of ${Object.keys(SCENARIOS).join(', ')}, all`);
+  }
+  if (process.getuid?.() !== 0) {
+    throw new NatwatchError('EPERM', 'lab needs root: it creates network namespaces and nft rules (run it with sudo)');
+  }
+  setupLogging({ level: process.env.NATWATCH_LOG_LEVEL ?? 'warn' });
+  const createStreamer = await loadStreamerFactory();
+  const color = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
+
+  const watch: WatchFactory = async (lab: Lab, sc: Scenario): Promise<LabWatcher> => {
+    const settings: StreamerSettings & { rcvbufBytes?: number } = {
+      netns: lab.nsPath(lab.router),
+      thresholds: LAB_THRESHOLDS,
+      ...(sc.watch.natPorts ? { natPorts: sc.watch.natPorts } : {}),
+      ...(sc.watch.nflogGroups ? { nflogGroups: sc.watch.nflogGroups } : {}),
+      ...(sc.watch.rcvbufBytes ? { rcvbufBytes: sc.watch.rcvbufBytes } : {}),
+    };
+    const streamer = createStreamer(settings);
+    const alerts: Alert[] = [];
+    const listeners: Array<(a: Alert) => void> = [];
+    streamer.on('alert', (a) => {
+      alerts.push(a);
+      for (const fn of listeners) fn(a);
+    });
+    streamer.on('error', (err) => process.stderr.write(`natwatch: streamer: ${err.message}\n`));
+    await streamer.start();
+    return { alerts, onAlert: (fn) => void listeners.push(fn), close: () => streamer.close() };
+  };
+
+  const names = name === 'all' ? (Object.keys(SCENARIOS) as Array<keyof typeof SCENARIOS>) : [name];
+  let failed = 0;
+  for (const n of names) {
+    const r = await runScenario(SCENARIOS[n](), {
+      watch,
+      keep: values.keep === true,
+      render: (a) => alertLine(a, color),
+      doctor: runDoctor,
+    });
+    if (!r.ok) failed++;
+  }
+  if (names.length > 1) process.stdout.write(`${names.length - failed}/${names.length} scenarios behaved as expected\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+/** `natwatch doctor --netns <router>` as its own process, so its output is ours to narrate. */
+function runDoctor(lab: Lab): Promise<{ ok: boolean; text: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, 'doctor', '--netns', lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d));
+    child.stderr.on('data', (d: Buffer) => (text += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      // What doctor must notice: R tracks connections although no NAT rule is left.
+      resolve({ ok: code === 0 && /track/i.test(text), text });
+    });
+  });
 }

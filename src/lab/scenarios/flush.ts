@@ -79,5 +79,3 @@ export function flush(o: FlushOptions = {}): Scenario {
     },
   };
 }
-
-export const scenario = flush();

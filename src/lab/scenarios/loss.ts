@@ -80,5 +80,3 @@ export function loss(): Scenario {
     },
   };
 }
-
-export const scenario = loss();

@@ -47,5 +47,3 @@ export function nflogDrop(): Scenario {
     },
   };
 }
-
-export const scenario = nflogDrop();

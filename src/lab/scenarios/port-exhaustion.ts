@@ -93,5 +93,3 @@ export function portExhaustion(o: PortExhaustionOptions = {}): Scenario {
     },
   };
 }
-
-export const scenario = portExhaustion();

@@ -57,5 +57,3 @@ export function tableFull(o: TableFullOptions = {}): Scenario {
     },
   };
 }
-
-export const scenario = tableFull();
