@@ -3,7 +3,16 @@
     {
       "target_name": "natwatch",
       "sources": [
-        "native/addon.cc"
+        "native/addon.cc",
+        "native/ct-decoder.cc",
+        "native/debug.cc",
+        "native/netlink-socket.cc",
+        "native/netns.cc",
+        "native/nflog-config.cc",
+        "native/nflog-decoder.cc",
+        "native/reader.cc",
+        "native/records.cc",
+        "native/source.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -1,0 +1,136 @@
+#include "netlink-socket.h"
+
+#include <linux/netfilter/nfnetlink.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace nw {
+
+int NlOpen() {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+  if (fd < 0) return -errno;
+  sockaddr_nl sa{};
+  sa.nl_family = AF_NETLINK;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+int NlJoinGroup(int fd, unsigned group) {
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
+int NlSetRcvbuf(int fd, int bytes) {
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) != 0) {
+    // Without CAP_NET_ADMIN the kernel caps SO_RCVBUF at net.core.rmem_max: still try.
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) != 0) return -errno;
+  }
+  int eff = 0;
+  socklen_t len = sizeof(eff);
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &eff, &len) != 0) return -errno;
+  return eff;
+}
+
+nlmsghdr* NlStart(uint8_t* buf, size_t cap, uint16_t type, uint16_t flags, uint8_t family,
+                  uint16_t res_id_host, uint32_t seq) {
+  const size_t len = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+  if (cap < len) return nullptr;
+  std::memset(buf, 0, len);
+  nlmsghdr* nlh = reinterpret_cast<nlmsghdr*>(buf);
+  nlh->nlmsg_len = len;
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = flags;
+  nlh->nlmsg_seq = seq;
+  nfgenmsg* g = reinterpret_cast<nfgenmsg*>(buf + NLMSG_HDRLEN);
+  g->nfgen_family = family;
+  g->version = NFNETLINK_V0;
+  g->res_id = htobe16(res_id_host);
+  return nlh;
+}
+
+bool NlPutAttr(uint8_t* buf, size_t cap, uint16_t type, const void* data, uint16_t len) {
+  nlmsghdr* nlh = reinterpret_cast<nlmsghdr*>(buf);
+  size_t off = NLMSG_ALIGN(nlh->nlmsg_len);
+  size_t need = NLA_ALIGN(NLA_HDRLEN + len);
+  if (off + need > cap) return false;
+  nlattr* a = reinterpret_cast<nlattr*>(buf + off);
+  a->nla_len = static_cast<uint16_t>(NLA_HDRLEN + len);
+  a->nla_type = type;
+  std::memset(buf + off + NLA_HDRLEN, 0, need - NLA_HDRLEN);
+  if (len) std::memcpy(buf + off + NLA_HDRLEN, data, len);
+  nlh->nlmsg_len = static_cast<uint32_t>(off + need);
+  return true;
+}
+
+int NlSend(int fd, const nlmsghdr* nlh) {
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  for (int tries = 0; tries < 100; tries++) {
+    ssize_t n = sendto(fd, nlh, nlh->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+    if (n >= 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      poll(&p, 1, 10);
+      continue;
+    }
+    return errno;
+  }
+  return EAGAIN;
+}
+
+namespace {
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+}  // namespace
+
+int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlmsghdr*),
+               void* ctx) {
+  alignas(nlmsghdr) static thread_local uint8_t buf[65536];
+  const int64_t deadline = NowMs() + timeout_ms;
+  for (;;) {
+    int64_t left = deadline - NowMs();
+    if (left <= 0) return ETIMEDOUT;
+    pollfd p{fd, POLLIN, 0};
+    int pr = poll(&p, 1, static_cast<int>(left));
+    if (pr < 0 && errno != EINTR) return errno;
+    if (pr <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ENOBUFS) continue;
+      return errno;
+    }
+    size_t off = 0;
+    size_t total = static_cast<size_t>(n);
+    while (total - off >= NLMSG_HDRLEN) {
+      const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf + off);
+      if (nlh->nlmsg_len < NLMSG_HDRLEN || nlh->nlmsg_len > total - off) return EPROTO;
+      if (nlh->nlmsg_seq == seq) {
+        if (nlh->nlmsg_type == NLMSG_DONE) return 0;
+        if (nlh->nlmsg_type == NLMSG_ERROR) {
+          if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nlmsgerr)) return EPROTO;
+          const nlmsgerr* e = reinterpret_cast<const nlmsgerr*>(buf + off + NLMSG_HDRLEN);
+          return -e->error;  // 0 = ack
+        }
+        if (fn) fn(ctx, nlh);
+      }
+      off += NLMSG_ALIGN(nlh->nlmsg_len);
+    }
+  }
+}
+
+}  // namespace nw

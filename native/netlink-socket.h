@@ -1,0 +1,38 @@
+// NETLINK_NETFILTER socket plumbing: open, subscribe, size the receive buffer, and small
+// synchronous request/ack exchanges (config and stats; the event path never blocks).
+#pragma once
+#include <linux/netlink.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace nw {
+
+/** Non-blocking, close-on-exec NETLINK_NETFILTER socket bound to an automatic port id; -errno. */
+int NlOpen();
+
+/** NETLINK_ADD_MEMBERSHIP for one group number (1-based, not the legacy bitmask); errno. */
+int NlJoinGroup(int fd, unsigned group);
+
+/** SO_RCVBUFFORCE (falls back to SO_RCVBUF when not privileged); returns the effective size
+ *  the kernel reports (getsockopt SO_RCVBUF), or -errno. */
+int NlSetRcvbuf(int fd, int bytes);
+
+/** Appends one attribute to a message being built in buf (capacity cap); false if no room. */
+bool NlPutAttr(uint8_t* buf, size_t cap, uint16_t type, const void* data, uint16_t len);
+
+/** Starts a netfilter message: nlmsghdr + nfgenmsg in buf; returns its header. */
+nlmsghdr* NlStart(uint8_t* buf, size_t cap, uint16_t type, uint16_t flags, uint8_t family,
+                  uint16_t res_id_host, uint32_t seq);
+
+/** Sends a complete message; errno. */
+int NlSend(int fd, const nlmsghdr* nlh);
+
+/**
+ * Reads replies to `seq` until the ack / NLMSG_DONE (or an NLMSG_ERROR), calling
+ * fn(ctx, nlh) for each data message; messages with another seq are skipped. Returns 0 or the
+ * kernel's errno (positive), ETIMEDOUT after timeout_ms.
+ */
+int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlmsghdr*),
+               void* ctx);
+
+}  // namespace nw

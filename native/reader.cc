@@ -1,0 +1,329 @@
+#include "reader.h"
+
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "netlink-socket.h"
+
+namespace nw {
+namespace {
+
+constexpr size_t kRxBuf = 1 << 16;        // a dump datagram is at most 32 KiB on current kernels
+constexpr int kMaxDatagramsPerWake = 512;  // fairness between sockets and timely flushes
+
+int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+double WallMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return double(ts.tv_sec) * 1000.0 + double(ts.tv_nsec / 1000000);
+}
+
+uint32_t BatchCount(const uint8_t* b) {
+  uint32_t n;
+  std::memcpy(&n, b + kHdrCount, 4);
+  return n;
+}
+
+}  // namespace
+
+void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* data) {
+  if (env == nullptr || fn.IsEmpty()) {  // environment tearing down: just free
+    std::free(data);
+    return;
+  }
+  uint32_t count;
+  uint32_t rsize;
+  std::memcpy(&count, data + kHdrCount, 4);
+  std::memcpy(&rsize, data + kHdrRecordSize, 4);
+  size_t size = kHeaderSize + size_t(count) * rsize;
+  Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, data, size);
+  std::free(data);
+  fn.Call({buf});
+  // The JS side catches and counts its own errors; never let one linger into the next call.
+  if (env.IsExceptionPending()) env.GetAndClearPendingException();
+}
+
+Reader::Reader(ReaderFds fds, ReaderOptions opts, BatchTsfn tsfn)
+    : fds_(fds),
+      opts_(opts),
+      tsfn_(tsfn),
+      ct_(kKindConntrack, kCtRecordSize, opts.batch_records),
+      nl_(kKindNflog, kNlRecordSize, opts.batch_records),
+      ifnames_(fds.ifname) {}
+
+Reader::~Reader() {
+  Stop();
+  std::free(rxbuf_);
+}
+
+int Reader::Start() {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  rxbuf_ = static_cast<uint8_t*>(std::malloc(kRxBuf));
+  if (wake_fd_ < 0 || !rxbuf_) {
+    int e = wake_fd_ < 0 ? errno : ENOMEM;
+    tsfn_.Release();
+    return e;
+  }
+  if (opts_.dump_on_start && fds_.dump >= 0) dump_req_ = true;
+  int rc = pthread_create(&thread_, nullptr, Main, this);
+  if (rc != 0) {
+    tsfn_.Release();
+    return rc;
+  }
+  running_ = true;
+  return 0;
+}
+
+void Reader::Wake() {
+  uint64_t one = 1;
+  ssize_t n = write(wake_fd_, &one, sizeof(one));
+  (void)n;  // EAGAIN means a wakeup is already pending
+}
+
+void Reader::RequestDump() {
+  if (fds_.dump < 0) return;
+  dump_req_ = true;
+  Wake();
+}
+
+void Reader::Stop() {
+  if (running_) {
+    stop_ = true;
+    Wake();
+    pthread_join(thread_, nullptr);
+    running_ = false;
+  }
+  if (wake_fd_ >= 0) {
+    close(wake_fd_);
+    wake_fd_ = -1;
+  }
+}
+
+void* Reader::Main(void* self) {
+  pthread_setname_np(pthread_self(), "natwatch-nl");
+  static_cast<Reader*>(self)->Run();
+  return nullptr;
+}
+
+void Reader::Arm(int64_t& deadline) {
+  if (deadline == 0) deadline = MonoMs() + opts_.batch_ms;
+}
+
+void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
+  deadline = 0;
+  const uint8_t flags = loss.flags;
+  Batch b = w.Take(loss);
+  if (!b.data) return;
+  napi_status st = tsfn_.NonBlockingCall(b.data);
+  if (st == napi_ok) return;
+  // Queue full (or closing): count the records, keep the dump brackets for the next batch.
+  loss.dropped += BatchCount(b.data);
+  std::memcpy(&loss.enobufs, b.data + kHdrEnobufs, 4);
+  std::memcpy(&loss.seq_gap, b.data + kHdrSeqGap, 4);
+  std::memcpy(&loss.decode_errors, b.data + kHdrDecodeErrors, 4);
+  std::memcpy(&loss.unknown_attrs, b.data + kHdrUnknownAttrs, 4);
+  std::memcpy(&loss.err, b.data + kHdrErrno, 4);
+  uint32_t prev_dropped;
+  std::memcpy(&prev_dropped, b.data + kHdrDropped, 4);
+  loss.dropped += prev_dropped;
+  loss.flags |= flags;
+  std::free(b.data);
+  if (st == napi_queue_full) Arm(deadline);
+}
+
+void Reader::StartDump() {
+  dump_req_ = false;
+  if (ct_.Count() > 0) Flush(ct_, ct_loss_, ct_deadline_);
+  if (ct_loss_.flags & kFlagDumpEnd) {
+    // An earlier dump's end is still owed (its batch was dropped): deliver it before this
+    // dump begins; if that dump's begin was lost as well, the whole dump is gone (counted).
+    if (ct_loss_.flags & kFlagDumpBegin) {
+      ct_loss_.flags &= uint8_t(~(kFlagDumpBegin | kFlagDumpEnd));
+    } else {
+      ct_loss_.flags = uint8_t((ct_loss_.flags & ~kFlagDumpEnd) | kFlagDumpEndBefore);
+    }
+  }
+  ct_loss_.flags |= kFlagDumpBegin;
+  alignas(nlmsghdr) uint8_t req[64];
+  nlmsghdr* nlh = NlStart(req, sizeof(req), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+                          NLM_F_REQUEST | NLM_F_DUMP, AF_UNSPEC, 0, ++dump_seq_);
+  int err = nlh ? NlSend(fds_.dump, nlh) : EINVAL;
+  if (err != 0) {
+    EndDump(err);
+    return;
+  }
+  dump_active_ = true;
+  Arm(ct_deadline_);
+}
+
+void Reader::EndDump(int err) {
+  dump_active_ = false;
+  ct_loss_.flags |= kFlagDumpEnd;
+  if (err) {
+    ct_loss_.flags |= kFlagDumpError;
+    ct_loss_.err = uint32_t(err);
+  }
+  Flush(ct_, ct_loss_, ct_deadline_);
+}
+
+void Reader::DrainConntrack() {
+  for (int i = 0; i < kMaxDatagramsPerWake; i++) {
+    ssize_t n = recv(fds_.ct, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {  // the kernel dropped events for us: count, keep reading
+        ct_loss_.enobufs++;
+        Arm(ct_deadline_);
+        continue;
+      }
+      return;  // EAGAIN
+    }
+    now_ms_ = WallMs();
+    DecodeCounters c;
+    WalkDatagram(rxbuf_, size_t(n), c, [&](const nlmsghdr* nlh) {
+      if (AppendConntrack(nlh, false, now_ms_, ct_, c)) {
+        Arm(ct_deadline_);
+        if (ct_.Full()) Flush(ct_, ct_loss_, ct_deadline_);
+      }
+      return true;
+    });
+    if (c.errors || c.unknown) {
+      ct_loss_.decode_errors += c.errors;
+      ct_loss_.unknown_attrs += c.unknown;
+      Arm(ct_deadline_);
+    }
+  }
+}
+
+void Reader::DrainDump() {
+  for (int i = 0; i < kMaxDatagramsPerWake && dump_active_; i++) {
+    ssize_t n = recv(fds_.dump, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return;
+      EndDump(errno);  // ENOBUFS etc.: this dump is incomplete; the caller may resync
+      return;
+    }
+    now_ms_ = WallMs();
+    DecodeCounters c;
+    int end = -1;
+    WalkDatagram(rxbuf_, size_t(n), c, [&](const nlmsghdr* nlh) {
+      if (nlh->nlmsg_seq != dump_seq_) return true;  // a stale reply of an aborted dump
+      if (nlh->nlmsg_type == NLMSG_DONE) {
+        end = 0;
+        return false;
+      }
+      if (nlh->nlmsg_type == NLMSG_ERROR) {
+        const nlmsgerr* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(nlh));
+        end = nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(nlmsgerr) ? -e->error : EPROTO;
+        return false;
+      }
+      if (AppendConntrack(nlh, true, now_ms_, ct_, c)) {
+        if (ct_.Full()) Flush(ct_, ct_loss_, ct_deadline_);
+      }
+      return true;
+    });
+    ct_loss_.decode_errors += c.errors;
+    ct_loss_.unknown_attrs += c.unknown;
+    if (end >= 0) EndDump(end);
+  }
+}
+
+void Reader::DrainNflog() {
+  for (int i = 0; i < kMaxDatagramsPerWake; i++) {
+    ssize_t n = recv(fds_.nflog, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        nl_loss_.enobufs++;
+        Arm(nl_deadline_);
+        continue;
+      }
+      return;
+    }
+    now_ms_ = WallMs();
+    const int64_t mono = MonoMs();
+    DecodeCounters c;
+    WalkDatagram(rxbuf_, size_t(n), c, [&](const nlmsghdr* nlh) {
+      uint8_t* rec = AppendNflog(nlh, now_ms_, nl_, c);
+      if (!rec) return true;
+      uint32_t idx;
+      std::memcpy(&idx, rec + kNlIndex, 4);
+      if (rec[kNlFlags] & kNlFlagIndev) ifnames_.Lookup(idx, mono, rec + kNlIndevName);
+      std::memcpy(&idx, rec + kNlOutdex, 4);
+      if (rec[kNlFlags] & kNlFlagOutdev) ifnames_.Lookup(idx, mono, rec + kNlOutdevName);
+      if (rec[kNlFlags] & kNlFlagSeq) {
+        uint16_t group;
+        uint32_t seq;
+        std::memcpy(&group, rec + kNlGroup, 2);
+        std::memcpy(&seq, rec + kNlSeq, 4);
+        nl_loss_.seq_gap += seqs_.Gap(group, seq);
+      }
+      Arm(nl_deadline_);
+      if (nl_.Full()) Flush(nl_, nl_loss_, nl_deadline_);
+      return true;
+    });
+    if (c.errors || c.unknown) {
+      nl_loss_.decode_errors += c.errors;
+      nl_loss_.unknown_attrs += c.unknown;
+      Arm(nl_deadline_);
+    }
+  }
+}
+
+void Reader::Run() {
+  pollfd p[4];
+  while (!stop_.load(std::memory_order_relaxed)) {
+    if (dump_req_.load() && !dump_active_) StartDump();
+    int timeout = -1;
+    int64_t now = MonoMs();
+    for (int64_t d : {ct_deadline_, nl_deadline_}) {
+      if (d == 0) continue;
+      int t = d > now ? int(d - now) : 0;
+      if (timeout < 0 || t < timeout) timeout = t;
+    }
+    int n = 0;
+    p[n++] = {wake_fd_, POLLIN, 0};
+    const int ct_i = fds_.ct >= 0 ? n : -1;
+    if (ct_i >= 0) p[n++] = {fds_.ct, POLLIN, 0};
+    const int dump_i = fds_.dump >= 0 && dump_active_ ? n : -1;
+    if (dump_i >= 0) p[n++] = {fds_.dump, POLLIN, 0};
+    const int nl_i = fds_.nflog >= 0 ? n : -1;
+    if (nl_i >= 0) p[n++] = {fds_.nflog, POLLIN, 0};
+    int pr = poll(p, nfds_t(n), timeout);
+    if (pr < 0 && errno != EINTR) break;
+    if (pr > 0) {
+      if (p[0].revents) {
+        uint64_t v;
+        ssize_t r = read(wake_fd_, &v, sizeof(v));
+        (void)r;
+      }
+      // POLLERR on a netlink socket is a pending ENOBUFS: recv reports and clears it.
+      if (ct_i >= 0 && p[ct_i].revents) DrainConntrack();
+      if (dump_i >= 0 && p[dump_i].revents) DrainDump();
+      if (nl_i >= 0 && p[nl_i].revents) DrainNflog();
+    }
+    now = MonoMs();
+    if (ct_deadline_ && now >= ct_deadline_) Flush(ct_, ct_loss_, ct_deadline_);
+    if (nl_deadline_ && now >= nl_deadline_) Flush(nl_, nl_loss_, nl_deadline_);
+  }
+  if (ct_.Count() || ct_loss_.Any()) Flush(ct_, ct_loss_, ct_deadline_);
+  if (nl_.Count() || nl_loss_.Any()) Flush(nl_, nl_loss_, nl_deadline_);
+  tsfn_.Release();
+}
+
+}  // namespace nw

@@ -1,0 +1,86 @@
+// One named reader thread per source: poll()s the conntrack event socket, the dump socket, the
+// NFLOG socket and an eventfd (stop / resync), drains several datagrams per wakeup, and hands
+// batches to JS through a thread-safe function with a bounded queue. A full queue is a counted
+// drop reported in the next batch header; the thread never blocks on JS.
+#pragma once
+#include <napi.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "batch-writer.h"
+#include "decode.h"
+#include "ifname-cache.h"
+#include "records.h"
+
+namespace nw {
+
+/** Delivers one batch (data = malloc'd batch buffer, freed here) to the JS callback. */
+void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* data);
+using BatchTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, uint8_t, CallJsBatch>;
+
+struct ReaderFds {
+  int ct = -1;      // subscribed to NFNLGRP_CONNTRACK_{NEW,UPDATE,DESTROY}
+  int dump = -1;    // table dumps
+  int nflog = -1;   // bound NFLOG groups
+  int ifname = -1;  // AF_INET socket in the namespace, for SIOCGIFNAME
+};
+
+struct ReaderOptions {
+  uint32_t batch_records = 4096;
+  uint32_t batch_ms = 5;
+  bool dump_on_start = true;
+};
+
+class Reader {
+ public:
+  Reader(ReaderFds fds, ReaderOptions opts, BatchTsfn tsfn);
+  ~Reader();
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  /** Spawns the thread; errno on failure (the TSFN is then released here). */
+  int Start();
+  /** Asks for a table dump (coalesced with one already pending). Any thread. */
+  void RequestDump();
+  /** Stops and joins the thread (it flushes and releases the TSFN on its way out). */
+  void Stop();
+
+ private:
+  static void* Main(void* self);
+  void Run();
+  void DrainConntrack();
+  void DrainDump();
+  void DrainNflog();
+  void StartDump();
+  void EndDump(int err);
+  void Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline);
+  void Arm(int64_t& deadline);
+  void Wake();
+
+  ReaderFds fds_;
+  ReaderOptions opts_;
+  BatchTsfn tsfn_;
+  int wake_fd_ = -1;
+  pthread_t thread_{};
+  bool running_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> dump_req_{false};
+
+  // Reader-thread state below.
+  uint8_t* rxbuf_ = nullptr;
+  BatchWriter ct_;
+  BatchWriter nl_;
+  LossCounters ct_loss_;
+  LossCounters nl_loss_;
+  int64_t ct_deadline_ = 0;
+  int64_t nl_deadline_ = 0;
+  bool dump_active_ = false;
+  uint32_t dump_seq_ = 0;
+  double now_ms_ = 0;
+  IfnameCache ifnames_;
+  SeqTracker seqs_;
+};
+
+}  // namespace nw

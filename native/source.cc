@@ -1,0 +1,279 @@
+#include "source.h"
+
+#include <fcntl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "batch-layout.h"
+#include "decode.h"
+#include "netlink-socket.h"
+#include "netns.h"
+#include "nflog-config.h"
+
+namespace nw {
+namespace {
+
+// The namespace's own values: /proc/sys/net resolves against the opener's namespace.
+const char* const kSysctlPaths[] = {
+    "/proc/sys/net/netfilter/nf_conntrack_max",
+    "/proc/sys/net/netfilter/nf_conntrack_buckets",
+    "/proc/sys/net/ipv4/ip_local_port_range",
+    "/proc/sys/net/ipv4/ip_local_reserved_ports",
+};
+const char* const kSysctlNames[] = {"max", "buckets", "portRange", "reserved"};
+
+constexpr int kStatsTimeoutMs = 1000;
+
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+uint32_t U32Opt(Napi::Object o, const char* key, uint32_t def, uint32_t lo, uint32_t hi) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) return def;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo)) return lo;
+  if (d > hi) return hi;
+  return uint32_t(d);
+}
+
+}  // namespace
+
+void ThrowSys(Napi::Env env, int err, const char* syscall, int group) {
+  std::string msg = std::string(syscall) + ": " + std::strerror(err);
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  if (group >= 0) e.Set("group", Napi::Number::New(env, group));
+  e.ThrowAsJavaScriptException();
+}
+
+Napi::Function Source::Define(Napi::Env env) {
+  return DefineClass(env, "Source",
+                     {
+                         InstanceMethod<&Source::Start>("start"),
+                         InstanceMethod<&Source::Resync>("resync"),
+                         InstanceMethod<&Source::ReadStats>("readStats"),
+                         InstanceMethod<&Source::ReadSysctls>("readSysctls"),
+                         InstanceMethod<&Source::Ref>("ref"),
+                         InstanceMethod<&Source::Unref>("unref"),
+                         InstanceMethod<&Source::Close>("close"),
+                     });
+}
+
+// new Source({netns, conntrack, nflogGroups, rcvbuf, batchRecords, batchMs, dump, queue}, onBatch)
+Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+    Napi::TypeError::New(env, "Source(options, onBatch)").ThrowAsJavaScriptException();
+    return;
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value ns = o.Get("netns");
+  if (ns.IsString()) netns_ = ns.As<Napi::String>().Utf8Value();
+  Napi::Value ct = o.Get("conntrack");
+  if (ct.IsBoolean()) conntrack_ = ct.As<Napi::Boolean>().Value();
+  Napi::Value dump = o.Get("dump");
+  ropts_.dump_on_start = dump.IsBoolean() ? dump.As<Napi::Boolean>().Value() : true;
+  Napi::Value groups = o.Get("nflogGroups");
+  if (groups.IsArray()) {
+    Napi::Array a = groups.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length() && i < 32; i++) {
+      Napi::Value g = a.Get(i);
+      if (g.IsNumber()) groups_.push_back(uint16_t(g.As<Napi::Number>().Uint32Value()));
+    }
+  }
+  rcvbuf_ = int(U32Opt(o, "rcvbuf", 64u << 20, 4096, 1u << 30));
+  ropts_.batch_records = U32Opt(o, "batchRecords", 4096, 1, 65536);
+  ropts_.batch_ms = U32Opt(o, "batchMs", 5, 1, 1000);
+  queue_ = U32Opt(o, "queue", 64, 1, 4096);
+  on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
+}
+
+Source::~Source() { Shutdown(); }
+
+void Source::CleanupHook(void* self) {
+  Source* s = static_cast<Source*>(self);
+  s->hook_ = false;
+  s->Shutdown();
+}
+
+void Source::Shutdown() {
+  if (hook_) {
+    napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
+    hook_ = false;
+  }
+  if (reader_) {
+    reader_->Stop();
+    delete reader_;
+    reader_ = nullptr;
+  }
+  CloseFd(fds_.ct);
+  CloseFd(fds_.dump);
+  CloseFd(fds_.nflog);
+  CloseFd(fds_.ifname);
+  CloseFd(stats_fd_);
+  for (int& fd : sysctl_fds_) CloseFd(fd);
+  closed_ = true;
+}
+
+Napi::Value Source::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (started_ || closed_) {
+    Napi::Error::New(env, "source already started or closed").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  started_ = true;
+  int ct_rcvbuf = 0;
+  int nl_rcvbuf = 0;
+  const bool want_nflog = !groups_.empty();
+  // Everything namespace-bound is created in one helper-thread trip.
+  NsError r = RunInNetns(netns_, [&](const char** sc) -> int {
+    int fd;
+    if (conntrack_) {
+      if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
+      fds_.ct = fd;
+      for (unsigned g : {unsigned(NFNLGRP_CONNTRACK_NEW), unsigned(NFNLGRP_CONNTRACK_UPDATE),
+                         unsigned(NFNLGRP_CONNTRACK_DESTROY)}) {
+        if (int e = NlJoinGroup(fds_.ct, g)) return *sc = "membership", e;
+      }
+      if ((ct_rcvbuf = NlSetRcvbuf(fds_.ct, rcvbuf_)) < 0) return *sc = "setsockopt", -ct_rcvbuf;
+      if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
+      fds_.dump = fd;
+    }
+    if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
+    stats_fd_ = fd;
+    if (want_nflog) {
+      if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
+      fds_.nflog = fd;
+      if ((nl_rcvbuf = NlSetRcvbuf(fd, rcvbuf_)) < 0) return *sc = "setsockopt", -nl_rcvbuf;
+      fds_.ifname = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);  // names only; may fail
+    }
+    for (int i = 0; i < kSysCount; i++) sysctl_fds_[i] = open(kSysctlPaths[i], O_RDONLY | O_CLOEXEC);
+    return 0;
+  });
+  if (r.err) {
+    Shutdown();
+    ThrowSys(env, r.err, r.syscall);
+    return env.Undefined();
+  }
+  uint32_t seq = 0;
+  for (uint16_t g : groups_) {
+    if (int e = NflogBind(fds_.nflog, g, &seq)) {
+      Shutdown();
+      ThrowSys(env, e, "nflog-bind", g);
+      return env.Undefined();
+    }
+  }
+  tsfn_ = BatchTsfn::New(env, on_batch_.Value(), "natwatch-netlink", queue_, 1);
+  reader_ = new Reader(fds_, ropts_, tsfn_);
+  if (int e = reader_->Start()) {
+    delete reader_;
+    reader_ = nullptr;
+    Shutdown();
+    ThrowSys(env, e, "pthread_create");
+    return env.Undefined();
+  }
+  napi_add_env_cleanup_hook(env, CleanupHook, this);
+  hook_ = true;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("conntrack", Napi::Number::New(env, ct_rcvbuf));
+  out.Set("nflog", Napi::Number::New(env, nl_rcvbuf));
+  return out;
+}
+
+Napi::Value Source::Resync(const Napi::CallbackInfo& info) {
+  if (reader_) reader_->RequestDump();
+  return info.Env().Undefined();
+}
+
+namespace {
+struct StatsCtx {
+  uint8_t* rec;
+  DecodeCounters c;
+  bool global;
+};
+void OnStats(void* p, const nlmsghdr* nlh) {
+  StatsCtx* s = static_cast<StatsCtx*>(p);
+  if (s->global) {
+    SetStatsGlobal(nlh, s->rec, s->c);
+  } else {
+    AddStatsCpu(nlh, s->rec, s->c);
+  }
+}
+}  // namespace
+
+// Synchronous on the JS thread: two small request/replies that the kernel answers at once
+// (bounded by kStatsTimeoutMs); a worker thread would cost more than it saves.
+Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (stats_fd_ < 0) {
+    Napi::Error::New(env, "source not started").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint8_t batch[kHeaderSize + kStRecordSize] = {};
+  uint8_t* rec = batch + kHeaderSize;
+  StatsCtx ctx{rec, {}, false};
+  alignas(nlmsghdr) uint8_t req[64];
+  const uint16_t types[2] = {IPCTNL_MSG_CT_GET_STATS_CPU, IPCTNL_MSG_CT_GET_STATS};
+  for (int i = 0; i < 2; i++) {
+    ctx.global = i == 1;
+    uint16_t flags = NLM_F_REQUEST | (i == 0 ? NLM_F_DUMP : NLM_F_ACK);
+    nlmsghdr* nlh = NlStart(req, sizeof(req), uint16_t((NFNL_SUBSYS_CTNETLINK << 8) | types[i]),
+                            flags, AF_UNSPEC, 0, ++stats_seq_);
+    int e = NlSend(stats_fd_, nlh);
+    if (!e) e = NlTransact(stats_fd_, stats_seq_, kStatsTimeoutMs, OnStats, &ctx);
+    if (e) {
+      ThrowSys(env, e, i == 0 ? "ct-get-stats-cpu" : "ct-get-stats");
+      return env.Undefined();
+    }
+  }
+  uint32_t magic = kBatchMagic, one = 1, rsize = kStRecordSize;
+  uint16_t version = kBatchVersion;
+  std::memcpy(batch + kHdrMagic, &magic, 4);
+  std::memcpy(batch + kHdrVersion, &version, 2);
+  batch[kHdrKind] = kKindStats;
+  std::memcpy(batch + kHdrCount, &one, 4);
+  std::memcpy(batch + kHdrRecordSize, &rsize, 4);
+  std::memcpy(batch + kHdrDecodeErrors, &ctx.c.errors, 4);
+  std::memcpy(batch + kHdrUnknownAttrs, &ctx.c.unknown, 4);
+  return Napi::Buffer<uint8_t>::Copy(env, batch, sizeof(batch));
+}
+
+Napi::Value Source::ReadSysctls(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  for (int i = 0; i < kSysCount; i++) {
+    char buf[4096];
+    ssize_t n = sysctl_fds_[i] >= 0 ? pread(sysctl_fds_[i], buf, sizeof(buf) - 1, 0) : -1;
+    if (n < 0) {
+      out.Set(kSysctlNames[i], env.Null());
+    } else {
+      out.Set(kSysctlNames[i], Napi::String::New(env, buf, size_t(n)));
+    }
+  }
+  return out;
+}
+
+Napi::Value Source::Ref(const Napi::CallbackInfo& info) {
+  if (reader_) tsfn_.Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Source::Unref(const Napi::CallbackInfo& info) {
+  if (reader_) tsfn_.Unref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Source::Close(const Napi::CallbackInfo& info) {
+  Shutdown();
+  return info.Env().Undefined();
+}
+
+}  // namespace nw

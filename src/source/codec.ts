@@ -1,0 +1,343 @@
+// Reads the packed batches the native reader produces (native/batch-layout.h). The LAYOUT block
+// mirrors that header; test/unit/native-layout.test.ts pins the two against each other.
+// Views are cursors: numeric fields read straight from the buffer, strings only when asked.
+import { NatwatchError } from '../errors.js';
+import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
+import { CtKind, IPS_DST_NAT, IPS_SRC_NAT, type ConntrackView, type NflogView } from './types.js';
+
+export const LAYOUT = {
+  magic: 0x3142574e, // "NWB1"
+  version: 1,
+  headerSize: 40,
+  hdrMagic: 0,
+  hdrVersion: 4,
+  hdrKind: 6,
+  hdrFlags: 7,
+  hdrCount: 8,
+  hdrRecordSize: 12,
+  hdrEnobufs: 16,
+  hdrDropped: 20,
+  hdrSeqGap: 24,
+  hdrDecodeErrors: 28,
+  hdrUnknownAttrs: 32,
+  hdrErrno: 36,
+
+  ctTs: 0,
+  ctId: 8,
+  ctStatus: 12,
+  ctTimeout: 16,
+  ctMark: 20,
+  ctZone: 24,
+  ctKind: 26,
+  ctFamily: 27,
+  ctProto: 28,
+  ctTcpState: 29,
+  ctOrigSport: 32,
+  ctOrigDport: 34,
+  ctReplySport: 36,
+  ctReplyDport: 38,
+  ctOrigSrc: 40,
+  ctOrigDst: 56,
+  ctReplySrc: 72,
+  ctReplyDst: 88,
+  ctRecordSize: 104,
+
+  nlTs: 0,
+  nlSeq: 8,
+  nlMark: 12,
+  nlLen: 16,
+  nlGroup: 20,
+  nlFamily: 22,
+  nlProto: 23,
+  nlSport: 24,
+  nlDport: 26,
+  nlHook: 28,
+  nlFlags: 29,
+  nlPrefixLen: 30,
+  nlIndex: 32,
+  nlOutdex: 36,
+  nlSrc: 40,
+  nlDst: 56,
+  nlIndevName: 72,
+  nlOutdevName: 88,
+  nlPrefix: 104,
+  nlRecordSize: 232,
+
+  stRecordSize: 96,
+  stCpus: 80,
+  stCount: 88,
+} as const;
+
+export const BATCH_CONNTRACK = 1;
+export const BATCH_NFLOG = 2;
+export const BATCH_STATS = 3;
+
+export const FLAG_DUMP_BEGIN = 1;
+export const FLAG_DUMP_END = 2;
+/** The end of a dump whose last batch was dropped: dumpEnd() before this batch's begin. */
+export const FLAG_DUMP_END_BEFORE = 4;
+export const FLAG_DUMP_ERROR = 8;
+
+const NL_FLAG_SEQ = 1;
+const NL_FLAG_INDEV = 2;
+const NL_FLAG_OUTDEV = 4;
+
+export interface BatchHeader {
+  kind: number;
+  flags: number;
+  count: number;
+  recordSize: number;
+  enobufs: number;
+  dropped: number;
+  seqGap: number;
+  decodeErrors: number;
+  unknownAttrs: number;
+  /** errno of a reader-side failure (a dump that failed), 0 none. */
+  errno: number;
+}
+
+const RECORD_SIZE: Record<number, number> = {
+  [BATCH_CONNTRACK]: LAYOUT.ctRecordSize,
+  [BATCH_NFLOG]: LAYOUT.nlRecordSize,
+  [BATCH_STATS]: LAYOUT.stRecordSize,
+};
+
+function dataView(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** Validates and reads a batch header; a batch from another layout version is an error. */
+export function readHeader(buf: Uint8Array): BatchHeader {
+  if (buf.byteLength < LAYOUT.headerSize) throw badBatch(`${buf.byteLength} bytes`);
+  const dv = dataView(buf);
+  const magic = dv.getUint32(LAYOUT.hdrMagic, true);
+  const version = dv.getUint16(LAYOUT.hdrVersion, true);
+  if (magic !== LAYOUT.magic || version !== LAYOUT.version) {
+    throw badBatch(`magic 0x${magic.toString(16)} version ${version}; rebuild the addon ('npx node-gyp rebuild')`);
+  }
+  const h: BatchHeader = {
+    kind: dv.getUint8(LAYOUT.hdrKind),
+    flags: dv.getUint8(LAYOUT.hdrFlags),
+    count: dv.getUint32(LAYOUT.hdrCount, true),
+    recordSize: dv.getUint32(LAYOUT.hdrRecordSize, true),
+    enobufs: dv.getUint32(LAYOUT.hdrEnobufs, true),
+    dropped: dv.getUint32(LAYOUT.hdrDropped, true),
+    seqGap: dv.getUint32(LAYOUT.hdrSeqGap, true),
+    decodeErrors: dv.getUint32(LAYOUT.hdrDecodeErrors, true),
+    unknownAttrs: dv.getUint32(LAYOUT.hdrUnknownAttrs, true),
+    errno: dv.getUint32(LAYOUT.hdrErrno, true),
+  };
+  if (RECORD_SIZE[h.kind] !== h.recordSize) throw badBatch(`kind ${h.kind} with ${h.recordSize}-byte records`);
+  if (LAYOUT.headerSize + h.count * h.recordSize > buf.byteLength) throw badBatch(`${h.count} records in ${buf.byteLength} bytes`);
+  return h;
+}
+
+function badBatch(why: string): NatwatchError {
+  return new NatwatchError('ENATIVE', `malformed batch from the native addon: ${why}`);
+}
+
+// --- address text ---------------------------------------------------------------------------
+
+function ipv4(dv: DataView, off: number): string {
+  return `${dv.getUint8(off)}.${dv.getUint8(off + 1)}.${dv.getUint8(off + 2)}.${dv.getUint8(off + 3)}`;
+}
+
+/** RFC 5952 text: lowercase, longest run (≥ 2) of zero groups compressed, first on a tie. */
+function ipv6(dv: DataView, off: number): string {
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push(dv.getUint16(off + i * 2, false));
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (a: number, b: number) => g.slice(a, b).map((x) => x.toString(16)).join(':');
+  if (bestAt < 0) return hex(0, 8);
+  return `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
+}
+
+export function addrText(dv: DataView, off: number, family: number): string {
+  return family === 6 ? ipv6(dv, off) : ipv4(dv, off);
+}
+
+// --- names ----------------------------------------------------------------------------------
+
+/** IP protocol names as conntrack prints them (include/uapi/linux/in.h: IPPROTO_*). */
+const PROTO_NAMES: Record<number, string> = {
+  1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah',
+  58: 'icmpv6', 132: 'sctp', 136: 'udplite',
+};
+export const protoName = (p: number): string => PROTO_NAMES[p] ?? String(p);
+
+/** linux/netfilter/nf_conntrack_tcp.h: enum tcp_conntrack, in order (LISTEN is SYN_SENT2). */
+export const TCP_STATES = [
+  'NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2',
+] as const;
+export const tcpStateName = (s: number): string | null => (s < 0 ? null : (TCP_STATES[s] ?? String(s)));
+
+const EVENTS = [null, 'new', 'update', 'destroy', 'new'] as const;
+
+export function natOf(status: number): 'snat' | 'dnat' | 'both' | null {
+  const s = (status & IPS_SRC_NAT) !== 0;
+  const d = (status & IPS_DST_NAT) !== 0;
+  return s && d ? 'both' : s ? 'snat' : d ? 'dnat' : null;
+}
+
+const utf8 = new TextDecoder();
+
+// --- views ----------------------------------------------------------------------------------
+
+/** A cursor over a conntrack batch. reset() points it at the next batch (no allocation). */
+export class CtBatchView implements ConntrackView {
+  count = 0;
+  private dv: DataView = new DataView(new ArrayBuffer(0));
+  private base = 0;
+
+  reset(buf: Uint8Array, count: number): this {
+    this.dv = dataView(buf);
+    this.count = count;
+    this.base = LAYOUT.headerSize;
+    return this;
+  }
+  seek(i: number): this {
+    this.base = LAYOUT.headerSize + i * LAYOUT.ctRecordSize;
+    return this;
+  }
+  get kind(): CtKind { return this.dv.getUint8(this.base + LAYOUT.ctKind) as CtKind; }
+  get id(): number { return this.dv.getUint32(this.base + LAYOUT.ctId, true); }
+  get zone(): number { return this.dv.getUint16(this.base + LAYOUT.ctZone, true); }
+  get family(): number { return this.dv.getUint8(this.base + LAYOUT.ctFamily); }
+  get proto(): number { return this.dv.getUint8(this.base + LAYOUT.ctProto); }
+  get status(): number { return this.dv.getUint32(this.base + LAYOUT.ctStatus, true); }
+  get tcpState(): number { return this.dv.getInt8(this.base + LAYOUT.ctTcpState); }
+  get timeout(): number { return this.dv.getUint32(this.base + LAYOUT.ctTimeout, true); }
+  get mark(): number { return this.dv.getUint32(this.base + LAYOUT.ctMark, true); }
+  get origSport(): number { return this.dv.getUint16(this.base + LAYOUT.ctOrigSport, true); }
+  get origDport(): number { return this.dv.getUint16(this.base + LAYOUT.ctOrigDport, true); }
+  get replySport(): number { return this.dv.getUint16(this.base + LAYOUT.ctReplySport, true); }
+  get replyDport(): number { return this.dv.getUint16(this.base + LAYOUT.ctReplyDport, true); }
+  get tsMs(): number { return this.dv.getFloat64(this.base + LAYOUT.ctTs, true); }
+  origSrc(): string { return addrText(this.dv, this.base + LAYOUT.ctOrigSrc, this.family); }
+  origDst(): string { return addrText(this.dv, this.base + LAYOUT.ctOrigDst, this.family); }
+  replySrc(): string { return addrText(this.dv, this.base + LAYOUT.ctReplySrc, this.family); }
+  replyDst(): string { return addrText(this.dv, this.base + LAYOUT.ctReplyDst, this.family); }
+
+  toEvent(): ConntrackEvent {
+    return {
+      type: 'event',
+      source: 'conntrack',
+      event: EVENTS[this.kind] ?? 'update',
+      id: this.id,
+      ts: new Date(this.tsMs).toISOString(),
+      family: this.family === 6 ? 'ipv6' : 'ipv4',
+      proto: protoName(this.proto),
+      orig: { src: this.origSrc(), dst: this.origDst(), sport: this.origSport, dport: this.origDport },
+      reply: { src: this.replySrc(), dst: this.replyDst(), sport: this.replySport, dport: this.replyDport },
+      state: this.proto === 6 ? tcpStateName(this.tcpState) : null,
+      nat: natOf(this.status),
+      timeout: this.timeout,
+      mark: this.mark,
+      zone: this.zone,
+    };
+  }
+}
+
+/** A cursor over an NFLOG batch. */
+export class NflogBatchView implements NflogView {
+  count = 0;
+  private buf: Uint8Array = new Uint8Array(0);
+  private dv: DataView = new DataView(new ArrayBuffer(0));
+  private base = 0;
+
+  reset(buf: Uint8Array, count: number): this {
+    this.buf = buf;
+    this.dv = dataView(buf);
+    this.count = count;
+    this.base = LAYOUT.headerSize;
+    return this;
+  }
+  seek(i: number): this {
+    this.base = LAYOUT.headerSize + i * LAYOUT.nlRecordSize;
+    return this;
+  }
+  private get flags(): number { return this.dv.getUint8(this.base + LAYOUT.nlFlags); }
+  get group(): number { return this.dv.getUint16(this.base + LAYOUT.nlGroup, true); }
+  get family(): number { return this.dv.getUint8(this.base + LAYOUT.nlFamily); }
+  get proto(): number { return this.dv.getUint8(this.base + LAYOUT.nlProto); }
+  get sport(): number { return this.dv.getUint16(this.base + LAYOUT.nlSport, true); }
+  get dport(): number { return this.dv.getUint16(this.base + LAYOUT.nlDport, true); }
+  get hook(): number { return this.dv.getUint8(this.base + LAYOUT.nlHook); }
+  get mark(): number { return this.dv.getUint32(this.base + LAYOUT.nlMark, true); }
+  get len(): number { return this.dv.getUint32(this.base + LAYOUT.nlLen, true); }
+  get seq(): number {
+    return this.flags & NL_FLAG_SEQ ? this.dv.getUint32(this.base + LAYOUT.nlSeq, true) : -1;
+  }
+  get tsMs(): number { return this.dv.getFloat64(this.base + LAYOUT.nlTs, true); }
+  prefix(): string {
+    const at = this.base + LAYOUT.nlPrefix;
+    const n = this.dv.getUint8(this.base + LAYOUT.nlPrefixLen);
+    return utf8.decode(this.buf.subarray(at, at + n));
+  }
+  src(): string { return addrText(this.dv, this.base + LAYOUT.nlSrc, this.family); }
+  dst(): string { return addrText(this.dv, this.base + LAYOUT.nlDst, this.family); }
+  indev(): string | null { return this.devName(NL_FLAG_INDEV, LAYOUT.nlIndevName, LAYOUT.nlIndex); }
+  outdev(): string | null { return this.devName(NL_FLAG_OUTDEV, LAYOUT.nlOutdevName, LAYOUT.nlOutdex); }
+
+  /** The interface name; its index as text when the name could not be resolved. */
+  private devName(flag: number, nameOff: number, indexOff: number): string | null {
+    if ((this.flags & flag) === 0) return null;
+    const at = this.base + nameOff;
+    let end = at;
+    while (end < at + 16 && this.buf[end] !== 0) end++;
+    if (end > at) return utf8.decode(this.buf.subarray(at, end));
+    return String(this.dv.getUint32(this.base + indexOff, true));
+  }
+
+  toEvent(): NflogEvent {
+    return {
+      type: 'event',
+      source: 'nflog',
+      ts: new Date(this.tsMs).toISOString(),
+      group: this.group,
+      prefix: this.prefix(),
+      family: this.family === 6 ? 'ipv6' : 'ipv4',
+      proto: protoName(this.proto),
+      src: this.src(),
+      dst: this.dst(),
+      sport: this.sport,
+      dport: this.dport,
+      indev: this.indev(),
+      outdev: this.outdev(),
+      hook: this.hook,
+      mark: this.mark,
+      len: this.len,
+    };
+  }
+}
+
+export interface StatsRecord {
+  counters: KernelCounters;
+  /** CPUs that answered IPCTNL_MSG_CT_GET_STATS_CPU. */
+  cpus: number;
+  /** Live entries (CTA_STATS_GLOBAL_ENTRIES). */
+  count: number;
+}
+
+const STAT_FIELDS = [
+  'found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong',
+] as const;
+
+/** Reads a stats batch (kind 3). */
+export function readStats(buf: Uint8Array): StatsRecord {
+  const h = readHeader(buf);
+  if (h.kind !== BATCH_STATS || h.count !== 1) throw badBatch(`expected one stats record, got kind ${h.kind} x${h.count}`);
+  const dv = dataView(buf);
+  const at = LAYOUT.headerSize;
+  const counters = {} as KernelCounters;
+  STAT_FIELDS.forEach((k, i) => { counters[k] = dv.getFloat64(at + i * 8, true); });
+  return { counters, cpus: dv.getFloat64(at + LAYOUT.stCpus, true), count: dv.getFloat64(at + LAYOUT.stCount, true) };
+}

@@ -1,0 +1,125 @@
+// The one file that loads the addon (native/, built by node-gyp into build/Release or shipped
+// in prebuilds/) and declares its typed surface. Everything else takes an EventSource.
+import { createRequire } from 'node:module';
+import { constants } from 'node:os';
+import { basename, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NatwatchError } from '../errors.js';
+
+export interface NativeSourceOptions {
+  /** nsfs path (/var/run/netns/NAME, /proc/PID/ns/net) or null for the current namespace. */
+  netns: string | null;
+  conntrack: boolean;
+  nflogGroups: number[];
+  /** Requested receive buffer per event socket, bytes (SO_RCVBUFFORCE). */
+  rcvbuf: number;
+  batchRecords: number;
+  batchMs: number;
+  /** Dump the table right after subscribing. */
+  dump: boolean;
+  /** Batches queued towards JS before the reader counts drops. */
+  queue: number;
+}
+
+export interface NativeSysctls {
+  max: string | null;
+  buckets: string | null;
+  portRange: string | null;
+  reserved: string | null;
+}
+
+export interface NativeSource {
+  /** Opens, subscribes, binds, starts the reader thread; effective SO_RCVBUF sizes. */
+  start(): { conntrack: number; nflog: number };
+  resync(): void;
+  /** A stats batch (kind 3): per-CPU counters summed, and the global entry count. */
+  readStats(): Buffer;
+  readSysctls(): NativeSysctls;
+  ref(): void;
+  unref(): void;
+  /** Stops and joins the reader thread, closes the sockets. Idempotent. */
+  close(): void;
+}
+
+export type DecodeKind = 'conntrack' | 'dump' | 'nflog' | 'stats';
+
+export interface CaptureOptions {
+  netns: string | null;
+  what: 'events' | 'dump' | 'nflog' | 'stats';
+  groups?: number[];
+  timeoutMs?: number;
+  max?: number;
+}
+
+export interface NativeAddon {
+  Source: new (opts: NativeSourceOptions, onBatch: (batch: Buffer) => void) => NativeSource;
+  /** Runs the reader's decode path over one raw datagram and returns the batch. */
+  decodeForTest(kind: DecodeKind, datagram: Uint8Array, tsMs?: number): Buffer;
+  /** Raw datagrams from a namespace, for fixtures (scripts/capture-fixtures.mjs). */
+  capture(opts: CaptureOptions): Promise<Buffer[]>;
+  /** batch-layout.h offsets, to check against codec.ts. */
+  layout: Record<string, number>;
+}
+
+/** The package root: two levels up from both src/source and dist/source. */
+export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+let cached: NativeAddon | null = null;
+
+/** Loads the addon once; a missing build is a one-line ENATIVE error saying how to build it. */
+export function loadNative(root: string = PACKAGE_ROOT): NativeAddon {
+  if (cached && root === PACKAGE_ROOT) return cached;
+  const require = createRequire(import.meta.url);
+  let addon: NativeAddon;
+  try {
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    addon = load(root);
+  } catch (err) {
+    throw new NatwatchError(
+      'ENATIVE',
+      `native addon not built (${firstLine(err)}): run 'npm rebuild natwatch' or 'npx node-gyp rebuild' in ${root.replace(/\/$/, '')}`,
+      { cause: err },
+    );
+  }
+  if (root === PACKAGE_ROOT) cached = addon;
+  return addon;
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0]!;
+}
+
+interface SysError extends Error {
+  errno?: number;
+  syscall?: string;
+  group?: number;
+}
+
+const E = constants.errno;
+
+/** errno number → its name (ENOBUFS), for one-line messages. */
+export function errnoName(n: number): string {
+  for (const [name, v] of Object.entries(E)) if (v === n) return name;
+  return `errno ${n}`;
+}
+
+/** Native open/bind failures → the CLI's one-line errors (DESIGN.md). */
+export function mapNativeError(err: unknown, netns: string | null): Error {
+  const e = err as SysError;
+  const errno = typeof e?.errno === 'number' ? e.errno : 0;
+  const syscall = e?.syscall ?? '';
+  if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) {
+    const name = dirname(netns) === '/var/run/netns' || dirname(netns) === '/run/netns' ? basename(netns) : netns;
+    return new NatwatchError('ENETNS', `network namespace '${name}' not found (${netns})`, { cause: err });
+  }
+  if (syscall === 'setns' && errno === E.EINVAL) {
+    return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
+  }
+  if (errno === E.EPERM || errno === E.EACCES) {
+    return new NatwatchError('EPERM', 'need CAP_NET_ADMIN to subscribe to conntrack events', { cause: err });
+  }
+  if (syscall === 'nflog-bind' && errno === E.EBUSY) {
+    return new NatwatchError('EGROUPBUSY', `NFLOG group ${e.group} is already bound by another program (ulogd?)`, { cause: err });
+  }
+  return new NatwatchError('ERUNTIME', `${firstLine(err)}`, { cause: err });
+}

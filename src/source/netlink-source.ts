@@ -1,0 +1,205 @@
+// EventSource over the native netlink reader: conntrack events + table dumps, NFLOG packets,
+// counters. The addon's reader thread batches records; this file turns each batch into handler
+// calls (loss first, then dump brackets around the records) and keeps no per-event objects.
+//
+// Process lifetime: a started source is ref'd (like a listening server, it keeps Node alive:
+// `natwatch events` waits on it); embedders call unref() to let the process exit while idle.
+import { NatwatchError } from '../errors.js';
+import type { KernelCounters } from '../types.js';
+import {
+  BATCH_CONNTRACK,
+  BATCH_NFLOG,
+  CtBatchView,
+  FLAG_DUMP_BEGIN,
+  FLAG_DUMP_END,
+  FLAG_DUMP_END_BEFORE,
+  FLAG_DUMP_ERROR,
+  NflogBatchView,
+  readHeader,
+  readStats,
+} from './codec.js';
+import { errnoName, loadNative, mapNativeError, type NativeAddon, type NativeSource, type NativeSysctls } from './native.js';
+import type { CounterSnapshot, EventSource, NamespaceLimits, SourceHandlers } from './types.js';
+
+export interface NetlinkSourceOptions {
+  /** nsfs path (/var/run/netns/NAME) or null for the current namespace. */
+  netns: string | null;
+  /** NFLOG groups to bind (none by default). */
+  nflogGroups?: number[];
+  /** Receive buffer per event socket; default 64 MiB (SO_RCVBUFFORCE; the kernel doubles it). */
+  rcvbufBytes?: number;
+  /** Records per batch before it is handed over; default 4096. */
+  batchRecords?: number;
+  /** Longest a record waits in a partial batch, ms; default 5. */
+  batchMs?: number;
+  /** Dump the table after subscribing; default true. */
+  dump?: boolean;
+  /** Subscribe to conntrack events; default true (false: NFLOG only). */
+  conntrack?: boolean;
+  /** Batches queued towards JS before the reader counts drops; default 64. */
+  queue?: number;
+  /** For tests: an addon other than the package's own build. */
+  addon?: NativeAddon;
+}
+
+/** Counters of what the source saw, for /metrics and `events` summaries. */
+export interface NetlinkSourceStats {
+  batches: number;
+  records: { conntrack: number; nflog: number };
+  enobufs: { conntrack: number; nflog: number };
+  dropped: { conntrack: number; nflog: number };
+  seqGap: number;
+  decodeErrors: number;
+  unknownAttrs: number;
+  /** Exceptions thrown by handlers (caught here, reported through handlers.error). */
+  handlerErrors: number;
+}
+
+export interface NetlinkSource extends EventSource {
+  readonly stats: NetlinkSourceStats;
+  ref(): void;
+  unref(): void;
+}
+
+export function createNetlinkSource(opts: NetlinkSourceOptions): NetlinkSource {
+  return new NativeNetlinkSource(opts);
+}
+
+const DEFAULT_RCVBUF = 64 << 20;
+
+class NativeNetlinkSource implements NetlinkSource {
+  rcvbuf = { conntrack: 0, nflog: 0 };
+  readonly stats: NetlinkSourceStats = {
+    batches: 0,
+    records: { conntrack: 0, nflog: 0 },
+    enobufs: { conntrack: 0, nflog: 0 },
+    dropped: { conntrack: 0, nflog: 0 },
+    seqGap: 0,
+    decodeErrors: 0,
+    unknownAttrs: 0,
+    handlerErrors: 0,
+  };
+  private native: NativeSource | null = null;
+  private handlers: SourceHandlers | null = null;
+  private closed = false;
+  private readonly ct = new CtBatchView();
+  private readonly nl = new NflogBatchView();
+
+  constructor(private readonly opts: NetlinkSourceOptions) {}
+
+  async start(handlers: SourceHandlers): Promise<void> {
+    if (this.native || this.closed) throw new NatwatchError('ERUNTIME', 'source already started or closed');
+    const addon = this.opts.addon ?? loadNative();
+    this.handlers = handlers;
+    const native = new addon.Source(
+      {
+        netns: this.opts.netns,
+        conntrack: this.opts.conntrack ?? true,
+        nflogGroups: [...new Set(this.opts.nflogGroups ?? [])],
+        rcvbuf: this.opts.rcvbufBytes ?? DEFAULT_RCVBUF,
+        batchRecords: this.opts.batchRecords ?? 4096,
+        batchMs: this.opts.batchMs ?? 5,
+        dump: this.opts.dump ?? true,
+        queue: this.opts.queue ?? 64,
+      },
+      (batch) => this.onBatch(batch),
+    );
+    try {
+      this.rcvbuf = native.start();
+    } catch (err) {
+      native.close();
+      throw mapNativeError(err, this.opts.netns);
+    }
+    this.native = native;
+  }
+
+  resync(): void {
+    this.native?.resync();
+  }
+
+  async readCounters(): Promise<CounterSnapshot> {
+    const native = this.native;
+    if (!native) throw new NatwatchError('ERUNTIME', 'source not started');
+    let stats;
+    try {
+      stats = readStats(native.readStats());
+    } catch (err) {
+      throw mapNativeError(err, this.opts.netns);
+    }
+    return { counters: stats.counters satisfies KernelCounters, count: stats.count, limits: parseLimits(native.readSysctls()) };
+  }
+
+  ref(): void {
+    this.native?.ref();
+  }
+
+  unref(): void {
+    this.native?.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.native?.close(); // joins the reader; batches still queued are ignored below
+    this.native = null;
+  }
+
+  private onBatch(batch: Buffer): void {
+    const h = this.handlers;
+    if (!h || this.closed) return;
+    try {
+      const hdr = readHeader(batch);
+      const s = this.stats;
+      s.batches++;
+      s.decodeErrors += hdr.decodeErrors;
+      s.unknownAttrs += hdr.unknownAttrs;
+      if (hdr.kind === BATCH_CONNTRACK) {
+        s.records.conntrack += hdr.count;
+        s.enobufs.conntrack += hdr.enobufs;
+        s.dropped.conntrack += hdr.dropped;
+        if (hdr.enobufs || hdr.dropped) h.loss({ source: 'conntrack', enobufs: hdr.enobufs, dropped: hdr.dropped, seqGap: 0 });
+        if (hdr.flags & FLAG_DUMP_END_BEFORE) h.dumpEnd();
+        if (hdr.flags & FLAG_DUMP_BEGIN) h.dumpBegin();
+        if (hdr.count > 0) h.conntrack(this.ct.reset(batch, hdr.count));
+        if (hdr.flags & FLAG_DUMP_END) h.dumpEnd();
+        if (hdr.flags & FLAG_DUMP_ERROR) {
+          h.error(new NatwatchError('ERUNTIME', `conntrack table dump failed: ${errnoName(hdr.errno)}`));
+        }
+      } else if (hdr.kind === BATCH_NFLOG) {
+        s.records.nflog += hdr.count;
+        s.enobufs.nflog += hdr.enobufs;
+        s.dropped.nflog += hdr.dropped;
+        s.seqGap += hdr.seqGap;
+        if (hdr.enobufs || hdr.dropped || hdr.seqGap) {
+          h.loss({ source: 'nflog', enobufs: hdr.enobufs, dropped: hdr.dropped, seqGap: hdr.seqGap });
+        }
+        if (hdr.count > 0) h.nflog(this.nl.reset(batch, hdr.count));
+      }
+    } catch (err) {
+      this.stats.handlerErrors++;
+      try {
+        h.error(err as Error);
+      } catch {
+        // an error handler that throws has nowhere left to report to; counted above
+      }
+    }
+  }
+}
+
+function num(s: string | null): number {
+  const n = s === null ? NaN : Number(s.trim());
+  return Number.isFinite(n) ? n : 0;
+}
+
+/** /proc/sys values of the namespace → NamespaceLimits (missing files read as 0 / defaults). */
+export function parseLimits(s: NativeSysctls): NamespaceLimits {
+  const range = (s.portRange ?? '').trim().split(/\s+/).map(Number);
+  const localPortRange: [number, number] =
+    range.length === 2 && range.every(Number.isFinite) ? [range[0]!, range[1]!] : [32768, 60999];
+  const reservedPorts: Array<[number, number]> = [];
+  for (const part of (s.reserved ?? '').trim().split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (m) reservedPorts.push([Number(m[1]), Number(m[2] ?? m[1])]);
+  }
+  return { max: num(s.max), buckets: num(s.buckets), localPortRange, reservedPorts };
+}
