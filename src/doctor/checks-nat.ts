@@ -1,0 +1,77 @@
+// Checks on NAT capacity and on natwatch's own needs: port ranges vs the ephemeral range,
+// SNAT addresses vs the busiest destination, and the netlink receive buffer.
+import type { Facts } from './facts.js';
+import type { CheckResult } from './types.js';
+
+/** Ports NAT may pick from when a rule names no range (DESIGN.md). */
+const DEFAULT_NAT_RANGE: [number, number] = [1024, 65535];
+/** natwatch's netlink receive buffer (set with SO_RCVBUFFORCE). */
+export const WANTED_RCVBUF = 64 << 20;
+/** Socket-buffer cost of one conntrack event (skb truesize), for the "holds N events" estimate. */
+const EVENT_TRUESIZE = 1280;
+
+function localRange(f: Facts): [number, number] | null {
+  const m = /^(\d+) (\d+)$/.exec(f.sysctl['net/ipv4/ip_local_port_range'] ?? '');
+  return m ? [Number(m[1]), Number(m[2])] : null;
+}
+
+const size = (r: [number, number]): number => r[1] - r[0] + 1;
+
+export function natPortRange(f: Facts): CheckResult {
+  const id = 'nat-port-range';
+  if (!f.ruleset) return { id, verdict: 'info', finding: `ruleset unreadable (${f.rulesetError})`, fix: null };
+  const src = f.ruleset.natRules.filter((r) => r.kind === 'masquerade' || r.kind === 'snat' || r.kind === 'xt');
+  if (src.length === 0) return { id, verdict: 'info', finding: 'no source NAT rules', fix: null };
+  const local = localRange(f);
+  const ranges = src.map((r) => r.ports).filter((p): p is [number, number] => p !== null);
+  const natText = ranges.length ? ranges.map((r) => `${r[0]}-${r[1]} (${size(r)} ports)`).join(', ') : `not set: the kernel keeps the source port when free, else picks in ${DEFAULT_NAT_RANGE.join('-')}`;
+  const localText = local ? `${local[0]}-${local[1]} (${size(local)} ports)` : 'unknown';
+  const overlap = local !== null && (ranges.length ? ranges : [DEFAULT_NAT_RANGE]).some((r) => r[0] <= local[1] && local[0] <= r[1]);
+  const rule =
+    'overlap is legal: conntrack keeps the full tuple (proto, src, sport, dst, dport) unique, not the port, so NAT may reuse a port the host uses itself ' +
+    'and a clash needs the same destination ip:port too, which NAT resolves by picking another port';
+  return {
+    id,
+    verdict: 'info',
+    finding: `NAT port range ${natText}; local ephemeral range ${localText}${overlap ? `; ${rule}` : ''}. Capacity per (NAT address, destination ip:port) = range size`,
+    fix: null,
+  };
+}
+
+export function snatCapacity(f: Facts): CheckResult {
+  const id = 'snat-capacity';
+  if (!f.ruleset) return { id, verdict: 'info', finding: `ruleset unreadable (${f.rulesetError})`, fix: null };
+  if (!f.table) return { id, verdict: 'info', finding: f.tableNote ?? 'table not dumped', fix: null };
+  const src = f.ruleset.natRules.filter((r) => r.kind === 'masquerade' || r.kind === 'snat' || r.kind === 'xt');
+  const top = f.table.busiest[0];
+  if (!top) return { id, verdict: src.length ? 'ok' : 'info', finding: 'no source-NATed flows in the table', fix: null };
+  const withRange = src.find((r) => r.ports !== null);
+  const range = withRange?.ports ?? DEFAULT_NAT_RANGE;
+  const perAddr = size(range);
+  const addresses = Math.max(1, ...src.map((r) => r.addresses));
+  const u = top.flows / perAddr;
+  const dst = top.dstIp.includes(':') ? `[${top.dstIp}]:${top.dstPort}` : `${top.dstIp}:${top.dstPort}`;
+  const finding =
+    `busiest destination ${top.proto} ${dst}: ${top.flows} flows through NAT address ${top.natIp}, capacity ${perAddr} ports per address ` +
+    `(${(u * 100).toFixed(0)}%) × ${addresses} address(es); each internal source is pinned to one NAT address, so one can run out while others idle`;
+  const fix = `widen the rule's range (e.g. 'masquerade to :1024-65535') or add SNAT addresses ('snat to A-B'), then: ${f.inNs}nft list ruleset`;
+  if (u >= 1) return { id, verdict: 'fail', finding, fix };
+  if (u >= 0.75) return { id, verdict: 'warn', finding, fix };
+  return { id, verdict: 'ok', finding, fix: null };
+}
+
+export function receiveBuffer(f: Facts): CheckResult {
+  const id = 'rcvbuf';
+  const v = Number(f.sysctl['net/core/rmem_max'] ?? NaN);
+  if (!Number.isFinite(v)) return { id, verdict: 'info', finding: 'net.core.rmem_max not readable', fix: null };
+  const mb = (n: number): string => `${(n / (1 << 20)).toFixed(n < 1 << 20 ? 2 : 0)} MiB`;
+  if (v >= WANTED_RCVBUF) return { id, verdict: 'ok', finding: `net.core.rmem_max = ${v} (${mb(v)}) ≥ the ${mb(WANTED_RCVBUF)} natwatch wants`, fix: null };
+  return {
+    id,
+    verdict: 'info',
+    finding:
+      `net.core.rmem_max = ${v} (${mb(v)}, ≈ ${Math.floor(v / EVENT_TRUESIZE)} events before loss) is below the ${mb(WANTED_RCVBUF)} natwatch wants; ` +
+      'natwatch sets its buffer with SO_RCVBUFFORCE (CAP_NET_ADMIN) and is not capped, but conntrack -E, ulogd and other SO_RCVBUF listeners are',
+    fix: `sysctl -w net.core.rmem_max=${WANTED_RCVBUF}   # host-wide; only for other listeners`,
+  };
+}

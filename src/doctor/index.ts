@@ -1,0 +1,28 @@
+// `natwatch doctor`: gather the namespace's facts once, run every check over them.
+import { gatherFacts, type Exec, type Facts } from './facts.js';
+import { conntrackActive, conntrackBuckets, conntrackCount, conntrackEvents, tcpTimeouts } from './checks-conntrack.js';
+import { natPortRange, receiveBuffer, snatCapacity } from './checks-nat.js';
+import type { CheckResult, DoctorReport } from './types.js';
+
+export type { CheckResult, DoctorReport, Verdict } from './types.js';
+export { gatherFacts, type Facts } from './facts.js';
+
+export const CHECKS: ReadonlyArray<(f: Facts) => CheckResult> = [
+  conntrackActive,
+  conntrackCount,
+  conntrackBuckets,
+  natPortRange,
+  snatCapacity,
+  conntrackEvents,
+  receiveBuffer,
+  tcpTimeouts,
+];
+
+export function runChecks(facts: Facts): CheckResult[] {
+  return CHECKS.map((check) => check(facts));
+}
+
+export async function runDoctor(opts: { netns?: string | null; exec?: Exec } = {}): Promise<DoctorReport> {
+  const facts = await gatherFacts(opts.netns ?? null, opts.exec);
+  return { netns: facts.netns, checks: runChecks(facts) };
+}
