@@ -5,7 +5,8 @@
 //   connect --proto tcp|udp --to HOST:PORT --count N [--hold-ms H] [--timeout-ms T] [--sport-base P]
 //           [--every-ms E]   open N connections at once, hold them H ms, print {"ok":n,"failed":m};
 //           with --every-ms, UDP sockets resend every E ms while held (keeps the conntrack entry
-//           alive the way a chatty UDP client does)
+//           alive the way a chatty UDP client does); --from ADDR binds the local address (a client
+//           namespace with several addresses picks its source)
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
@@ -22,6 +23,7 @@ const { values: o } = parseArgs({
     'hold-ms': { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '2000' },
     'every-ms': { type: 'string', default: '0' },
+    from: { type: 'string' },
   },
 });
 
@@ -64,9 +66,10 @@ if (mode === 'serve') {
         const t = setTimeout(() => resolve(false), timeoutMs);
         sock.on('message', () => { clearTimeout(t); resolve(true); });
         sock.on('error', () => { clearTimeout(t); resolve(false); });
-        sock.send('natwatch-lab', port, host);
+        if (o.from) sock.bind(0, o.from, () => sock.send('natwatch-lab', port, host));
+        else sock.send('natwatch-lab', port, host);
       } else {
-        const s = net.connect({ host, port });
+        const s = net.connect({ host, port, ...(o.from ? { localAddress: o.from } : {}) });
         opened.push(s);
         const t = setTimeout(() => resolve(false), timeoutMs);
         s.on('connect', () => { clearTimeout(t); resolve(true); });

@@ -9,7 +9,7 @@ import { setupLogging } from '../log.js';
 import type { Alert } from '../types.js';
 import { alertLine } from './tail-view.js';
 import { loadStreamerFactory, type StreamerSettings } from '../server/streamer-loader.js';
-import { runScenario, type LabWatcher, type WatchFactory } from '../lab/runner.js';
+import { LAB_THRESHOLDS, runScenario, type LabWatcher, type WatchFactory } from '../lab/runner.js';
 import { SCENARIOS, isScenarioName } from '../lab/scenarios/index.js';
 import type { Lab } from '../lab/topology.js';
 import type { Scenario } from '../lab/scenarios/types.js';
@@ -23,9 +23,6 @@ Builds client – NAT router – server namespaces (documentation addresses only
 kernel fail in one classic way, and shows what natwatch reported next to what the kernel did.
 Needs root. table-full lowers the machine-wide nf_conntrack_max for a few seconds and always
 restores it. Exit 0 when every expected alert was seen, 1 otherwise.`;
-
-/** Lab runs want recovery in seconds, not the production quiet windows. */
-export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietMs: 3_000, dropsQuietMs: 3_000, minResyncMs: 500 };
 
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 

@@ -9,6 +9,9 @@ import { createLab, type Lab } from './topology.js';
 import { formatDeltas, deltas, snapshot } from './scenarios/kernel.js';
 import { matchesKey, type Expectation, type Load, type Scenario } from './scenarios/types.js';
 
+/** Lab runs want recovery in seconds, not the production quiet windows (src/alert/thresholds.ts). */
+export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietMs: 3_000, dropsQuietMs: 3_000, minResyncMs: 500 };
+
 /** What watches the router namespace: the in-process streamer, or a test's `serve` client. */
 export interface LabWatcher {
   /** Every alert so far, oldest first. */

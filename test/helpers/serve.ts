@@ -1,8 +1,13 @@
 // Spawns the real `natwatch serve` (built dist, through bin/natwatch.js) on a free loopback
 // port, waits until /healthz answers, and stops it by the PID it started.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LAB_THRESHOLDS } from '../../src/lab/runner.js';
+import { connectStream, type StreamClient } from './ws-client.js';
 
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 
@@ -102,4 +107,44 @@ export async function getJson<T = unknown>(h: ServeHandle, path: string): Promis
   const res = await fetch(h.url + path, { signal: AbortSignal.timeout(5_000) });
   if (!res.ok) throw new Error(`GET ${path}: ${res.status}`);
   return (await res.json()) as T;
+}
+
+/**
+ * `natwatch serve` on a lab's router with what the scenario needs (NAT ports, NFLOG groups,
+ * the lab's short quiet windows through a --config file), plus a connected stream client.
+ */
+export async function watchRouter(
+  nsPath: string,
+  watch: { natPorts?: [number, number]; nflogGroups?: number[] },
+  opts: { args?: string[]; thresholds?: Record<string, number>; env?: Record<string, string>; query?: string } = {},
+): Promise<{ serve: ServeHandle; ws: StreamClient; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'nwd-serve-'));
+  const config = join(dir, 'natwatch.json');
+  writeFileSync(config, JSON.stringify({ thresholds: { ...LAB_THRESHOLDS, ...opts.thresholds } }));
+  const args = [
+    '--config', config,
+    ...(watch.natPorts ? ['--nat-ports', `${watch.natPorts[0]}-${watch.natPorts[1]}`] : []),
+    ...(watch.nflogGroups ?? []).flatMap((g) => ['--nflog-group', String(g)]),
+    ...(opts.args ?? []),
+  ];
+  let serve: ServeHandle | undefined;
+  try {
+    serve = await startServe({ netns: nsPath, args, env: opts.env });
+    const ws = await connectStream(serve.wsUrl + (opts.query ?? ''));
+    await ws.waitFor((m) => m.type === 'hello', 5_000, 'hello');
+    const s = serve;
+    return {
+      serve: s,
+      ws,
+      async stop() {
+        await ws.close();
+        await s.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await serve?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
 }
