@@ -1,0 +1,112 @@
+// The real daemon on a lab router: NAT ports run out, the stream says so; SIGHUP swaps the
+// token; SIGTERM closes clients with 1001 and exits 0.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLab, ADDR, type Lab } from '../../src/lab/topology.js';
+import { holdConnect } from '../../src/lab/scenarios/traffic.js';
+import type { Load } from '../../src/lab/scenarios/types.js';
+import { ensureBuilt, spawnCli } from '../helpers/cli-build.js';
+import { TestClient } from '../helpers/fake-streamer.js';
+
+const isRoot = process.getuid?.() === 0;
+
+/** Start `natwatch serve`, resolve with its ws URL from the 'listening' log line. */
+function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+  const child = spawnCli(['serve', '--listen', '127.0.0.1:0', ...args]);
+  let err = '';
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d;
+      const m = /"url":"(ws:\/\/[^"]+)"/.exec(err);
+      if (m) {
+        clearTimeout(t);
+        resolve({ child, url: m[1]!, stderr: () => err });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`serve exited ${code}: ${err}`));
+    });
+  });
+}
+
+const exited = (c: ChildProcess): Promise<number | null> =>
+  c.exitCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.once('exit', (code) => r(code)));
+
+describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
+  let lab: Lab;
+  let serve: ChildProcess | null = null;
+  const loads: Load[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'nwc-serve-'));
+
+  beforeAll(async () => {
+    ensureBuilt();
+    lab = await createLab({ prefix: 'nwc' });
+    await lab.nft(lab.router, 'table ip nwcnat {\n chain post {\n type nat hook postrouting priority 100;\n oifname "r-out" meta l4proto tcp masquerade to :50000-50009\n }\n}\n');
+    await lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']).ready;
+  }, 180_000);
+  afterAll(async () => {
+    if (serve && serve.exitCode === null) {
+      serve.kill('SIGKILL');
+      await exited(serve);
+    }
+    for (const l of loads) await l.release();
+    await lab?.destroy();
+  });
+
+  it('streams nat_port_exhaustion, serves /v1/top, reloads the token on SIGHUP, stops on SIGTERM', async () => {
+    const cfg = join(dir, 'natwatch.yaml');
+    writeFileSync(cfg, 'token: first-token\nlog-level: info\n');
+    const s = await startServe(['--netns', lab.router, '--config', cfg]);
+    serve = s.child;
+    expect(s.stderr()).not.toContain('first-token');
+    const base = s.url.replace('ws://', 'http://').replace('/v1/stream', '');
+
+    const c = await TestClient.open(`${s.url}?types=alert,stats&token=first-token`);
+    expect(await c.next('hello')).toMatchObject({ netns: lab.nsPath(lab.router) });
+    await c.next('stats', 1, 5000);
+
+    const load = await holdConnect(lab, lab.client, { proto: 'tcp', to: `${ADDR.server}:80`, count: 15, timeoutMs: 2000, holdMs: 60_000 });
+    loads.push(load);
+    expect(load.ok).toBe(10);
+    await c.until((r) => r.some((x) => x.msg.type === 'alert' && x.msg.kind === 'nat_port_exhaustion' && x.msg.state === 'firing'), 15_000);
+    const alert = c.ofType('alert').find((a) => a.kind === 'nat_port_exhaustion')!;
+    expect(alert).toMatchObject({ key: { proto: 'tcp', natIp: ADDR.routerOut, dstIp: ADDR.server, dstPort: 80 }, used: 10, capacity: 10, severity: 'critical' });
+    const top = (await (await fetch(`${base}/v1/top`, { headers: { authorization: 'Bearer first-token' } })).json()) as Array<{ key: { dstIp: string }; used: number }>;
+    expect(top[0]).toMatchObject({ key: { dstIp: ADDR.server }, used: 10 });
+    const firing = (await (await fetch(`${base}/v1/alerts?token=first-token`)).json()) as Array<{ kind: string }>;
+    expect(firing.map((a) => a.kind)).toContain('nat_port_exhaustion');
+    const metrics = await (await fetch(`${base}/metrics?token=first-token`)).text();
+    expect(metrics).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion"\} 1$/m);
+    expect(metrics).toMatch(/^natwatch_destination_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 10$/m);
+
+    // SIGHUP: the new token applies to new requests; the open stream stays up.
+    writeFileSync(cfg, 'token: second-token\n');
+    serve.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while ((await fetch(`${base}/v1/top?token=second-token`)).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`${base}/v1/top?token=second-token`)).status).toBe(200);
+    expect((await fetch(`${base}/v1/top?token=first-token`)).status).toBe(401);
+    expect(c.closeCode).toBe(null);
+
+    serve.kill('SIGTERM');
+    expect(await c.closedP).toBe(1001);
+    expect(await exited(serve)).toBe(0);
+    expect(s.stderr()).toMatch(/"msg":"stopped"/);
+    expect(s.stderr()).not.toMatch(/first-token|second-token/);
+  });
+
+  it('SIGINT also stops cleanly (exit 0)', async () => {
+    const s = await startServe(['--netns', lab.router]);
+    serve = s.child;
+    const c = await TestClient.open(s.url);
+    await c.next('hello');
+    serve.kill('SIGINT');
+    expect(await c.closedP).toBe(1001);
+    expect(await exited(serve)).toBe(0);
+  });
+});
