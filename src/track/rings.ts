@@ -18,6 +18,8 @@ export class KeyRings {
   readonly maxKeys: number;
   private readonly data: Uint32Array;
   private readonly lastSec: Float64Array;
+  /** First second the current owner wrote (bounds the trend window to the key's history). */
+  private readonly firstSec: Float64Array;
   private readonly owner: Int32Array;
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
@@ -36,6 +38,7 @@ export class KeyRings {
     this.slots = slots;
     this.data = new Uint32Array(maxKeys * slots * SERIES);
     this.lastSec = new Float64Array(maxKeys).fill(-Infinity);
+    this.firstSec = new Float64Array(maxKeys);
     this.owner = new Int32Array(maxKeys).fill(-1);
     this.prev = new Int32Array(maxKeys).fill(-1);
     this.next = new Int32Array(maxKeys).fill(-1);
@@ -119,6 +122,10 @@ export class KeyRings {
    * reconstructed backwards from the current `used` and the per-second new − destroyed.
    */
   slope(key: number, nowSec: number, n: number, used: number): number {
+    const r = key < this.ringOf.length ? this.ringOf[key]! : -1;
+    if (r < 0) return 0;
+    // Seconds before the key's first activity are unknown, not flat: leave them out.
+    n = Math.min(n, nowSec - this.firstSec[r]! + 1);
     if (n < 2) return 0;
     let h = used;
     let sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -135,6 +142,7 @@ export class KeyRings {
   private advance(r: number, sec: number): void {
     const last = this.lastSec[r]!;
     if (sec <= last) return; // clock stepped back: keep writing into the newest second
+    if (last === -Infinity) this.firstSec[r] = sec;
     const S = this.slots;
     const gap = sec - last;
     for (let c = 0; c < SERIES; c++) {

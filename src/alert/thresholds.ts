@@ -1,0 +1,53 @@
+// Alert thresholds and windows; every field can be overridden (config file / library options).
+import { UsageError } from '../errors.js';
+
+export interface Thresholds {
+  /** Port kinds: utilization that raises a warning / a critical; firing ends below resolve. */
+  portWarning: number;
+  portCritical: number;
+  portResolve: number;
+  /** conntrack_table_full: count/max thresholds. */
+  tableWarning: number;
+  tableCritical: number;
+  tableResolve: number;
+  /** nflog_drop resolves after this long without packets for the key. */
+  nflogQuietMs: number;
+  /** conntrack_drops resolves after this long without unattributed drops. */
+  dropsQuietMs: number;
+  /** event_loss for NFLOG (no resync possible) resolves after this long without loss. */
+  lossQuietMs: number;
+  /** A firing alert whose drops grew is re-sent at most this often. */
+  resendMs: number;
+  /** Seconds of history behind the occupancy trend (ETA). */
+  trendSeconds: number;
+  /** Minimum spacing of table re-dumps after loss. */
+  minResyncMs: number;
+  /** Distinct NFLOG keys tracked at once. */
+  nflogMaxKeys: number;
+}
+
+export const DEFAULT_THRESHOLDS: Thresholds = {
+  portWarning: 0.8,
+  portCritical: 0.95,
+  portResolve: 0.7,
+  tableWarning: 0.9,
+  tableCritical: 0.95,
+  tableResolve: 0.85,
+  nflogQuietMs: 30_000,
+  dropsQuietMs: 30_000,
+  lossQuietMs: 30_000,
+  resendMs: 5_000,
+  trendSeconds: 30,
+  minResyncMs: 2_000,
+  nflogMaxKeys: 10_000,
+};
+
+export function thresholds(over: Partial<Thresholds> = {}): Thresholds {
+  const t = { ...DEFAULT_THRESHOLDS, ...over };
+  for (const [k, v] of Object.entries(t)) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UsageError(`threshold ${k}: ${String(v)} is not a non-negative number`);
+  }
+  if (!(t.portResolve < t.portWarning && t.portWarning <= t.portCritical)) throw new UsageError('thresholds: need portResolve < portWarning <= portCritical');
+  if (!(t.tableResolve < t.tableWarning && t.tableWarning <= t.tableCritical)) throw new UsageError('thresholds: need tableResolve < tableWarning <= tableCritical');
+  return t;
+}

@@ -1,0 +1,399 @@
+// The running pipeline: an EventSource feeding the tracker, the alert rules evaluated each
+// second against the kernel counters, and the results as 'alert' / 'stats' / 'event' (an
+// EventEmitter and an async iterator). This is what the server, `tail` and embedders consume.
+import { EventEmitter } from 'node:events';
+import { AlertEngine } from './alert/engine.js';
+import { ConntrackDropsRule } from './alert/conntrack-drops.js';
+import { EventLossRule } from './alert/event-loss.js';
+import { NflogDropRule } from './alert/nflog-drop.js';
+import { PortExhaustionRule } from './alert/port-exhaustion.js';
+import { TableFullRule } from './alert/table-full.js';
+import { systemClock, type Clock } from './alert/clock.js';
+import { thresholds as makeThresholds, type Thresholds } from './alert/thresholds.js';
+import { NatwatchError } from './errors.js';
+import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
+import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
+import { C_DROP } from './track/rings.js';
+import { topKeys } from './track/top.js';
+import { Tracker } from './track/tracker.js';
+import type { Alert, KernelCounters, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
+
+export type StreamMessage = Alert | StatsMessage | WireEvent;
+
+export interface StreamerOptions {
+  /** Namespace name (/var/run/netns/NAME) or path; null/undefined: the current namespace. */
+  netns?: string | null;
+  /** NAT port range override for every NAT key (`--nat-ports A-B`). */
+  natPorts?: [number, number];
+  /** Per-rule capacity overrides (config file). */
+  natRules?: NatRuleConfig[];
+  /** NFLOG groups to bind; default: the groups the ruleset's log statements name. */
+  nflogGroups?: number[];
+  thresholds?: Partial<Thresholds>;
+  statsIntervalMs?: number;
+  /** Inject a source (tests, replay); default: the native netlink source. */
+  source?: EventSource;
+  clock?: Clock;
+  /** The namespace's addresses; default: read with `ip -j addr` and refreshed. */
+  localAddrs?: string[];
+  /** Read the ruleset for capacities (default true unless a source is injected). */
+  detectRuleset?: boolean;
+  rulesetIntervalMs?: number;
+  addrsIntervalMs?: number;
+  rcvbufBytes?: number;
+  /** Keys with per-second rings (LRU beyond). */
+  ringKeys?: number;
+  /** Replay ring of recent alerts. */
+  alertRing?: number;
+}
+
+const TOP_N = 10;
+const COUNTER_FIELDS: Array<keyof KernelCounters> = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong'];
+
+export function resolveNetns(netns: string | null | undefined): string | null {
+  if (netns === undefined || netns === null || netns === '') return null;
+  return netns.includes('/') ? netns : `/var/run/netns/${netns}`;
+}
+
+export class Streamer extends EventEmitter implements StreamerLike {
+  readonly netns: string | null;
+  readonly startedAt: string;
+  readonly tracker: Tracker;
+  readonly thresholds: Thresholds;
+  private readonly clock: Clock;
+  private readonly engine: AlertEngine;
+  private readonly portRule: PortExhaustionRule;
+  private readonly tableRule: TableFullRule;
+  private readonly dropsRule: ConntrackDropsRule;
+  private readonly nflogRule: NflogDropRule;
+  private readonly lossRule: EventLossRule;
+  private readonly ruleset: RulesetWatcher;
+  private source: EventSource | null = null;
+  private timers: unknown[] = [];
+  private prev: CounterSnapshot | null = null;
+  private prevTick = { ms: 0, news: 0, destroys: 0 };
+  private last: StatsMessage | null = null;
+  private ticking = false;
+  private closed = false;
+  private readonly queues = new Set<MessageQueue>();
+  private readonly received = { conntrack: 0, nflog: 0 };
+  private readonly lost = { conntrack: 0, nflog: 0 };
+
+  constructor(private readonly opts: StreamerOptions = {}) {
+    super();
+    this.netns = resolveNetns(opts.netns);
+    this.clock = opts.clock ?? systemClock;
+    this.startedAt = new Date(this.clock.now()).toISOString();
+    this.thresholds = makeThresholds(opts.thresholds);
+    const capacity = new CapacityResolver({ natPorts: opts.natPorts, natRules: opts.natRules });
+    this.tracker = new Tracker({ capacity, ringKeys: opts.ringKeys, localAddrs: opts.localAddrs });
+    this.engine = new AlertEngine(this.clock, (a) => this.publish('alert', a), this.thresholds.resendMs, opts.alertRing);
+    this.portRule = new PortExhaustionRule(this.tracker, this.engine, this.thresholds);
+    this.tableRule = new TableFullRule(this.engine, this.thresholds);
+    this.dropsRule = new ConntrackDropsRule(this.engine, this.clock, this.thresholds);
+    this.nflogRule = new NflogDropRule(this.engine, this.clock, this.thresholds);
+    this.lossRule = new EventLossRule(this.engine, this.clock, this.thresholds);
+    this.ruleset = new RulesetWatcher(this.netns);
+  }
+
+  get seq(): number {
+    return this.engine.seq;
+  }
+
+  /** Reads the namespace's configuration, subscribes, and starts the 1 s evaluation. */
+  async start(): Promise<void> {
+    if (this.source) throw new NatwatchError('ERUNTIME', 'streamer already started');
+    const detect = this.opts.detectRuleset ?? this.opts.source === undefined;
+    if (detect) {
+      await this.refreshRuleset(true);
+      if (!this.opts.localAddrs) await this.refreshAddrs(true);
+    }
+    const source = this.opts.source ?? (await this.nativeSource());
+    this.source = source;
+    await source.start({
+      conntrack: (v) => this.guard(() => this.onConntrack(v)),
+      nflog: (v) => this.guard(() => this.onNflog(v)),
+      loss: (r) => this.guard(() => this.onLoss(r)),
+      dumpBegin: () => this.guard(() => this.tracker.dumpBegin()),
+      dumpEnd: () => this.guard(() => this.onDumpEnd()),
+      error: (err) => this.fail(err),
+    });
+    await this.tick();
+    const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
+    every(this.opts.statsIntervalMs ?? 1000, () => this.tick());
+    if (detect) {
+      every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset(false));
+      if (!this.opts.localAddrs) every(this.opts.addrsIntervalMs ?? 30_000, () => this.refreshAddrs(false));
+    }
+  }
+
+  private async nativeSource(): Promise<EventSource> {
+    const groups = this.opts.nflogGroups ?? (await nflogGroupsFromRuleset(this.netns).catch(() => [] as number[]));
+    // A variable specifier keeps the addon out of anything that never starts a native streamer.
+    const spec = './source/netlink-source.js';
+    const mod = (await import(spec)) as {
+      createNetlinkSource(o: { netns: string | null; nflogGroups?: number[]; rcvbufBytes?: number; dump?: boolean }): EventSource;
+    };
+    return mod.createNetlinkSource({ netns: this.netns, nflogGroups: groups, rcvbufBytes: this.opts.rcvbufBytes, dump: true });
+  }
+
+  private nowSec(): number {
+    return Math.floor(this.clock.now() / 1000);
+  }
+
+  private onConntrack(v: ConntrackView): void {
+    const t = this.tracker.totals;
+    const before = t.news + t.updates + t.destroys;
+    this.tracker.onConntrack(v, this.nowSec());
+    this.received.conntrack += t.news + t.updates + t.destroys - before;
+    if (!this.wantsEvents()) return;
+    for (let i = 0; i < v.count; i++) {
+      v.seek(i);
+      if (v.kind !== CtKind.Dump) this.publish('event', v.toEvent());
+    }
+  }
+
+  private onNflog(v: NflogView): void {
+    this.received.nflog += v.count;
+    this.nflogRule.onBatch(v);
+    if (!this.wantsEvents()) return;
+    for (let i = 0; i < v.count; i++) this.publish('event', v.seek(i).toEvent());
+  }
+
+  private onLoss(r: LossReport): void {
+    this.lost[r.source] += r.enobufs + r.dropped + r.seqGap;
+    this.lossRule.onLoss(r);
+    this.maybeResync();
+  }
+
+  private onDumpEnd(): void {
+    this.tracker.dumpEnd();
+    this.lossRule.onDumpEnd();
+    this.maybeResync();
+  }
+
+  private maybeResync(): void {
+    if (this.source && !this.closed && this.lossRule.wantResync()) this.source.resync();
+  }
+
+  /**
+   * One evaluation: read the kernel counters, run every rule, publish stats. Called every
+   * statsIntervalMs; public so tests and benchmarks can drive it with a fake clock.
+   */
+  async tick(): Promise<void> {
+    if (this.ticking || this.closed || !this.source) return;
+    this.ticking = true;
+    try {
+      let snap: CounterSnapshot;
+      try {
+        snap = await this.source.readCounters();
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+      if (this.closed) return;
+      this.evaluate(snap);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private evaluate(snap: CounterSnapshot): void {
+    const now = this.clock.now();
+    const nowSec = Math.floor(now / 1000);
+    const delta = {} as KernelCounters;
+    for (const f of COUNTER_FIELDS) {
+      // A counter going backwards (namespace re-created) counts as a fresh start, not a negative.
+      delta[f] = this.prev ? Math.max(0, snap.counters[f] - this.prev.counters[f]) : 0;
+    }
+    this.prev = snap;
+    const lim = snap.limits;
+    this.tracker.capacity.setLocalLimits(lim.localPortRange, lim.reservedPorts);
+    // insert_failed and drop both count a failed insert: take the larger, not the sum.
+    const drops = Math.max(delta.insert_failed, delta.drop);
+    const tableFull = this.tableRule.evaluate({ count: snap.count, max: lim.max, dDrop: delta.drop, dEarlyDrop: delta.early_drop });
+    const port = this.portRule.evaluate({ nowSec, drops: tableFull ? 0 : drops });
+    this.dropsRule.evaluate(drops, tableFull || port.atCapacity > 0, delta);
+    this.nflogRule.tick();
+    this.lossRule.tick();
+    this.maybeResync();
+    if (drops > 0) this.tracker.global.add(0, C_DROP, nowSec, drops, true);
+
+    const t = this.tracker.totals;
+    const secs = this.prevTick.ms > 0 ? Math.max((now - this.prevTick.ms) / 1000, 0.001) : 1;
+    const stats: StatsMessage = {
+      type: 'stats',
+      ts: new Date(now).toISOString(),
+      conntrack: { count: snap.count, max: lim.max, buckets: lim.buckets },
+      counters: { ...snap.counters },
+      rates: {
+        new: this.prevTick.ms > 0 ? round2((t.news - this.prevTick.news) / secs) : 0,
+        destroy: this.prevTick.ms > 0 ? round2((t.destroys - this.prevTick.destroys) / secs) : 0,
+        drop: round2(delta.drop / secs),
+      },
+      top: topKeys(this.tracker, TOP_N, nowSec),
+    };
+    this.prevTick = { ms: now, news: t.news, destroys: t.destroys };
+    this.last = stats;
+    this.publish('stats', stats);
+  }
+
+  private async refreshRuleset(first: boolean): Promise<void> {
+    try {
+      const { changed, info } = await this.ruleset.refresh();
+      if (changed) this.tracker.capacity.setDetected(info.nat);
+    } catch (err) {
+      // Capacity falls back to the defaults; say why once at start, then on each failure.
+      if (first || !this.closed) this.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  private async refreshAddrs(first: boolean): Promise<void> {
+    try {
+      const ifs = await readInterfaces(this.netns);
+      this.tracker.setLocalAddrs([...ifs.values()].flat());
+      this.tracker.capacity.setInterfaces(ifs);
+    } catch (err) {
+      if (first || !this.closed) this.fail(new NatwatchError('ERUNTIME', `reading interface addresses: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  private wantsEvents(): boolean {
+    if (this.listenerCount('event') > 0) return true;
+    for (const q of this.queues) if (q.wants('event')) return true;
+    return false;
+  }
+
+  private publish<K extends 'alert' | 'stats' | 'event'>(name: K, msg: StreamerEvents[K][0]): void {
+    for (const q of this.queues) q.push(msg as StreamMessage);
+    this.emit(name, msg);
+  }
+
+  /** A handler must never throw into the source's batch loop. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private fail(err: Error): void {
+    // 'error' without a listener would throw and take a daemon down: only emit when heard.
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  firing(): Alert[] {
+    return this.engine.firing();
+  }
+
+  alertsSince(since: number): Alert[] {
+    return this.engine.alertsSince(since);
+  }
+
+  top(): TopEntry[] {
+    return this.last ? this.last.top : topKeys(this.tracker, TOP_N, this.nowSec());
+  }
+
+  lastStats(): StatsMessage | null {
+    return this.last;
+  }
+
+  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
+    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost } };
+  }
+
+  /** Alerts, stats and (if asked for) events as an async iterator with a bounded buffer. */
+  messages(types: Array<StreamMessage['type']> = ['alert', 'stats'], bufferSize = 10_000): AsyncIterableIterator<StreamMessage> {
+    const q = new MessageQueue(new Set(types), bufferSize, () => this.queues.delete(q));
+    if (this.closed) q.end();
+    else this.queues.add(q);
+    return q;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<StreamMessage> {
+    return this.messages();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) this.clock.clearInterval(t);
+    this.timers = [];
+    for (const q of this.queues) q.end();
+    this.queues.clear();
+    const s = this.source;
+    this.source = null;
+    if (s) await s.close();
+  }
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+export function createStreamer(opts: StreamerOptions = {}): Streamer {
+  return new Streamer(opts);
+}
+
+/**
+ * One consumer of messages(): a bounded buffer. When full, the oldest non-alert message is
+ * dropped (counted in `dropped`); alerts are dropped only when nothing else is left to drop.
+ */
+class MessageQueue implements AsyncIterableIterator<StreamMessage> {
+  private buf: StreamMessage[] = [];
+  private waiter: ((r: IteratorResult<StreamMessage>) => void) | null = null;
+  private done = false;
+  dropped = 0;
+
+  constructor(
+    private readonly types: Set<string>,
+    private readonly max: number,
+    private readonly detach: () => void,
+  ) {}
+
+  wants(type: string): boolean {
+    return this.types.has(type);
+  }
+
+  push(m: StreamMessage): void {
+    if (this.done || !this.types.has(m.type)) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w({ value: m, done: false });
+      return;
+    }
+    if (this.buf.length >= this.max) {
+      const i = this.buf.findIndex((x) => x.type !== 'alert');
+      this.buf.splice(i >= 0 ? i : 0, 1);
+      this.dropped++;
+    }
+    this.buf.push(m);
+  }
+
+  end(): void {
+    this.done = true;
+    this.detach();
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<StreamMessage>> {
+    if (this.buf.length > 0) return Promise.resolve({ value: this.buf.shift()!, done: false });
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  return(): Promise<IteratorResult<StreamMessage>> {
+    this.buf = [];
+    this.end();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}

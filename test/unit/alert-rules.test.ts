@@ -1,0 +1,365 @@
+// Every alert rule driven through the real Streamer with a synthetic source and a fake clock.
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/alert/clock.js';
+import { Streamer } from '../../src/streamer.js';
+import { SyntheticSource, plainFlow, snatFlow, type SynthCt } from '../../src/source/synthetic.js';
+import { CtKind } from '../../src/source/types.js';
+import type { Alert } from '../../src/types.js';
+
+const NAT = '198.51.100.1';
+const DST = '198.51.100.8';
+const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+let open: Streamer[] = [];
+afterEach(async () => {
+  for (const s of open) await s.close();
+  open = [];
+});
+
+async function harness(opts: ConstructorParameters<typeof Streamer>[0] = {}, table?: () => SynthCt[]) {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1, 0, 0, 0));
+  const src = new SyntheticSource({ now: () => clock.now(), table });
+  const s = new Streamer({ source: src, clock, localAddrs: ['192.0.2.1'], ...opts });
+  open.push(s);
+  const alerts: Alert[] = [];
+  s.on('alert', (a) => alerts.push(a));
+  await s.start();
+  let nextId = 1;
+  const flows = new Map<number, SynthCt>();
+  const h = {
+    clock, src, s, alerts,
+    /** n new SNAT flows to DST:dport via natIp; returns their ids. */
+    open(n: number, natIp = NAT, dport = 80): number[] {
+      const recs: SynthCt[] = [];
+      for (let i = 0; i < n; i++) {
+        const id = nextId++;
+        const r = snatFlow(CtKind.New, id, { src: '192.0.2.5', sport: 30000 + id, dst: DST, dport, natIp, natPort: 50000 + (id % 1000) });
+        flows.set(id, r);
+        recs.push(r);
+      }
+      src.conntrack(recs);
+      return recs.map((r) => r.id);
+    },
+    openLocal(n: number): void {
+      const recs: SynthCt[] = [];
+      for (let i = 0; i < n; i++) {
+        const id = nextId++;
+        const r = plainFlow(CtKind.New, id, { src: '192.0.2.1', sport: 40000 + i, dst: DST, dport: 443 });
+        flows.set(id, r);
+        recs.push(r);
+      }
+      src.conntrack(recs);
+    },
+    close(ids: number[]): void {
+      src.conntrack(ids.map((id) => ({ ...flows.get(id)!, kind: CtKind.Destroy })));
+      for (const id of ids) flows.delete(id);
+    },
+    live: () => [...flows.values()],
+    /** Raise insert_failed and drop by n (one failed insert counts in both). */
+    drop(n: number): void {
+      const c = src.snapshot.counters;
+      c.insert_failed += n;
+      c.drop += n;
+    },
+    /** Advance the clock one tick (or ms) and let the tick's promise settle. */
+    async step(ms = 1000): Promise<void> {
+      clock.advance(ms);
+      await new Promise((r) => setImmediate(r));
+    },
+    of: (kind: Alert['kind']) => alerts.filter((a) => a.kind === kind),
+  };
+  return h;
+}
+
+describe('nat_port_exhaustion', () => {
+  it('warns at 80% with an ETA from the trend, escalates at 95%, resolves below 70% (hysteresis)', async () => {
+    const h = await harness({ natPorts: [1, 100] });
+    const ids: number[] = [];
+    for (let t = 0; t < 7; t++) {
+      ids.push(...h.open(10)); // a steady 10/s climb
+      await h.step();
+    }
+    expect(h.alerts).toEqual([]); // 70%
+    ids.push(...h.open(10));
+    await h.step();
+    const [w] = h.of('nat_port_exhaustion');
+    expect(w).toMatchObject({ severity: 'warning', state: 'firing', key: { proto: 'tcp', natIp: NAT, dstIp: DST, dstPort: 80 }, used: 80, capacity: 100, utilization: 0.8, drops: 0 });
+    expect(w!.etaSeconds).toBe(2); // 20 ports left at 10/s
+    expect(w!.message).toContain('full in about 2 s');
+    // Steady at 80%: not re-sent on later ticks.
+    await h.step();
+    await h.step();
+    expect(h.of('nat_port_exhaustion')).toHaveLength(1);
+    ids.push(...h.open(15));
+    await h.step();
+    const c = h.of('nat_port_exhaustion')[1]!;
+    expect(c).toMatchObject({ severity: 'critical', state: 'firing', used: 95 });
+    expect(c.seq).toBeGreaterThan(w!.seq);
+    // 95 → 75: inside the band, still firing, nothing sent, severity kept.
+    h.close(ids.splice(0, 20));
+    await h.step();
+    expect(h.of('nat_port_exhaustion')).toHaveLength(2);
+    expect(h.s.firing()[0]).toMatchObject({ severity: 'critical', used: 75 });
+    // 75 → 69: resolved.
+    h.close(ids.splice(0, 6));
+    await h.step();
+    const r = h.of('nat_port_exhaustion')[2]!;
+    expect(r).toMatchObject({ state: 'resolved', used: 69, capacity: 100 });
+    expect(h.s.firing()).toEqual([]);
+    // Crossing 80% again fires a new alert.
+    h.open(11);
+    await h.step();
+    expect(h.of('nat_port_exhaustion')[3]).toMatchObject({ state: 'firing', severity: 'warning', used: 80 });
+  });
+
+  it('is critical when drops rise at capacity, attributes them and names destination and fix', async () => {
+    const h = await harness({ natPorts: [50000, 50009] });
+    h.open(10);
+    await h.step();
+    expect(h.alerts[0]).toMatchObject({ severity: 'critical', used: 10, capacity: 10, utilization: 1, drops: 0, etaSeconds: 0 });
+    h.drop(5);
+    await h.step(); // drops grew: re-sent (more than resendMs since the first send? no: 1 s) ...
+    // ... the first send was 1 s ago, so the growth waits for the rate limit.
+    expect(h.alerts).toHaveLength(1);
+    await h.step(4000);
+    const a = h.alerts[1]!;
+    expect(a).toMatchObject({ kind: 'nat_port_exhaustion', severity: 'critical', drops: 5 });
+    expect(a.message).toBe(
+      'NAT source ports for tcp 198.51.100.1 → 198.51.100.8:80 are exhausted: 10/10 in use, 5 connection attempts dropped; widen the masquerade port range or add SNAT addresses',
+    );
+    expect(h.of('conntrack_drops')).toEqual([]);
+  });
+
+  it('escalates a warning to critical when drops arrive at capacity (below 95% is impossible, so use a wide band)', async () => {
+    const h = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.5, portCritical: 1, portResolve: 0.4 } });
+    h.open(9);
+    await h.step();
+    expect(h.alerts[0]).toMatchObject({ severity: 'warning', used: 9 });
+    h.open(1);
+    await h.step();
+    expect(h.alerts[1]).toMatchObject({ severity: 'critical', used: 10 }); // util 1.0 >= critical
+    const h2 = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.5, portCritical: 1, portResolve: 0.4 } });
+    h2.open(10);
+    await h2.step();
+    expect(h2.alerts[0]!.severity).toBe('critical');
+  });
+
+  it('a warning at capacity turns critical on drops even when portCritical is out of reach', async () => {
+    const h = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.8, portCritical: 1, portResolve: 0.7 } });
+    h.open(9);
+    await h.step();
+    h.open(1); // 10/10 >= portCritical 1.0 → critical anyway; check the drop path with capacity 10, used 10
+    await h.step();
+    expect(h.alerts.map((a) => a.severity)).toEqual(['warning', 'critical']);
+  });
+
+  it('re-sends on growing drops at most once per resendMs, never every tick', async () => {
+    const h = await harness({ natPorts: [50000, 50009] });
+    h.open(10);
+    await h.step();
+    for (let t = 0; t < 12; t++) {
+      h.drop(2);
+      await h.step();
+    }
+    const sent = h.of('nat_port_exhaustion');
+    // first send at t=1 s, growth re-sends at t=6 s and t=11 s
+    expect(sent.map((a) => a.drops)).toEqual([0, 10, 20]);
+    const times = sent.map((a) => Date.parse(a.ts));
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(5000);
+    expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(5000);
+    for (let i = 1; i < sent.length; i++) expect(sent[i]!.seq).toBeGreaterThan(sent[i - 1]!.seq);
+    for (const a of sent) expect(a.ts).toMatch(TS);
+  });
+
+  it('splits a tick\'s drops across the keys at capacity only', async () => {
+    const h = await harness({ natPorts: [1, 4] });
+    h.open(4, NAT, 80);
+    h.open(4, NAT, 443);
+    h.open(2, NAT, 8080);
+    await h.step(6000);
+    h.drop(5);
+    await h.step();
+    await h.step(5000);
+    const by = (p: number) => h.of('nat_port_exhaustion').filter((a) => (a.key as { dstPort: number }).dstPort === p).at(-1)!;
+    expect(by(80).drops + by(443).drops).toBe(5);
+    expect([by(80).drops, by(443).drops].sort()).toEqual([2, 3]);
+    expect(h.of('nat_port_exhaustion').some((a) => (a.key as { dstPort: number }).dstPort === 8080)).toBe(false);
+  });
+
+  it('says each source is pinned to one address when the rule has several SNAT addresses', async () => {
+    const h = await harness({ natRules: [] });
+    h.s.tracker.capacity.setDetected([
+      { kind: 'snat', family: 'ip', protos: null, oifname: null, addrs: [{ lo: '203.0.113.1', hi: '203.0.113.3' }], ports: [40000, 40009], origin: 'nft' },
+    ]);
+    h.open(10, '203.0.113.2');
+    await h.step();
+    expect(h.alerts[0]).toMatchObject({ key: { natIp: '203.0.113.2' }, capacity: 10, severity: 'critical' });
+    expect(h.alerts[0]!.message).toContain('pinned to one of the 3 SNAT addresses');
+  });
+
+  it('resolves when the key\'s flows all close', async () => {
+    const h = await harness({ natPorts: [50000, 50009] });
+    const ids = h.open(10);
+    await h.step();
+    h.close(ids);
+    await h.step();
+    expect(h.alerts.map((a) => a.state)).toEqual(['firing', 'resolved']);
+    expect(h.alerts[1]).toMatchObject({ used: 0, utilization: 0 });
+  });
+});
+
+describe('local_port_exhaustion', () => {
+  it('uses ip_local_port_range minus reserved ports as capacity', async () => {
+    const h = await harness();
+    h.src.snapshot.limits.localPortRange = [40000, 40011];
+    h.src.snapshot.limits.reservedPorts = [[40010, 40011]];
+    h.openLocal(10);
+    await h.step();
+    const a = h.of('local_port_exhaustion')[0]!;
+    expect(a).toMatchObject({ severity: 'critical', key: { proto: 'tcp', natIp: '192.0.2.1', dstIp: DST, dstPort: 443 }, used: 10, capacity: 10 });
+    expect(a.message).toMatch(/^Local source ports from 192\.0\.2\.1 to tcp 198\.51\.100\.8:443 are exhausted: 10\/10 in use; widen net\.ipv4\.ip_local_port_range/);
+  });
+});
+
+describe('conntrack_table_full', () => {
+  it('warns at 90%, escalates at 95%, holds in the band, resolves below 85%', async () => {
+    const h = await harness();
+    const snap = h.src.snapshot;
+    snap.limits.max = 1000;
+    snap.count = 899;
+    await h.step();
+    expect(h.alerts).toEqual([]);
+    snap.count = 900;
+    await h.step();
+    expect(h.alerts[0]).toMatchObject({ kind: 'conntrack_table_full', severity: 'warning', key: {}, used: 900, capacity: 1000, utilization: 0.9 });
+    snap.count = 950;
+    await h.step();
+    expect(h.alerts[1]).toMatchObject({ severity: 'critical', used: 950 });
+    snap.count = 860;
+    await h.step();
+    expect(h.alerts).toHaveLength(2);
+    snap.count = 849;
+    await h.step();
+    expect(h.alerts[2]).toMatchObject({ state: 'resolved', used: 849 });
+  });
+
+  it('is critical on early_drop, counts table drops, and does not blame keys or conntrack_drops', async () => {
+    const h = await harness({ natPorts: [1, 2] });
+    h.open(2);
+    const snap = h.src.snapshot;
+    snap.limits.max = 100;
+    snap.count = 91;
+    await h.step(6000);
+    h.alerts.length = 0;
+    snap.counters.early_drop += 3;
+    snap.counters.drop += 4;
+    await h.step();
+    const t = h.of('conntrack_table_full');
+    expect(t.at(-1)).toMatchObject({ severity: 'critical', drops: 7 });
+    expect(t.at(-1)!.message).toContain('raise net.netfilter.nf_conntrack_max');
+    expect(h.of('conntrack_drops')).toEqual([]);
+    expect(h.of('nat_port_exhaustion')).toEqual([]); // drops went to the table, not to the full key
+  });
+});
+
+describe('conntrack_drops', () => {
+  it('warns with the counter deltas when drops rise with no key at capacity, resolves after the quiet period', async () => {
+    const h = await harness({ natPorts: [1, 100], thresholds: { dropsQuietMs: 10_000 } });
+    h.open(5);
+    await h.step();
+    const c = h.src.snapshot.counters;
+    c.insert_failed += 3;
+    c.drop += 3;
+    c.clash_resolve += 7;
+    await h.step();
+    const a = h.of('conntrack_drops')[0]!;
+    expect(a).toMatchObject({ severity: 'warning', state: 'firing', key: {}, used: null, capacity: null, utilization: null, drops: 3 });
+    expect(a.detail).toMatchObject({ insert_failed: 3, drop: 3, clash_resolve: 7, early_drop: 0 });
+    await h.step(9000);
+    expect(h.of('conntrack_drops')).toHaveLength(1);
+    await h.step(1000);
+    expect(h.of('conntrack_drops')[1]).toMatchObject({ state: 'resolved', drops: 3 });
+  });
+});
+
+describe('nflog_drop', () => {
+  const pkt = (n: number, dport = 9999) =>
+    Array.from({ length: n }, () => ({ group: 5, prefix: 'blocked-9999 ', src: '192.0.2.5', dst: DST, sport: 40000, dport }));
+
+  it('fires on the first packets, grows rate-limited, resolves after the quiet period', async () => {
+    const h = await harness({ thresholds: { nflogQuietMs: 30_000 } });
+    h.src.nflog(pkt(3));
+    expect(h.alerts[0]).toMatchObject({
+      kind: 'nflog_drop', severity: 'warning', state: 'firing', drops: 3,
+      key: { prefix: 'blocked-9999 ', group: 5, proto: 'tcp', dstIp: DST, dstPort: 9999 },
+    });
+    expect(h.alerts[0]!.message).toBe('Packets to tcp 198.51.100.8:9999 are dropped by the rule logging "blocked-9999" (NFLOG group 5): 3 packets so far; if this traffic is wanted, change that rule');
+    h.src.nflog(pkt(2));
+    await h.step();
+    expect(h.alerts).toHaveLength(1); // growth within resendMs of the first send
+    await h.step(4000);
+    expect(h.alerts).toHaveLength(1); // no new packets since the last tick: nothing to re-send
+    h.src.nflog(pkt(1));
+    await h.step();
+    expect(h.alerts[1]).toMatchObject({ state: 'firing', drops: 6 });
+    h.src.nflog(pkt(1, 22)); // another key fires on its own
+    expect(h.alerts[2]).toMatchObject({ key: { dstPort: 22 }, drops: 1 });
+    const resolvedPorts = () => h.alerts.filter((a) => a.state === 'resolved').map((a) => (a.key as { dstPort: number }).dstPort);
+    await h.step(28_000); // 9999's last packet was 29 s ago, 22's 28 s ago
+    expect(resolvedPorts()).toEqual([]);
+    await h.step(1000);
+    expect(resolvedPorts()).toEqual([9999]);
+    await h.step(1000);
+    expect(resolvedPorts()).toEqual([9999, 22]);
+    expect(h.alerts.at(-1)).toMatchObject({ drops: 1, state: 'resolved' });
+  });
+});
+
+describe('event_loss', () => {
+  it('is critical with counts, triggers a resync, and resolves when that dump ends with state rebuilt', async () => {
+    let h!: Awaited<ReturnType<typeof harness>>;
+    h = await harness({ natPorts: [1, 100] }, () => h.live());
+    const ids = h.open(10);
+    await h.step();
+    // The kernel destroyed 4 flows but the DESTROY events were lost.
+    const gone = ids.slice(0, 4);
+    h.live().filter((r) => gone.includes(r.id)).forEach((r) => (r as SynthCt & { gone?: boolean }).gone = true);
+    const table = h.live().filter((r) => !gone.includes(r.id));
+    (h.src as unknown as { opts: { table: () => SynthCt[] } }).opts.table = () => table;
+    h.src.loss({ source: 'conntrack', enobufs: 2, dropped: 4 });
+    expect(h.src.resyncs).toBe(1);
+    const [fire, resolved] = h.of('event_loss');
+    expect(fire).toMatchObject({ severity: 'critical', state: 'firing', key: {}, drops: 6, detail: { conntrack: { enobufs: 2, dropped: 4, seqGap: 0 } } });
+    expect(resolved).toMatchObject({ state: 'resolved' });
+    expect(resolved!.seq).toBeGreaterThan(fire!.seq);
+    const k = h.s.tracker.occ.idOf(`tcp|${NAT}|${DST}|80|N`);
+    expect(h.s.tracker.occ.used[k]).toBe(6);
+    expect(h.s.totals().eventsLost.conntrack).toBe(6);
+  });
+
+  it('loss during the resync dump keeps it firing and resyncs again (spaced by minResyncMs)', async () => {
+    const h = await harness({ thresholds: { minResyncMs: 2000 } });
+    h.src.loss({ source: 'conntrack', enobufs: 1 });
+    expect(h.src.resyncs).toBe(1); // no table: the dump is driven by hand
+    h.src.dumpBegin();
+    h.src.loss({ source: 'conntrack', enobufs: 1 });
+    h.src.dumpEnd();
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
+    expect(h.src.resyncs).toBe(1);
+    await h.step(2000);
+    expect(h.src.resyncs).toBe(2);
+    h.src.dump([]);
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
+  });
+
+  it('NFLOG loss resolves after the quiet period without a resync', async () => {
+    const h = await harness({ thresholds: { lossQuietMs: 5000 } });
+    h.src.loss({ source: 'nflog', seqGap: 9 });
+    expect(h.src.resyncs).toBe(0);
+    expect(h.alerts[0]).toMatchObject({ kind: 'event_loss', drops: 9, detail: { nflog: { seqGap: 9 } } });
+    await h.step(4000);
+    expect(h.alerts).toHaveLength(1);
+    await h.step(1000);
+    expect(h.alerts[1]).toMatchObject({ kind: 'event_loss', state: 'resolved' });
+  });
+});
