@@ -7,7 +7,8 @@ import { NatwatchError, UsageError } from '../errors.js';
 import { flushLogs, logger, setupLogging } from '../log.js';
 import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from '../server/config.js';
 import { startServer } from '../server/index.js';
-import { loadStreamerFactory, type RunnableStreamer } from '../server/streamer-loader.js';
+import { loadStreamerFactory, type RunnableStreamer, type StreamerSettings } from '../server/streamer-loader.js';
+import { thresholds as makeThresholds, type Thresholds } from '../alert/thresholds.js';
 
 const HELP = `usage: natwatch serve [options]
 
@@ -105,12 +106,13 @@ export async function run(argv: string[]): Promise<number> {
   });
 }
 
-function streamerOptions(s: ServeSettings): Parameters<Awaited<ReturnType<typeof loadStreamerFactory>>>[0] {
+function streamerOptions(s: ServeSettings): StreamerSettings {
   return {
     ...(s.netns !== null ? { netns: s.netns } : {}),
     ...(s.natPorts !== null ? { natPorts: s.natPorts } : {}),
     ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
-    ...(s.thresholds !== null ? { thresholds: s.thresholds } : {}),
+    ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
+    ...(s.natRules !== null ? { natRules: s.natRules as StreamerSettings['natRules'] } : {}),
   };
 }
 
@@ -146,11 +148,21 @@ function reload(
     log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded');
     return;
   }
+  // Validate before touching anything: a bad file leaves the running settings as they were.
+  let merged: Thresholds;
+  try {
+    merged = makeThresholds((next.thresholds ?? {}) as Partial<Thresholds>);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded');
+    return;
+  }
   server.setToken(next.token);
   const r = streamer as RunnableStreamer & Reconfigurable;
   if (typeof r.reconfigure === 'function') r.reconfigure({ natPorts: next.natPorts, thresholds: next.thresholds });
-  else if (JSON.stringify([next.natPorts, next.thresholds]) !== JSON.stringify([current.natPorts, current.thresholds])) {
-    log.warn('SIGHUP: this streamer cannot change thresholds or NAT ports live; restart to apply them');
+  else {
+    // The alert rules share the streamer's thresholds object: updating it in place applies live.
+    Object.assign(streamer.thresholds, merged);
+    if (JSON.stringify(next.natPorts) !== JSON.stringify(current.natPorts)) log.warn('SIGHUP: --nat-ports changes need a restart');
   }
   const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey'] as const).filter((k) => next[k] !== current[k]);
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');

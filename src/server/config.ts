@@ -18,10 +18,12 @@ export interface ServeSettings {
   logLevel: string;
   /** Passed to the streamer's alert rules as is. */
   thresholds: Record<string, unknown> | null;
+  /** Per-rule NAT capacity overrides (config file only), passed to the streamer as is. */
+  natRules: unknown[] | null;
 }
 
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
-export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds', unknown>>;
+export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules', unknown>>;
 
 const FILE_FIELDS: Record<string, keyof RawSettings> = {
   listen: 'listen',
@@ -39,6 +41,8 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   logLevel: 'logLevel',
   'log-level': 'logLevel',
   thresholds: 'thresholds',
+  natRules: 'natRules',
+  'nat-rules': 'natRules',
 };
 
 const FLAG: Record<keyof RawSettings, string> = {
@@ -51,6 +55,7 @@ const FLAG: Record<keyof RawSettings, string> = {
   tlsKey: '--tls-key',
   logLevel: '--log-level',
   thresholds: 'thresholds',
+  natRules: 'natRules',
 };
 
 export function readConfigFile(path: string): RawSettings {
@@ -97,6 +102,8 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}): Ser
   if (thresholds !== undefined && (typeof thresholds !== 'object' || thresholds === null || Array.isArray(thresholds))) {
     throw new UsageError('thresholds: must be a mapping');
   }
+  const natRules = pick('natRules');
+  if (natRules !== undefined && natRules !== null && !Array.isArray(natRules)) throw new UsageError('natRules: must be a list');
   const netns = str('netns', pick('netns'));
   return {
     host: addr.host,
@@ -109,6 +116,7 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}): Ser
     tlsKey,
     logLevel,
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
+    natRules: (natRules as unknown[] | undefined) ?? null,
   };
 }
 

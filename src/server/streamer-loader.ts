@@ -1,28 +1,16 @@
-// The CLI's way to the real pipeline. Imported lazily so `--help`, flag errors and `tail ws://`
-// never load the native addon.
+// The CLI's way to the real pipeline. Imported lazily so `--help`, flag errors and
+// `tail ws://…` never load the streamer (nor, through it, the native addon).
 import { NatwatchError } from '../errors.js';
-import type { StreamerLike } from '../types.js';
+import type { createStreamer, StreamerOptions } from '../streamer.js';
 
-export interface RunnableStreamer extends StreamerLike {
-  start(): Promise<void>;
-}
+export type { Streamer as RunnableStreamer, StreamerOptions as StreamerSettings } from '../streamer.js';
 
-export interface StreamerSettings {
-  netns?: string;
-  natPorts?: [number, number];
-  nflogGroups?: number[];
-  thresholds?: Record<string, unknown>;
-}
-
-type Factory = (opts: StreamerSettings) => RunnableStreamer;
-
-export async function loadStreamerFactory(): Promise<Factory> {
-  // A variable specifier keeps this file compiling while the streamer is being written.
-  const spec = '../streamer.js';
+export async function loadStreamerFactory(): Promise<typeof createStreamer> {
   try {
-    const mod = (await import(spec)) as { createStreamer: Factory };
-    return mod.createStreamer;
+    return (await import('../streamer.js')).createStreamer;
   } catch (err) {
     throw new NatwatchError('ENATIVE', `cannot load the streamer: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
 }
+
+export type { StreamerOptions };

@@ -1,14 +1,14 @@
 // The real daemon on a lab router: NAT ports run out, the stream says so; SIGHUP swaps the
 // token; SIGTERM closes clients with 1001 and exits 0.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
-import { ensureBuilt, spawnCli } from '../helpers/cli-build.js';
+import { ensureBuilt, ROOT, spawnCli } from '../helpers/cli-build.js';
 import { TestClient } from '../helpers/fake-streamer.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -108,5 +108,31 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
     serve.kill('SIGINT');
     expect(await c.closedP).toBe(1001);
     expect(await exited(serve)).toBe(0);
+  });
+
+  it('examples/embed.mjs: the library embedded in an http.Server', async () => {
+    const ex = spawn(process.execPath, [join(ROOT, 'examples/embed.mjs'), lab.router, '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    serve = ex;
+    let out = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`example did not start: ${out}`)), 20_000);
+      const on = (d: Buffer): void => {
+        out += d;
+        const m = /127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(Number(m[1]));
+        }
+      };
+      ex.stdout!.on('data', on);
+      ex.stderr!.on('data', on);
+    });
+    expect(await (await fetch(`http://127.0.0.1:${port}/elsewhere`)).text()).toBe('my service\n');
+    const c = await TestClient.open(`ws://127.0.0.1:${port}/v1/stream`);
+    expect(await c.next('hello')).toMatchObject({ netns: lab.nsPath(lab.router) });
+    await c.next('stats', 1, 5000);
+    ex.kill('SIGTERM');
+    expect(await c.closedP).toBe(1001);
+    expect(await exited(ex)).toBe(0);
   });
 });
