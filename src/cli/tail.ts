@@ -61,6 +61,8 @@ function parseTypes(v: string | undefined): string[] {
 interface Sink {
   message(m: ServerMessage): void;
   state(text: string): void;
+  /** A non-fatal problem worth showing (the view keeps running). */
+  warn(text: string): void;
   close(): void;
 }
 
@@ -68,6 +70,7 @@ function jsonSink(): Sink {
   return {
     message: (m) => void process.stdout.write(JSON.stringify(m) + '\n'),
     state: (text) => void process.stderr.write(`natwatch: ${text}\n`),
+    warn: (text) => void process.stderr.write(`natwatch: ${text}\n`),
     close: () => undefined,
   };
 }
@@ -101,6 +104,9 @@ function ttySink(types: string[]): Sink {
     state(text) {
       view.state.status = text;
       view.refresh();
+    },
+    warn(text) {
+      view.print([`natwatch: ${text}`]);
     },
     close() {
       process.stdout.off('resize', onResize);
@@ -168,13 +174,12 @@ async function runLocal(netns: string | undefined, groups: number[], types: stri
   if (types.includes('alert')) streamer.on('alert', onAlert);
   streamer.on('stats', onStats);
   if (types.includes('event')) streamer.on('event', onEvent);
+  // Streamer errors are per batch or per poll and the pipeline carries on: show, keep going.
+  streamer.on('error', (err) => out.warn(err.message));
   await streamer.start();
   out.state(`in-process ${path ?? 'current namespace'}`);
-  return untilSignal(
-    async () => {
-      await streamer.close();
-      out.close();
-    },
-    (fail) => streamer.on('error', fail),
-  );
+  return untilSignal(async () => {
+    await streamer.close();
+    out.close();
+  });
 }

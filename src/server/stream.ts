@@ -27,10 +27,11 @@ export class StreamHub {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly onAlert = (a: Alert): void => this.broadcast(new FrameCache({ type: 'alert', msg: a }));
   private readonly onStats = (s: StatsMessage): void => this.broadcast(new FrameCache({ type: 'stats', msg: s }));
-  private readonly onEvent = (e: WireEvent): void => {
-    if (this.eventSubscribers > 0) this.broadcast(new FrameCache({ type: 'event', msg: e }));
-  };
-  /** Clients that asked for events; when 0 the high-volume path costs nothing. */
+  private readonly onEvent = (e: WireEvent): void => this.broadcast(new FrameCache({ type: 'event', msg: e }));
+  /**
+   * Clients that asked for events. The 'event' listener is attached only while this is > 0:
+   * the streamer builds event objects only when someone listens (high volume otherwise free).
+   */
   private eventSubscribers = 0;
 
   constructor(
@@ -42,7 +43,6 @@ export class StreamHub {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: false });
     streamer.on('alert', this.onAlert);
     streamer.on('stats', this.onStats);
-    streamer.on('event', this.onEvent);
     this.heartbeat = setInterval(() => this.beat(), opts.heartbeatMs);
     this.heartbeat.unref();
   }
@@ -66,7 +66,7 @@ export class StreamHub {
   private accept(ws: WebSocket, req: IncomingMessage, sub: Subscription): void {
     const client = new StreamClient(this.nextId++, ws, sub, this.opts, (c) => this.closeSlow(c));
     this.clients.add(client);
-    if (sub.filter.types.has('event')) this.eventSubscribers++;
+    if (sub.filter.types.has('event')) this.countEventSubscriber(+1);
     const log = this.log.child({ client: client.id });
     log.info({ remote: req.socket.remoteAddress, ...describeSubscription(sub), since: sub.since }, 'client connected');
 
@@ -122,7 +122,7 @@ export class StreamHub {
     }
     const hadEvents = client.sub.filter.types.has('event');
     const hasEvents = sub.filter.types.has('event');
-    this.eventSubscribers += Number(hasEvents) - Number(hadEvents);
+    if (hasEvents !== hadEvents) this.countEventSubscriber(hasEvents ? +1 : -1);
     client.sub = sub;
     client.sendControl({ type: 'subscribed', ...describeSubscription(sub), seq: this.streamer.seq });
     if (sub.since !== null) this.replay(client, sub.since);
@@ -142,7 +142,14 @@ export class StreamHub {
   private forget(c: StreamClient): void {
     if (!this.clients.delete(c)) return;
     this.droppedByGone += c.droppedTotal;
-    if (c.sub.filter.types.has('event')) this.eventSubscribers--;
+    if (c.sub.filter.types.has('event')) this.countEventSubscriber(-1);
+  }
+
+  private countEventSubscriber(delta: 1 | -1): void {
+    const before = this.eventSubscribers;
+    this.eventSubscribers += delta;
+    if (before === 0 && this.eventSubscribers === 1) this.streamer.on('event', this.onEvent);
+    if (before === 1 && this.eventSubscribers === 0) this.streamer.off('event', this.onEvent);
   }
 
   private beat(): void {

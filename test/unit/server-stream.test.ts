@@ -154,6 +154,33 @@ describe('filters', () => {
   });
 });
 
+describe('event listener', () => {
+  it("listens to the streamer's events only while a client wants them", async () => {
+    await start();
+    const a = await TestClient.open(url());
+    await a.next('hello');
+    expect(streamer.listenerCount('event')).toBe(0);
+    const b = await TestClient.open(url('?types=event'));
+    await b.next('hello');
+    const c = await TestClient.open(url('?types=alert,event'));
+    await c.next('hello');
+    expect(streamer.listenerCount('event')).toBe(1);
+    b.send({ type: 'subscribe', types: 'alert' });
+    await b.next('subscribed');
+    expect(streamer.listenerCount('event')).toBe(1);
+    c.close();
+    await c.closedP;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(streamer.listenerCount('event')).toBe(0);
+    a.send({ type: 'subscribe', types: ['event'] });
+    await a.next('subscribed');
+    const e = streamer.emitEvent();
+    expect(await a.next('event')).toEqual(e);
+    a.close();
+    b.close();
+  });
+});
+
 describe('since replay', () => {
   it('replays alerts with seq > since before live ones, filtered', async () => {
     await start();
