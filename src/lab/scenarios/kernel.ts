@@ -91,3 +91,26 @@ export async function pollUntil(probe: () => Promise<boolean>, timeoutMs: number
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * The kernel frees expired entries lazily: its GC worker runs up to 60 s apart (less when
+ * much expires), or a lookup/dump meets them. Until then they stay in the table and no
+ * DESTROY event is sent, so a watcher keeps seeing the flows. A dump reaps them at once:
+ * while `until` is pending, list R's table (both families) every `everyMs`.
+ */
+export async function reapWhile<T>(lab: Lab, ns: string, until: Promise<T>, everyMs = 1_000): Promise<T> {
+  let done = false;
+  const settled = until.finally(() => (done = true));
+  const loop = (async () => {
+    while (!done) {
+      await lab.exec(ns, 'conntrack', ['-L', '-f', 'ipv4'], { timeoutMs: 5_000 });
+      await lab.exec(ns, 'conntrack', ['-L', '-f', 'ipv6'], { timeoutMs: 5_000 });
+      await Promise.race([settled.catch(() => {}), new Promise((r) => setTimeout(r, everyMs))]);
+    }
+  })();
+  try {
+    return await settled;
+  } finally {
+    await loop;
+  }
+}
