@@ -1,9 +1,10 @@
 // `natwatch serve`: the daemon. Streamer (netlink source → tracker → alerts) plus the WebSocket
 // stream and HTTP endpoints on one port. SIGTERM/SIGINT: clients closed 1001, logs flushed,
 // exit 0. SIGHUP: the config file is read again (token, thresholds, NAT ports).
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parse } from './args.js';
-import { NatwatchError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
+import { checkNetns } from '../doctor/facts.js';
 import { flushLogs, logger, setupLogging } from '../log.js';
 import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from '../server/config.js';
 import { startServer } from '../server/index.js';
@@ -56,16 +57,19 @@ export async function run(argv: string[]): Promise<number> {
   const configPath = values.config;
   const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
   const tls = settings.tlsCert ? { cert: readPem('--tls-cert', settings.tlsCert), key: readPem('--tls-key', settings.tlsKey!) } : undefined;
-  if (settings.netns !== null && !existsSync(settings.netns)) {
-    throw new NatwatchError('ENETNS', `network namespace ${settings.netns} does not exist`);
-  }
+  if (settings.netns !== null) checkNetns(settings.netns);
 
   setupLogging({ level: settings.logLevel });
   const log = logger('serve');
   const createStreamer = await loadStreamerFactory();
   const streamer = createStreamer(streamerOptions(settings));
-  streamer.on('error', (err) => log.error({ err: err.message }, 'streamer error'));
+  // Errors raised while starting are logged only if the start succeeds: when it fails, its
+  // own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the ruleset read).
+  let early: Error[] | null = [];
+  streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
   await streamer.start();
+  for (const err of early) log.error({ err: err.message }, 'streamer error');
+  early = null;
 
   let server;
   try {

@@ -3,10 +3,10 @@
 // `nsenter --net=PATH` (one shell, every file). The ruleset and the table dump come from the
 // same namespace. Missing tools or files become nulls that checks report, never crashes.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
 import { parseConntrackList, type CtSummary } from './conntrack-list.js';
-import { scanRuleset, type RulesetScan } from './ruleset-scan.js';
+import { scanIptablesSave, scanRuleset, type RulesetScan } from './ruleset-scan.js';
 
 export const SYSCTLS = [
   'net/netfilter/nf_conntrack_count',
@@ -53,6 +53,17 @@ export const execTool: Exec = (cmd, args) =>
     });
   });
 
+/** A one-line error for a namespace path that is missing or that we may not look at. */
+export function checkNetns(path: string): void {
+  try {
+    statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new NatwatchError('EPERM', `need root to open network namespace ${path}`);
+    throw new NatwatchError('ENETNS', `network namespace ${path} does not exist`);
+  }
+}
+
 /** Name for `ip netns exec NAME` when the path is one `ip netns add` made. */
 export function fixPrefix(netns: string | null): string {
   if (netns === null) return '';
@@ -65,7 +76,7 @@ function inNamespace(netns: string | null, cmd: string, args: string[]): [string
 }
 
 export async function gatherFacts(netns: string | null, exec: Exec = execTool): Promise<Facts> {
-  if (netns !== null && !existsSync(netns)) throw new NatwatchError('ENETNS', `network namespace ${netns} does not exist`);
+  if (netns !== null) checkNetns(netns);
   const sysctl = await readSysctls(netns, exec);
   // net.core.rmem_max is global (registered in the initial namespace only): read the host's.
   if (sysctl['net/core/rmem_max'] === undefined) sysctl['net/core/rmem_max'] = readOr('/proc/sys/net/core/rmem_max');
@@ -76,6 +87,18 @@ export async function gatherFacts(netns: string | null, exec: Exec = execTool): 
   const nft = await exec(nftCmd, nftArgs);
   if (nft.code === 0) ruleset = scanRuleset(nft.stdout);
   else rulesetError = nft.code === 127 ? 'nft is not installed' : nft.stderr.trim().split('\n')[0] ?? `nft exit ${nft.code}`;
+  // Legacy iptables rules are invisible to nft; look only if their tables exist here, so that
+  // reading them does not load the x_tables modules as a side effect.
+  const [catCmd, catArgs] = inNamespace(netns, 'cat', ['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names']);
+  const names = await exec(catCmd, catArgs);
+  if (names.stdout.trim() !== '') {
+    for (const tool of ['iptables-legacy-save', 'ip6tables-legacy-save']) {
+      const [cmd, args] = inNamespace(netns, tool, []);
+      const r = await exec(cmd, args);
+      if (r.code === 0) ruleset = scanIptablesSave(r.stdout, ruleset ?? { natRules: [], ctRules: [], natChains: 0, ruleCount: 0 });
+    }
+    if (ruleset && rulesetError) rulesetError = null;
+  }
 
   let table: CtSummary | null = null;
   let tableNote: string | null = null;

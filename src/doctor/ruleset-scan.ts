@@ -63,9 +63,9 @@ function natOf(line: string): Omit<NatRule, 'table' | 'chain' | 'text'> | null {
   let m = /\bmasquerade(?:\s+to\s+:(\d+)(?:-(\d+))?)?/.exec(line);
   if (m) return { kind: 'masquerade', ports: range(m[1], m[2]), addresses: 1 };
   m = /\bsnat(?:\s+(?:ip6?|inet))?\s+to\s+(\S+)/.exec(line);
-  if (m) return { kind: 'snat', ...target(m[1]!) };
+  if (m) return { kind: 'snat', ...targetOf(m[1]!) };
   m = /\bdnat(?:\s+(?:ip6?|inet))?\s+to\s+(\S+)/.exec(line);
-  if (m) return { kind: 'dnat', ...target(m[1]!) };
+  if (m) return { kind: 'dnat', ...targetOf(m[1]!) };
   m = /\bredirect(?:\s+to\s+:(\d+)(?:-(\d+))?)?/.exec(line);
   if (m) return { kind: 'redirect', ports: range(m[1], m[2]), addresses: 1 };
   m = /xt target "(MASQUERADE|SNAT|DNAT|REDIRECT|NETMAP)"/.exec(line);
@@ -79,7 +79,7 @@ function range(lo: string | undefined, hi: string | undefined): [number, number]
 }
 
 /** `A`, `A-B`, `A:P`, `A-B:P-Q`, `[v6]:P`; a map or set expression counts as unknown (1). */
-function target(spec: string): { ports: [number, number] | null; addresses: number } {
+export function targetOf(spec: string): { ports: [number, number] | null; addresses: number } {
   let addr = spec;
   let ports: [number, number] | null = null;
   const v6 = /^\[([^\]]+)\](?::(\d+)(?:-(\d+))?)?$/.exec(spec);
@@ -99,4 +99,34 @@ function target(spec: string): { ports: [number, number] | null; addresses: numb
 
 function ipv4(s: string): number {
   return s.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+/**
+ * Rules of the legacy (x_tables) iptables, which `nft list ruleset` does not show:
+ * `iptables-legacy-save` output, `-A CHAIN ... -j MASQUERADE --to-ports 50000-50009`.
+ */
+export function scanIptablesSave(text: string, into: RulesetScan): RulesetScan {
+  let table = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('*')) {
+      table = `legacy ${line.slice(1)}`;
+      continue;
+    }
+    const m = /^-A (\S+) (.*)$/.exec(line);
+    if (!m) continue;
+    into.ruleCount++;
+    const [, chain, rest] = m as unknown as [string, string, string];
+    const target = /-j (MASQUERADE|SNAT|DNAT|REDIRECT|NETMAP)\b/.exec(rest)?.[1];
+    if (target) {
+      const ports = /--to-ports (\d+)(?:-(\d+))?/.exec(rest);
+      const to = /--to-(?:source|destination) (\S+)/.exec(rest);
+      const t = to ? targetOf(to[1]!) : { ports: null, addresses: 1 };
+      const kind = target === 'MASQUERADE' ? 'masquerade' : target === 'SNAT' ? 'snat' : target === 'DNAT' ? 'dnat' : target === 'REDIRECT' ? 'redirect' : 'xt';
+      into.natRules.push({ table, chain: chain!, kind, ports: ports ? range(ports[1], ports[2]) : t.ports, addresses: t.addresses, text: line });
+    } else if (/-m (conntrack|state|connmark|connlimit|helper)\b|-j (CONNMARK|CT)\b/.test(rest)) {
+      into.ctRules.push(`${table} ${chain}: ${line}`);
+    }
+  }
+  return into;
 }

@@ -1,9 +1,10 @@
 // The real binary: usage errors exit 2 with one line naming the flag; a missing namespace exits 1.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureBuilt, runCli } from '../helpers/cli-build.js';
+import { BIN, ensureBuilt, runCli } from '../helpers/cli-build.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
 
@@ -58,6 +59,22 @@ describe('natwatch serve: bad input', () => {
     expect(r.code).toBe(1);
     expect(oneLine(r.stderr)).toBe(true);
     expect(r.stderr).toMatch(/nwc-does-not-exist-4242/);
+  });
+
+  it.runIf(process.getuid?.() === 0 && existsSync('/usr/bin/setpriv'))('without privilege: one line naming CAP_NET_ADMIN, exit 1', async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      c.stderr.on('data', (d) => (stderr += d));
+      const t = setTimeout(() => c.kill('SIGKILL'), 15_000);
+      c.on('close', (code) => {
+        clearTimeout(t);
+        resolve({ code, stderr });
+      });
+    });
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(/CAP_NET_ADMIN/);
   });
 
   it('--help exits 0 and lists the flags', async () => {

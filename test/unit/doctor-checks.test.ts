@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runDoctor } from '../../src/doctor/index.js';
-import { scanRuleset } from '../../src/doctor/ruleset-scan.js';
+import { scanIptablesSave, scanRuleset } from '../../src/doctor/ruleset-scan.js';
 import { parseConntrackList } from '../../src/doctor/conntrack-list.js';
 import { formatReport } from '../../src/doctor/format.js';
 import type { Exec } from '../../src/doctor/facts.js';
@@ -50,6 +50,28 @@ describe('scanRuleset', () => {
   });
   it('an empty ruleset', () => {
     expect(scanRuleset('')).toEqual({ natRules: [], ctRules: [], natChains: 0, ruleCount: 0 });
+  });
+});
+
+describe('scanIptablesSave (legacy rules nft cannot show)', () => {
+  it('adds NAT targets with ranges and conntrack matches', () => {
+    const save = `*nat
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o eth0 -p tcp -j MASQUERADE --to-ports 50000-50009
+-A POSTROUTING -o eth1 -j SNAT --to-source 203.0.113.1-203.0.113.2:1024-1535
+COMMIT
+*filter
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -s 192.0.2.0/24 -j ACCEPT
+COMMIT
+`;
+    const s = scanIptablesSave(save, scanRuleset(''));
+    expect(s.natRules.map((r) => [r.table, r.kind, r.ports, r.addresses])).toEqual([
+      ['legacy nat', 'masquerade', [50000, 50009], 1],
+      ['legacy nat', 'snat', [1024, 1535], 2],
+    ]);
+    expect(s.ctRules).toEqual(['legacy filter FORWARD: -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT']);
+    expect(s.ruleCount).toBe(4);
   });
 });
 
