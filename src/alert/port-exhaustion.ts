@@ -73,6 +73,8 @@ export class PortExhaustionRule {
       this.judge(k, tick, share.get(k) ?? 0);
     }
     for (const k of cand) this.judge(k, tick, share.get(k) ?? 0);
+    // Drops at capacity make a key critical whatever its thresholds.
+    for (const [k, n] of share) if (!this.firing.has(k)) this.judge(k, tick, n);
     return { atCapacity: atCap.length, attributed };
   }
 

@@ -130,27 +130,27 @@ describe('nat_port_exhaustion', () => {
     expect(h.of('conntrack_drops')).toEqual([]);
   });
 
-  it('escalates a warning to critical when drops arrive at capacity (below 95% is impossible, so use a wide band)', async () => {
-    const h = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.5, portCritical: 1, portResolve: 0.4 } });
-    h.open(9);
+  it('escalates a warning at capacity to critical as soon as drops are attributed to it', async () => {
+    // portCritical above 1 takes utilization out of the picture: only the drops can escalate.
+    const h = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.8, portCritical: 1.01, portResolve: 0.7 } });
+    h.open(10);
     await h.step();
-    expect(h.alerts[0]).toMatchObject({ severity: 'warning', used: 9 });
-    h.open(1);
+    expect(h.alerts.map((a) => a.severity)).toEqual(['warning']);
     await h.step();
-    expect(h.alerts[1]).toMatchObject({ severity: 'critical', used: 10 }); // util 1.0 >= critical
-    const h2 = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.5, portCritical: 1, portResolve: 0.4 } });
-    h2.open(10);
-    await h2.step();
-    expect(h2.alerts[0]!.severity).toBe('critical');
+    expect(h.alerts).toHaveLength(1);
+    h.drop(2);
+    await h.step(); // escalation is sent at once (no rate limit)
+    expect(h.alerts[1]).toMatchObject({ severity: 'critical', drops: 2, used: 10, capacity: 10 });
   });
 
-  it('a warning at capacity turns critical on drops even when portCritical is out of reach', async () => {
-    const h = await harness({ natPorts: [1, 10], thresholds: { portWarning: 0.8, portCritical: 1, portResolve: 0.7 } });
-    h.open(9);
+  it('drops at capacity fire even when the utilization thresholds are out of reach', async () => {
+    const h = await harness({ natPorts: [1, 10], thresholds: { portWarning: 1.5, portCritical: 2, portResolve: 0.7 } });
+    h.open(10);
     await h.step();
-    h.open(1); // 10/10 >= portCritical 1.0 → critical anyway; check the drop path with capacity 10, used 10
+    expect(h.alerts).toEqual([]);
+    h.drop(1);
     await h.step();
-    expect(h.alerts.map((a) => a.severity)).toEqual(['warning', 'critical']);
+    expect(h.alerts[0]).toMatchObject({ severity: 'critical', drops: 1 });
   });
 
   it('re-sends on growing drops at most once per resendMs, never every tick', async () => {
