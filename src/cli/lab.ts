@@ -67,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     });
     streamer.on('error', (err) => process.stderr.write(`natwatch: streamer: ${err.message}\n`));
     await streamer.start();
-    return { alerts, onAlert: (fn) => void listeners.push(fn), close: () => streamer.close() };
+    return { alerts, onAlert: (fn) => void listeners.push(fn), top: () => streamer.top(), close: () => streamer.close() };
   };
 
   const names = name === 'all' ? (Object.keys(SCENARIOS) as Array<keyof typeof SCENARIOS>) : [name];

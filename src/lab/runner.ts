@@ -3,11 +3,11 @@
 // every way out: normal end, error, SIGINT/SIGTERM (then exit 130/143), and as a last resort
 // synchronously on process exit. Machine-wide sysctls go through sysctl-guard.
 import { spawnSync } from 'node:child_process';
-import type { Alert } from '../types.js';
+import type { Alert, TopEntry } from '../types.js';
 import { guardSysctl, repairStale, type SysctlGuard } from './sysctl-guard.js';
 import { createLab, type Lab } from './topology.js';
 import { deltas, formatDeltas, reapWhile, snapshot } from './scenarios/kernel.js';
-import { matchesKey, type Expectation, type Load, type Scenario } from './scenarios/types.js';
+import { matchesKey, type Expectation, type Load, type OccupancyCheck, type Scenario } from './scenarios/types.js';
 
 /** Lab runs want recovery in seconds, not the production quiet windows (src/alert/thresholds.ts). */
 export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietMs: 3_000, dropsQuietMs: 3_000, minResyncMs: 500 };
@@ -17,6 +17,8 @@ export interface LabWatcher {
   /** Every alert so far, oldest first. */
   readonly alerts: Alert[];
   onAlert(fn: (a: Alert) => void): void;
+  /** natwatch's current top destinations, when the watcher can tell (occupancy check). */
+  top?(): TopEntry[];
   close(): Promise<void>;
 }
 
@@ -75,6 +77,38 @@ export async function waitAlert(w: LabWatcher, pred: (a: Alert) => boolean, ms: 
   }
   for (; from < w.alerts.length; from++) if (pred(w.alerts[from]!)) return w.alerts[from]!;
   return null;
+}
+
+/**
+ * For alerts that resolve on their own while the load is on (event_loss: loss, re-dump,
+ * resolved — possibly several rounds): the last alert of that kind and key is `resolved` and
+ * nothing new came for a second and a half.
+ */
+async function waitSettled(w: LabWatcher, e: Expectation, ms: number): Promise<Alert | null> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const mine = w.alerts.filter((a) => a.kind === e.kind && matchesKey(e.key, a.key));
+    const last = mine.at(-1);
+    if (last?.state === 'resolved' && Date.now() - Date.parse(last.ts) >= 1_500) return last;
+    await sleep(200);
+  }
+  return null;
+}
+
+/** natwatch's occupancy for a key against the kernel's flow count, polled until equal (≤ 10 s). */
+async function compareOccupancy(lab: Lab, w: LabWatcher, c: OccupancyCheck): Promise<{ ok: boolean; line: string } | null> {
+  if (!w.top) return null;
+  let used = -1;
+  let kernel = -1;
+  const deadline = Date.now() + 10_000;
+  do {
+    kernel = await c.count(lab);
+    used = w.top().find((t) => matchesKey(c.key, t.key))?.used ?? 0;
+    if (used === kernel) break;
+    await sleep(500);
+  } while (Date.now() < deadline);
+  const k = c.key;
+  return { ok: used === kernel, line: `${k.proto} ${k.natIp} → ${k.dstIp}:${k.dstPort}: natwatch counts ${used} flows, conntrack -L lists ${kernel}` };
 }
 
 function describeAlert(a: Alert): string {
@@ -147,11 +181,11 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
     const before = await snapshot(lab, lab.router);
     load = await sc.trigger(lab);
     say('traffic', load.summary);
-    let firing: Alert | null = null;
-    if (sc.expect) firing = await waitAlert(watcher, (a) => firingMatches(sc.expect!, a), waitMs);
+    const e = sc.expect;
+    const firing = e ? await waitAlert(watcher, (a) => firingMatches(e, a), waitMs) : null;
     for (const line of await sc.verifyKernel(lab, before)) say('kernel', line);
 
-    if (!sc.expect) {
+    if (!e) {
       const doc = opts.doctor ? await opts.doctor(lab) : { ok: true, text: '' };
       for (const line of doc.text.split('\n').filter(Boolean)) say('doctor', line);
       result = doc.ok
@@ -159,28 +193,33 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
         : { ok: false, reason: 'doctor did not report the leftover tracking' };
     } else if (!firing) {
       const seen = watcher.alerts.map(describeAlert).join('; ') || 'no alerts';
-      result = { ok: false, reason: `no ${sc.expect.kind} alert matching ${JSON.stringify(sc.expect)} within ${waitMs} ms (seen: ${seen})` };
+      result = { ok: false, reason: `no ${e.kind} alert matching ${JSON.stringify(e)} within ${waitMs} ms (seen: ${seen})` };
     } else {
-      const released = Date.now();
-      await load.release();
-      say('traffic', 'client closed its connections');
-      const after = await snapshot(lab, lab.router);
-      say('kernel', `conntrack -S in R since the start: ${formatDeltas(deltas(before, after))}`);
+      const w = watcher;
+      const l = lab;
       let resolved: Alert | null = null;
-      if (sc.expect.resolves) {
+      let since = Date.parse(firing.ts);
+      if (e.resolves === 'by-itself') resolved = await waitSettled(w, e, waitMs);
+      const occ = sc.occupancy ? await compareOccupancy(l, w, sc.occupancy) : null;
+      if (occ) say('compare', occ.line);
+      if (e.resolves === 'after-release') {
+        since = Date.now();
+        await load.release();
+        say('traffic', 'client closed its connections');
         // Closed flows expire in R within a second or two, but the kernel only frees expired
         // entries (and sends DESTROY) at its next GC pass — up to a minute — or when a dump
         // meets them. The lab lists R's table each second so recovery shows up in seconds.
         say('kernel', "listing R's table each second so expired entries are reaped now, not at the next GC pass");
-        const w = watcher;
-        resolved = await reapWhile(lab, lab.router, waitAlert(w, (a) => resolvedMatches(sc.expect!, a), waitMs));
+        resolved = await reapWhile(l, l.router, waitAlert(w, (a) => resolvedMatches(e, a) && a.seq > firing.seq, waitMs));
       }
-      if (sc.expect.resolves && !resolved) {
-        result = { ok: false, reason: `${describeAlert(firing)} fired but was not resolved within ${waitMs} ms of recovery` };
-      } else {
-        const after = resolved ? `, resolved ${((Date.parse(resolved.ts) - released) / 1000).toFixed(1)} s after the client closed` : '';
-        result = { ok: true, reason: `natwatch raised ${describeAlert(firing)}${after}` };
-      }
+      const last = resolved ?? firing;
+      const k = sc.kernelDrops ? await sc.kernelDrops(l, before) : null;
+      const kernelSide = k ? `kernel: ${k.what} = ${k.n}` : `kernel counters: ${formatDeltas(deltas(before, await snapshot(l, l.router)))}`;
+      say('compare', `${kernelSide}; natwatch: ${last.kind} drops = ${last.drops}`);
+      const when = e.resolves === 'after-release' ? 'after the client closed' : 'after it fired, the load still on';
+      if (!resolved) result = { ok: false, reason: `${describeAlert(firing)} fired but no resolved followed within ${waitMs} ms` };
+      else if (occ && !occ.ok) result = { ok: false, reason: `occupancy mismatch: ${occ.line}` };
+      else result = { ok: true, reason: `natwatch raised ${describeAlert(firing)}, resolved ${((Date.parse(resolved.ts) - since) / 1000).toFixed(1)} s ${when}` };
     }
   } catch (err) {
     result = { ok: false, reason: `scenario failed: ${(err as Error).message.split('\n')[0]}` };

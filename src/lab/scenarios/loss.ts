@@ -51,9 +51,17 @@ export function loss(): Scenario {
     expect: {
       kind: 'event_loss',
       key: {},
-      severity: 'warning',
+      severity: 'critical',
       drops: true,
-      resolves: true,
+      resolves: 'by-itself',
+    },
+    kernelDrops: async (lab) => ({
+      what: 'events the kernel could not queue (/proc/net/netlink Drops)',
+      n: [...(await netlinkDrops(lab, lab.router)).values()].reduce((a, b) => a + b, 0),
+    }),
+    occupancy: {
+      key: { proto: 'udp', natIp: ADDR.routerOut, dstIp: ADDR.server, dstPort: PORT },
+      count: lossFlows,
     },
     async setup(lab) {
       await lab.nft(

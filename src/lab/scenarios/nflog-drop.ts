@@ -26,8 +26,9 @@ export function nflogDrop(): Scenario {
       key: { prefix: PREFIX, group: GROUP, proto: 'tcp', dstIp: ADDR.server, dstPort: PORT },
       severity: 'warning',
       drops: true,
-      resolves: true,
+      resolves: 'after-release',
     },
+    kernelDrops: async (lab) => ({ what: `packets counted by the "${PREFIX.trim()}" rule`, n: await nftRulePackets(lab, lab.router, `dport ${PORT}`) }),
     async setup(lab) {
       await lab.nft(
         lab.router,

@@ -61,7 +61,18 @@ export function portExhaustion(o: PortExhaustionOptions = {}): Scenario {
       used: capacity,
       capacity,
       drops: true,
-      resolves: true,
+      resolves: 'after-release',
+    },
+    kernelDrops: async (lab, before) => {
+      const d = deltas(before, await snapshot(lab, lab.router));
+      return { what: 'insert_failed', n: d.insert_failed ?? 0 };
+    },
+    occupancy: {
+      key: { proto, natIp, dstIp, dstPort },
+      count: async (lab) =>
+        (await listEntries(lab, lab.router, ['-p', proto, '--dport', String(dstPort)], ipv6 ? 'ipv6' : 'ipv4')).filter(
+          (e) => e.reply.dst === natIp && e.orig.dst === dstIp,
+        ).length,
     },
     async setup(lab) {
       await fastClose(lab, lab.router);

@@ -34,7 +34,11 @@ export function tableFull(o: TableFullOptions = {}): Scenario {
       severity: 'critical',
       capacity: max,
       drops: true,
-      resolves: true,
+      resolves: 'after-release',
+    },
+    kernelDrops: async (lab, before) => {
+      const d = deltas(before, await snapshot(lab, lab.router));
+      return { what: 'drop + early_drop', n: (d.drop ?? 0) + (d.early_drop ?? 0) };
     },
     async setup(lab) {
       await fastClose(lab, lab.router);

@@ -2,7 +2,7 @@
 // kernel-side evidence that it did, and the alert natwatch must raise. The runner (`natwatch
 // lab`) and the end-to-end tests drive the same scenario objects; only the watcher differs
 // (in-process streamer vs. a spawned `natwatch serve`).
-import type { AlertKey, AlertKind, Severity } from '../../types.js';
+import type { AlertKey, AlertKind, PortKey, Severity } from '../../types.js';
 import type { Lab } from '../topology.js';
 
 export type ScenarioName = 'port-exhaustion' | 'table-full' | 'nflog-drop' | 'flush' | 'loss';
@@ -18,8 +18,19 @@ export interface Expectation {
   capacity?: number;
   /** The kernel dropped packets here: the alert must carry drops > 0. */
   drops: boolean;
-  /** A `resolved` alert with the same kind and key must follow recovery. */
-  resolves: boolean;
+  /**
+   * When a `resolved` with the same kind and key must follow: after the client lets go
+   * ('after-release'), or while the load is still on ('by-itself': event_loss resolves once
+   * a re-dump rebuilt the state).
+   */
+  resolves: 'after-release' | 'by-itself';
+}
+
+/** A destination whose natwatch occupancy must equal the kernel's own flow count. */
+export interface OccupancyCheck {
+  key: PortKey;
+  /** Flows for `key` in R's table (conntrack -L). */
+  count(lab: Lab): Promise<number>;
 }
 
 /** Options for whatever watches the router (streamer in-process or `natwatch serve`). */
@@ -60,6 +71,10 @@ export interface Scenario {
    * it as narration lines; throws when the kernel did not fail the way the scenario claims.
    */
   verifyKernel(lab: Lab, before: KernelSnapshot): Promise<string[]>;
+  /** The kernel's own count of what the alert's `drops` stands for, to print beside it. */
+  kernelDrops?(lab: Lab, before: KernelSnapshot): Promise<{ what: string; n: number }>;
+  /** Checked while the load is on, after the expected alert (and, if 'by-itself', its resolve). */
+  occupancy?: OccupancyCheck;
 }
 
 export interface KernelSnapshot {
