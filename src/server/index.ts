@@ -82,7 +82,11 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
   const ctx = { streamer, registry, token, clientCount: () => hub.clients.size };
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     try {
-      hub.handleUpgrade(req, socket, head);
+      // Not our path: the host app's own upgrade listener answers; if there is none, say 404
+      // rather than leave the socket hanging.
+      if (!hub.handleUpgrade(req, socket, head) && server.listenerCount('upgrade') === 1) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      }
     } catch (err) {
       log.error({ err: (err as Error).message }, 'upgrade failed');
       socket.destroy();

@@ -152,6 +152,11 @@ describe('filters', () => {
     await c.next('hello');
     c.close();
   });
+
+  it('an upgrade on another path is answered 404', async () => {
+    await start();
+    await expect(TestClient.open(`ws://127.0.0.1:${srv.address.port}/v2/other`)).rejects.toThrow('HTTP 404');
+  });
 });
 
 describe('event listener', () => {
