@@ -143,9 +143,15 @@ async function throughput() {
   const f0 = process.hrtime.bigint();
   for (let n = 0; n < total; n += BATCH) fill(v);
   const fillNs = Number(process.hrtime.bigint() - f0);
+  // One evaluation (counter read + every rule + stats with top 10) over this table.
+  const e0 = process.hrtime.bigint();
+  const TICKS = 50;
+  for (let i = 0; i < TICKS; i++) { clock.t += 1000; await s.tick(); }
+  const tickMs = Number(process.hrtime.bigint() - e0) / 1e6 / TICKS;
   await s.close();
   const tr = s.tracker;
   return {
+    tickMs,
     records: total,
     wallS: ns / 1e9,
     perSec: Math.round(total / ((ns - fillNs) / 1e9)),
@@ -156,10 +162,18 @@ async function throughput() {
   };
 }
 
-function memory(keys, n = 1_000_000) {
+/** gc twice with a turn between: ArrayBuffer backing stores are released by a later sweep. */
+async function settle() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function memory(keys, n = 1_000_000) {
   const BATCH = 4096;
   const v = new PackedView(BATCH);
-  globalThis.gc?.();
+  await settle();
   const m0 = process.memoryUsage();
   const tracker = new Tracker({ ringKeys: 2048 });
   let id = 1;
@@ -173,7 +187,7 @@ function memory(keys, n = 1_000_000) {
     }
     tracker.onConntrack(v, 1000);
   }
-  globalThis.gc?.();
+  await settle();
   const m1 = process.memoryUsage();
   const heap = m1.heapUsed - m0.heapUsed;
   const ab = m1.arrayBuffers - m0.arrayBuffers;
@@ -230,12 +244,22 @@ async function latencyFirst(runs) {
 }
 
 const fmt = (x) => x.toLocaleString('en-US', { maximumFractionDigits: 2 });
+const memArg = process.argv.indexOf('--memory');
+if (memArg > 0) {
+  // Child mode: one clean heap per measurement.
+  const { r, tracker } = await memory(Number(process.argv[memArg + 1]));
+  r.tableSlots = tracker.flows.slots;
+  console.log(JSON.stringify(r));
+  process.exit(0);
+}
 console.log(`node ${process.version}, ${quick ? 'quick' : 'full'} run, gc ${globalThis.gc ? 'exposed' : 'NOT exposed (run with --expose-gc)'}`);
 const tp = await throughput();
 console.log(`throughput: ${fmt(tp.records)} records (NEW/UPDATE/UPDATE/DESTROY over ${fmt(tp.liveFlows)} live flows, ${fmt(tp.keys)} keys), ${fmt(tp.wallS)} s`);
+console.log(`  one rules+stats evaluation over that table: ${fmt(tp.tickMs)} ms`);
 console.log(`  ${fmt(tp.perSec)} records/s through the tracker+rules (workload generation subtracted), ${fmt(tp.perSecInclGen)}/s including it; ${fmt(tp.cpuUsPerEvent)} µs CPU/record`);
 for (const keys of [10_000, 1_000_000]) {
-  const { r } = memory(keys);
+  const child = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--memory', String(keys)], { encoding: 'utf8' });
+  const r = JSON.parse(child.trim().split('\n').at(-1));
   console.log(`memory @ ${fmt(r.flows)} flows, ${fmt(r.keys)} keys: ${fmt(r.totalPerFlow)} B/flow (heap ${fmt(r.heapPerFlow)} + typed arrays ${fmt(r.arrayBuffersPerFlow)})`);
 }
 const lat = await latencyFirst(quick ? 3 : 8);
