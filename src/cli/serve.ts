@@ -168,7 +168,7 @@ function reload(
     Object.assign(streamer.thresholds, merged);
     if (JSON.stringify(next.natPorts) !== JSON.stringify(current.natPorts)) log.warn('SIGHUP: --nat-ports changes need a restart');
   }
-  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey'] as const).filter((k) => next[k] !== current[k]);
+  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel'] as const).filter((k) => next[k] !== current[k]);
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
   Object.assign(current, { token: next.token, natPorts: next.natPorts, thresholds: next.thresholds });

@@ -40,6 +40,11 @@ export class StreamClient {
 
   sendControl(msg: object): void {
     if (this.closed) return;
+    // A client that keeps sending but never reads must not grow our memory with the replies.
+    if (this.ws.bufferedAmount > this.limits.hardLimit) {
+      this.onSlow(this);
+      return;
+    }
     this.send(encodeControl(msg, this.sub.format));
   }
 

@@ -71,7 +71,7 @@ export class StreamHub {
     log.info({ remote: req.socket.remoteAddress, ...describeSubscription(sub), since: sub.since }, 'client connected');
 
     ws.on('pong', () => (client.alive = true));
-    ws.on('message', (data, isBinary) => this.onMessage(client, data, isBinary));
+    ws.on('message', (data) => this.onMessage(client, data));
     ws.on('error', (err) => log.warn({ err: err.message }, 'client socket error'));
     ws.on('close', (code) => {
       this.forget(client);
@@ -96,10 +96,10 @@ export class StreamHub {
     }
   }
 
-  private onMessage(client: StreamClient, data: RawData, isBinary: boolean): void {
+  private onMessage(client: StreamClient, data: RawData): void {
     let msg: unknown;
     try {
-      msg = JSON.parse(isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString());
+      msg = JSON.parse((data as Buffer).toString('utf8'));
     } catch {
       client.sendControl({ type: 'error', message: 'malformed JSON' });
       return;
@@ -110,7 +110,7 @@ export class StreamHub {
     }
     const m = msg as Record<string, unknown>;
     if (m.type !== 'subscribe') {
-      client.sendControl({ type: 'error', message: `unknown message type '${String(m.type)}'` });
+      client.sendControl({ type: 'error', message: `unknown message type '${String(m.type).slice(0, 64)}'` });
       return;
     }
     let sub: Subscription;
