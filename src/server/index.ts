@@ -1,7 +1,7 @@
 // attachServer: the stream + endpoints on an existing http(s).Server (embedding).
 // startServer: a standalone server with its own listener, TLS optional, 404 for other paths.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
@@ -56,7 +56,8 @@ export interface NatwatchServer {
   close(): Promise<void>;
 }
 
-type AnyServer = Server;
+/** Plain or TLS: both emit 'upgrade' with the same arguments. */
+type AnyServer = Server | HttpsServer;
 
 export function attachServer(server: AnyServer, streamer: StreamerLike, opts: AttachOptions = {}): NatwatchServer {
   const log = opts.logger ?? logger('server');
@@ -122,7 +123,7 @@ export interface StartOptions extends AttachOptions {
 }
 
 export interface StandaloneServer extends NatwatchServer {
-  readonly server: Server;
+  readonly server: AnyServer;
   /** Where it listens (port resolved when 0 was asked). */
   readonly address: { host: string; port: number };
   /** `ws://host:port/v1/stream` or `wss://…`. */
@@ -135,7 +136,7 @@ export async function startServer(streamer: StreamerLike, opts: StartOptions = {
   if (!isLoopback(host) && !opts.token) {
     throw new UsageError(`--listen: refusing non-loopback address ${host} without --token`);
   }
-  const server: Server = opts.tls ? (createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) as unknown as Server) : createHttpServer();
+  const server: AnyServer = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
   const nw = attachServer(server, streamer, opts);
   server.on('request', (req, res) => {
     if (!nw.handleRequest(req, res)) sendJson(res, 404, { error: 'not found' });
