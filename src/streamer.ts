@@ -2,6 +2,7 @@
 // second against the kernel counters, and the results as 'alert' / 'stats' / 'event' (an
 // EventEmitter and an async iterator). This is what the server, `tail` and embedders consume.
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { AlertEngine } from './alert/engine.js';
 import { ConntrackDropsRule } from './alert/conntrack-drops.js';
 import { EventLossRule } from './alert/event-loss.js';
@@ -75,6 +76,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private prevTick = { ms: 0, news: 0, destroys: 0 };
   private last: StatsMessage | null = null;
   private ticking = false;
+  private dumpSince = 0;
   private closed = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
@@ -104,6 +106,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   /** Reads the namespace's configuration, subscribes, and starts the 1 s evaluation. */
   async start(): Promise<void> {
     if (this.source) throw new NatwatchError('ERUNTIME', 'streamer already started');
+    if (this.netns !== null && !existsSync(this.netns)) throw new NatwatchError('ENETNS', `network namespace ${this.netns} does not exist`);
     const detect = this.opts.detectRuleset ?? this.opts.source === undefined;
     if (detect) {
       await this.refreshRuleset(true);
@@ -115,7 +118,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
       conntrack: (v) => this.guard(() => this.onConntrack(v)),
       nflog: (v) => this.guard(() => this.onNflog(v)),
       loss: (r) => this.guard(() => this.onLoss(r)),
-      dumpBegin: () => this.guard(() => this.tracker.dumpBegin()),
+      dumpBegin: () => this.guard(() => {
+        this.dumpSince = this.clock.now();
+        this.tracker.dumpBegin();
+      }),
       dumpEnd: () => this.guard(() => this.onDumpEnd()),
       error: (err) => this.fail(err),
     });
@@ -174,7 +180,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private maybeResync(): void {
-    if (this.source && !this.closed && this.lossRule.wantResync()) this.source.resync();
+    if (!this.source || this.closed) return;
+    // A dump in progress began before the loss: wait for it to end, then dump again
+    // (unless it has hung: a failed dump may never send its end).
+    if (this.tracker.inDump && this.clock.now() - this.dumpSince < this.thresholds.resyncTimeoutMs) return;
+    if (this.lossRule.wantResync()) this.source.resync();
   }
 
   /**

@@ -59,6 +59,11 @@ export class EventLossRule {
 
   /** Whether to call source.resync() now; marks it started when true. */
   wantResync(): boolean {
+    if (this.resyncing && this.clock.now() - this.lastResyncMs >= this.t.resyncTimeoutMs) {
+      // The dump never ended (it failed): state is still suspect, dump again.
+      this.resyncing = false;
+      this.needDump = true;
+    }
     if (!this.needDump || this.resyncing) return false;
     if (this.clock.now() - this.lastResyncMs < this.t.minResyncMs) return false;
     this.needDump = false;

@@ -22,6 +22,8 @@ export interface Thresholds {
   trendSeconds: number;
   /** Minimum spacing of table re-dumps after loss. */
   minResyncMs: number;
+  /** A re-dump that has not ended after this long is given up and retried. */
+  resyncTimeoutMs: number;
   /** Distinct NFLOG keys tracked at once. */
   nflogMaxKeys: number;
 }
@@ -39,6 +41,7 @@ export const DEFAULT_THRESHOLDS: Thresholds = {
   resendMs: 5_000,
   trendSeconds: 30,
   minResyncMs: 2_000,
+  resyncTimeoutMs: 30_000,
   nflogMaxKeys: 10_000,
 };
 

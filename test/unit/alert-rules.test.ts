@@ -95,13 +95,17 @@ describe('nat_port_exhaustion', () => {
     const c = h.of('nat_port_exhaustion')[1]!;
     expect(c).toMatchObject({ severity: 'critical', state: 'firing', used: 95 });
     expect(c.seq).toBeGreaterThan(w!.seq);
-    // 95 → 75: inside the band, still firing, nothing sent, severity kept.
+    // 95 → 75 → exactly 70: inside the band, still firing, nothing sent, severity kept.
     h.close(ids.splice(0, 20));
     await h.step();
     expect(h.of('nat_port_exhaustion')).toHaveLength(2);
     expect(h.s.firing()[0]).toMatchObject({ severity: 'critical', used: 75 });
-    // 75 → 69: resolved.
-    h.close(ids.splice(0, 6));
+    h.close(ids.splice(0, 5));
+    await h.step();
+    expect(h.of('nat_port_exhaustion')).toHaveLength(2);
+    expect(h.s.firing()[0]).toMatchObject({ used: 70, utilization: 0.7 });
+    // 70 → 69: resolved.
+    h.close(ids.splice(0, 1));
     await h.step();
     const r = h.of('nat_port_exhaustion')[2]!;
     expect(r).toMatchObject({ state: 'resolved', used: 69, capacity: 100 });
@@ -205,6 +209,17 @@ describe('nat_port_exhaustion', () => {
     await h.step();
     expect(h.alerts.map((a) => a.state)).toEqual(['firing', 'resolved']);
     expect(h.alerts[1]).toMatchObject({ used: 0, utilization: 0 });
+  });
+});
+
+describe('IPv6 keys', () => {
+  it('keys NAT66 flows and brackets the address in the message', async () => {
+    const h = await harness({ natPorts: [50000, 50009] });
+    h.src.conntrack(Array.from({ length: 10 }, (_, i) =>
+      snatFlow(CtKind.New, 900 + i, { family: 6, src: '2001:db8:1::5', sport: 1000 + i, dst: '2001:db8:2::8', dport: 80, natIp: '2001:db8:2::1', natPort: 50000 + i })));
+    await h.step();
+    expect(h.alerts[0]).toMatchObject({ key: { proto: 'tcp', natIp: '2001:db8:2::1', dstIp: '2001:db8:2::8', dstPort: 80 }, used: 10, capacity: 10 });
+    expect(h.alerts[0]!.message).toMatch(/^NAT source ports for tcp 2001:db8:2::1 → \[2001:db8:2::8\]:80 are exhausted/);
   });
 });
 
@@ -350,6 +365,31 @@ describe('event_loss', () => {
     expect(h.src.resyncs).toBe(2);
     h.src.dump([]);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
+  });
+
+  it('loss during a dump it did not ask for waits for that dump to end, then dumps again', async () => {
+    const h = await harness();
+    h.src.dumpBegin(); // e.g. the initial dump after subscribing
+    h.src.loss({ source: 'conntrack', dropped: 3 });
+    expect(h.src.resyncs).toBe(0);
+    h.src.dumpEnd();
+    expect(h.src.resyncs).toBe(1);
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
+    h.src.dump([]);
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
+  });
+
+  it('a resync whose dump never ends is retried after resyncTimeoutMs', async () => {
+    const h = await harness({ thresholds: { resyncTimeoutMs: 10_000, minResyncMs: 1000 } });
+    h.src.loss({ source: 'conntrack', enobufs: 1 });
+    expect(h.src.resyncs).toBe(1);
+    h.src.dumpBegin(); // ... and the dump fails: no dumpEnd
+    await h.step(9000);
+    expect(h.src.resyncs).toBe(1);
+    await h.step(1000);
+    expect(h.src.resyncs).toBe(2);
+    h.src.dump([]);
+    expect(h.of('event_loss').at(-1)).toMatchObject({ state: 'resolved' });
   });
 
   it('NFLOG loss resolves after the quiet period without a resync', async () => {

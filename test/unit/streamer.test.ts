@@ -137,6 +137,11 @@ describe('Streamer', () => {
     expect(() => src.error(new Error('no listener'))).not.toThrow();
   });
 
+  it('start() on a namespace that does not exist is a one-line ENETNS error', async () => {
+    const s = createStreamer({ netns: 'nwb-no-such-ns', source: new SyntheticSource() });
+    await expect(s.start()).rejects.toMatchObject({ code: 'ENETNS', message: 'network namespace /var/run/netns/nwb-no-such-ns does not exist' });
+  });
+
   it('rejects bad thresholds with a one-line usage error', () => {
     expect(() => createStreamer({ thresholds: { portWarning: 0.5, portResolve: 0.9 } })).toThrow(/portResolve < portWarning/);
   });
