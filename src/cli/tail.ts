@@ -47,7 +47,11 @@ export async function run(argv: string[]): Promise<number> {
   setupLogging({ level: process.env.NATWATCH_LOG_LEVEL ?? 'warn' });
 
   const out = json ? jsonSink() : ttySink(types);
-  return url !== undefined ? followServer(url, types, values.token ?? process.env.NATWATCH_TOKEN, out) : runLocal(values.netns, groupsFlag(values['nflog-group']), types, out);
+  // The live table needs stats even when only alerts are printed.
+  const wire = !json && !types.includes('stats') ? [...types, 'stats'] : types;
+  return url !== undefined
+    ? followServer(url, wire, values.token ?? process.env.NATWATCH_TOKEN, out)
+    : runLocal(values.netns, groupsFlag(values['nflog-group']), wire, out);
 }
 
 function parseTypes(v: string | undefined): string[] {
@@ -133,13 +137,8 @@ function untilSignal(cleanup: () => Promise<void> | void, fatal?: (fail: (err: E
 }
 
 async function followServer(url: string, types: string[], token: string | undefined, out: Sink): Promise<number> {
-  // The table needs stats even when only alerts are printed.
-  const wire = process.stdout.isTTY && !types.includes('stats') ? [...types, 'stats'] : types;
-  const client = new TailClient({ url, types: wire, ...(token ? { token } : {}) });
-  client.on('message', (m) => {
-    if (m.type === 'stats' && !types.includes('stats') && !process.stdout.isTTY) return;
-    out.message(m);
-  });
+  const client = new TailClient({ url, types, ...(token ? { token } : {}) });
+  client.on('message', (m) => out.message(m));
   client.on('state', (s: ConnState) => out.state(stateText(url, s, client.lastSeq)));
   client.start();
   return untilSignal(
@@ -167,12 +166,10 @@ async function runLocal(netns: string | undefined, groups: number[], types: stri
   const createStreamer = await loadStreamerFactory();
   const streamer = createStreamer({ ...(path ? { netns: path } : {}), ...(groups.length ? { nflogGroups: groups } : {}) });
   const onAlert = (a: Alert): void => out.message(a);
-  const onStats = (s: StatsMessage): void => {
-    if (types.includes('stats') || process.stdout.isTTY) out.message(s);
-  };
+  const onStats = (s: StatsMessage): void => out.message(s);
   const onEvent = (e: WireEvent): void => out.message(e);
   if (types.includes('alert')) streamer.on('alert', onAlert);
-  streamer.on('stats', onStats);
+  if (types.includes('stats')) streamer.on('stats', onStats);
   if (types.includes('event')) streamer.on('event', onEvent);
   // Streamer errors are per batch or per poll and the pipeline carries on: show, keep going.
   streamer.on('error', (err) => out.warn(err.message));
