@@ -77,6 +77,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
+  private lastError = { message: '', ms: 0 };
   private closed = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
@@ -290,6 +291,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private fail(err: Error): void {
+    // The same failure every second (counters unreadable, ruleset unreadable) is said once a
+    // minute, not 60 times.
+    const now = this.clock.now();
+    if (err.message === this.lastError.message && now - this.lastError.ms < 60_000) return;
+    this.lastError = { message: err.message, ms: now };
     // 'error' without a listener would throw and take a daemon down: only emit when heard.
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }

@@ -330,6 +330,15 @@ describe('nflog_drop', () => {
   });
 });
 
+describe('nflog_drop bounds', () => {
+  it('tracks at most nflogMaxKeys keys and counts packets beyond', async () => {
+    const h = await harness({ thresholds: { nflogMaxKeys: 2 } });
+    h.src.nflog([1, 2, 3, 3].map((p) => ({ group: 1, src: '192.0.2.5', dst: DST, dport: p })));
+    expect(h.of('nflog_drop').map((a) => (a.key as { dstPort: number }).dstPort)).toEqual([1, 2]);
+    expect(h.of('nflog_drop')[0]!.message).toContain('a rule logging to NFLOG group 1');
+  });
+});
+
 describe('event_loss', () => {
   it('is critical with counts, triggers a resync, and resolves when that dump ends with state rebuilt', async () => {
     let h!: Awaited<ReturnType<typeof harness>>;

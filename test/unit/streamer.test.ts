@@ -142,6 +142,19 @@ describe('Streamer', () => {
     await expect(s.start()).rejects.toMatchObject({ code: 'ENETNS', message: 'network namespace /var/run/netns/nwb-no-such-ns does not exist' });
   });
 
+  it('a failure repeating every tick is reported once a minute', async () => {
+    const { s, src, step } = await make();
+    const errs: Error[] = [];
+    s.on('error', (e) => errs.push(e));
+    src.readCounters = async () => {
+      throw new Error('counters unreadable');
+    };
+    for (let i = 0; i < 60; i++) await step(); // first report at 1 s, the last of these at 60 s
+    expect(errs.map((e) => e.message)).toEqual(['counters unreadable']);
+    await step();
+    expect(errs).toHaveLength(2);
+  });
+
   it('rejects bad thresholds with a one-line usage error', () => {
     expect(() => createStreamer({ thresholds: { portWarning: 0.5, portResolve: 0.9 } })).toThrow(/portResolve < portWarning/);
   });
