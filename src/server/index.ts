@@ -130,7 +130,13 @@ export interface StandaloneServer extends NatwatchServer {
   readonly url: string;
 }
 
-export async function startServer(streamer: StreamerLike, opts: StartOptions = {}): Promise<StandaloneServer> {
+/** `startServer(streamer, opts)`, or `startServer({ streamer, ...opts })`. */
+export async function startServer(streamer: StreamerLike, opts?: StartOptions): Promise<StandaloneServer>;
+export async function startServer(opts: StartOptions & { streamer: StreamerLike }): Promise<StandaloneServer>;
+export async function startServer(a: StreamerLike | (StartOptions & { streamer: StreamerLike }), b: StartOptions = {}): Promise<StandaloneServer> {
+  const isStreamer = typeof (a as StreamerLike).firing === 'function';
+  const streamer = isStreamer ? (a as StreamerLike) : (a as { streamer: StreamerLike }).streamer;
+  const opts: StartOptions = isStreamer ? b : (a as StartOptions);
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 7600;
   if (!isLoopback(host) && !opts.token) {

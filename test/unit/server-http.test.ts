@@ -53,6 +53,11 @@ describe('token', () => {
     expect((await fetch(base() + '/v1/top?token=new')).status).toBe(200);
   });
 
+  it('startServer also takes { streamer, ...options }', async () => {
+    srv = await startServer({ streamer, port: 0, token: 'x' });
+    expect((await fetch(base() + '/v1/top?token=x')).status).toBe(200);
+  });
+
   it('refuses a non-loopback listen without a token', async () => {
     await expect(startServer(streamer, { host: '0.0.0.0', port: 0 })).rejects.toThrow(/--listen.*--token/);
   });
