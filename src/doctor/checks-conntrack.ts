@@ -26,7 +26,7 @@ export function conntrackActive(f: Facts): CheckResult {
       fix: null,
     };
   }
-  if (count === 0) return { id, verdict: 'ok', finding: 'no NAT or conntrack rules and an empty table', fix: null };
+  if (count === 0) return { id, verdict: 'ok', finding: 'no NAT or conntrack rules and an empty table (the modules may stay loaded, but nothing here is tracked)', fix: null };
   const natted = f.table ? ` (${f.table.snat} still source-NATed)` : '';
   const chains = f.ruleset.natChains > 0 ? `; ${f.ruleset.natChains} empty nat chain(s) remain` : '';
   return {
