@@ -14,10 +14,11 @@ import { SCENARIOS, isScenarioName } from '../lab/scenarios/index.js';
 import type { Lab } from '../lab/topology.js';
 import type { Scenario } from '../lab/scenarios/types.js';
 
-const HELP = `usage: natwatch lab [--scenario NAME] [--keep]
+const HELP = `usage: natwatch lab [--scenario NAME] [--keep] [--prefix P]
 
   --scenario NAME   port-exhaustion | table-full | nflog-drop | flush | loss | all (default all)
   --keep            leave the namespaces afterwards (prints the 'ip netns del' commands)
+  --prefix P        namespace name prefix (default nwlab; a random suffix is added)
 
 Builds client – NAT router – server namespaces (documentation addresses only), makes the
 kernel fail in one classic way, and shows what natwatch reported next to what the kernel did.
@@ -32,6 +33,7 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       scenario: { type: 'string', default: 'all' },
       keep: { type: 'boolean' },
+      prefix: { type: 'string', default: 'nwlab' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -42,6 +44,9 @@ export async function run(argv: string[]): Promise<number> {
   const name = values.scenario;
   if (name !== 'all' && !isScenarioName(name)) {
     throw new UsageError(`--scenario: '${name}' is not one of ${Object.keys(SCENARIOS).join(', ')}, all`);
+  }
+  if (!/^[a-z][a-z0-9]{0,11}$/.test(values.prefix)) {
+    throw new UsageError(`--prefix: '${values.prefix}' must be 1-12 lowercase letters and digits, starting with a letter`);
   }
   if (process.getuid?.() !== 0) {
     throw new NatwatchError('EPERM', 'lab needs root: it creates network namespaces and nft rules (run it with sudo)');
@@ -76,6 +81,7 @@ export async function run(argv: string[]): Promise<number> {
     const r = await runScenario(SCENARIOS[n](), {
       watch,
       keep: values.keep === true,
+      prefix: values.prefix,
       render: (a) => alertLine(a, color),
       doctor: runDoctor,
     });

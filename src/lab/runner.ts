@@ -124,30 +124,35 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
   let watcher: LabWatcher | null = null;
   let load: Load | null = null;
   const guards: SysctlGuard[] = [];
-  let tornDown = false;
+  let tearing: Promise<string[]> | null = null;
+  let signalled = false;
 
-  const teardown = async (): Promise<string[]> => {
-    if (tornDown) return [];
-    tornDown = true;
-    process.off('exit', lastResort);
-    for (const s of ['SIGINT', 'SIGTERM'] as const) process.off(s, onSignal);
+  const teardown = (): Promise<string[]> => (tearing ??= undo());
+  const undo = async (): Promise<string[]> => {
     await load?.release().catch(() => {});
     await watcher?.close().catch(() => {});
     for (const g of guards.reverse()) {
       g.restore();
       say('lab', `${g.key} restored to ${g.original}`);
     }
-    if (!lab) return [];
-    if (opts.keep) {
-      const names = [lab.client, lab.router, lab.server];
-      say('lab', `kept the namespaces; remove them with: ${names.map((n) => `ip netns del ${n}`).join('; ')}`);
-      return names;
+    let kept: string[] = [];
+    if (lab && opts.keep) {
+      await lab.stopPeers();
+      kept = [lab.client, lab.router, lab.server];
+      say('lab', `kept the namespaces; remove them with: ${kept.map((n) => `ip netns del ${n}`).join('; ')}`);
+    } else if (lab) {
+      await lab.destroy();
     }
-    await lab.destroy();
-    return [];
+    // Only now: a signal during teardown must find our handler, not the default action.
+    process.off('exit', lastResort);
+    for (const s of ['SIGINT', 'SIGTERM'] as const) process.off(s, onSignal);
+    return kept;
   };
-  // Ctrl-C / kill: undo everything, then leave with the conventional code.
+  // Ctrl-C / kill: undo everything, then leave with the conventional code. A second signal
+  // while that runs is ignored rather than cutting the teardown short.
   function onSignal(signal: NodeJS.Signals): void {
+    if (signalled) return;
+    signalled = true;
     say('lab', `${signal}: tearing down`);
     void teardown().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   }

@@ -98,9 +98,12 @@ export function guardSysctl(key: string, value: string | number): SysctlGuard {
     }
   };
   // Restore first; if nobody else handles the signal, die of it as we would have without us.
+  // Count the other listeners before restore() removes ours: one that was there when the
+  // signal came (a runner tearing down) decides, even if it has unhooked itself meanwhile.
   function onSignal(signal: NodeJS.Signals): void {
+    const others = process.listenerCount(signal) - 1;
     restore();
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    if (others === 0) process.kill(process.pid, signal);
   }
   process.on('exit', restore);
   for (const s of SIGNALS) process.on(s, onSignal);

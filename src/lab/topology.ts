@@ -48,6 +48,8 @@ export interface Lab {
   spawnPeer(ns: string, args: string[]): PeerProcess;
   /** Runs a peer to completion and parses the JSON line it printed. */
   runPeer(ns: string, args: string[], timeoutMs?: number): Promise<{ ok: number; failed: number }>;
+  /** Kills the peers this lab started (by PID) and leaves the namespaces (`lab --keep`). */
+  stopPeers(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -79,9 +81,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
   const ipn = (ns: string, ...args: string[]) => must('ip', ['-n', ns, ...args]);
   const sysctl = (ns: string, kv: string) => must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', kv]);
 
-  const destroy = async () => {
-    if (destroyed) return;
-    destroyed = true;
+  const stopPeers = async () => {
     for (const p of peers) {
       if (p.exitCode === null && p.signalCode === null && p.pid) {
         const gone = new Promise((r) => p.once('exit', r));
@@ -89,6 +89,12 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
         await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
       }
     }
+  };
+
+  const destroy = async () => {
+    if (destroyed) return;
+    destroyed = true;
+    await stopPeers();
     for (const ns of made.reverse()) await run('ip', ['netns', 'del', ns]);
   };
 
@@ -165,6 +171,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     },
     spawnPeer,
     runPeer,
+    stopPeers,
     destroy,
   };
 }

@@ -43,3 +43,36 @@ describe.runIf(isRoot)('lab table-full (kernel side)', () => {
     expect(Number(readSysctl(KEY))).toBe(original);
   });
 });
+
+describe.runIf(isRoot)('natwatch lab --scenario table-full, killed mid-run', () => {
+  it('SIGTERM while the max is lowered: restored, namespaces gone, exit 143', async () => {
+    const { spawn, execFileSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const original = readSysctl(KEY);
+    const bin = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'lab', '--prefix', 'nwd', '--scenario', 'table-full'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let lowered = '';
+    const done = new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d;
+      if (!lowered && /lowered from \d+ to 64/.test(out)) {
+        lowered = readSysctl(KEY);
+        child.kill('SIGTERM');
+      }
+    });
+    const code = await done;
+    expect(lowered, out).toBe('64');
+    expect(code, out).toBe(143);
+    expect(readSysctl(KEY)).toBe(original);
+    const names = /namespaces (\S+) \(client\) (\S+) \(router\) (\S+) \(server\)/.exec(out)!.slice(1);
+    const list = execFileSync('ip', ['netns', 'list']).toString();
+    for (const ns of names) expect(list).not.toContain(ns);
+  });
+});
