@@ -1,8 +1,8 @@
 // The real daemon on a lab router: NAT ports run out, the stream says so; SIGHUP swaps the
 // token; SIGTERM closes clients with 1001 and exits 0.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, ADDR, type Lab } from '../../src/lab/topology.js';
@@ -15,13 +15,13 @@ const isRoot = process.getuid?.() === 0;
 
 /** Start `natwatch serve`, resolve with its ws URL from the 'listening' log line. */
 function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const child = spawnCli(['serve', '--listen', '127.0.0.1:0', ...args]);
+  const child = spawnCli(['serve', ...(args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']), ...args]);
   let err = '';
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
     child.stderr!.on('data', (d: Buffer) => {
       err += d;
-      const m = /"url":"(ws:\/\/[^"]+)"/.exec(err);
+      const m = /"url":"(wss?:\/\/[^"]+)"/.exec(err);
       if (m) {
         clearTimeout(t);
         resolve({ child, url: m[1]!, stderr: () => err });
@@ -134,5 +134,22 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
     ex.kill('SIGTERM');
     expect(await c.closedP).toBe(1001);
     expect(await exited(ex)).toBe(0);
+  });
+
+  it('--listen 0.0.0.0 with --token and --tls-cert/--tls-key serves wss://', async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const s = await startServe(['--netns', lab.router, '--listen', '0.0.0.0:0', '--token', 'tls-tok', '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
+    serve = s.child;
+    const port = Number(/:(\d+)\/v1\/stream$/.exec(s.url)![1]);
+    expect(s.url.startsWith('wss://')).toBe(true);
+    const ca = readFileSync(join(dir, 'cert.pem'));
+    await expect(TestClient.open(`wss://127.0.0.1:${port}/v1/stream`, { ca })).rejects.toThrow('HTTP 401');
+    const c = await TestClient.open(`wss://127.0.0.1:${port}/v1/stream`, { ca, headers: { authorization: 'Bearer tls-tok' } });
+    expect(await c.next('hello')).toMatchObject({ netns: lab.nsPath(lab.router) });
+    serve.kill('SIGTERM');
+    expect(await c.closedP).toBe(1001);
+    expect(await exited(serve)).toBe(0);
+    expect(s.stderr()).not.toContain('tls-tok');
   });
 });
