@@ -75,4 +75,15 @@ describe('tail in a terminal', () => {
     expect(l2.findIndex((l) => l.includes('recovered'))).toBeLessThan(l2.findIndex((l) => l.startsWith('conntrack 5000')));
     expect(screenEsc()).toMatch(/\x1b\[32m[^\n]*RESOLVED/);
   });
+
+  it('shows the reconnect in the status line and catches up on alerts issued meanwhile', async () => {
+    const port = srv.address.port;
+    await srv.close();
+    await waitScreen((x) => /retrying in \d/.test(x));
+    const missed = streamer.emitAlert({ severity: 'warning', message: 'issued while away' });
+    srv = await startServer(streamer, { port });
+    const s = await waitScreen((x) => x.includes('issued while away') && /connected, alerts since #\d+/.test(x));
+    expect(s).toMatch(new RegExp(`WARN FIRING +nat_port_exhaustion .*issued while away`));
+    expect(missed.seq).toBeGreaterThan(2);
+  });
 });
