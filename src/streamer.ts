@@ -77,6 +77,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
+  private lastRefreshMs = 0;
   private lastError = { message: '', ms: 0 };
   private closed = false;
   private readonly queues = new Set<MessageQueue>();
@@ -188,6 +189,15 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (this.lossRule.wantResync()) this.source.resync();
   }
 
+  /** See Thresholds.refreshDumpMs. */
+  private maybeRefreshDump(now: number, count: number): void {
+    const t = this.thresholds;
+    if (!this.source || t.refreshDumpMs <= 0 || this.portRule.firingCount === 0 || this.tracker.inDump) return;
+    if (count > t.refreshDumpMaxCount || now - this.lastRefreshMs < t.refreshDumpMs) return;
+    this.lastRefreshMs = now;
+    this.source.resync();
+  }
+
   /**
    * One evaluation: read the kernel counters, run every rule, publish stats. Called every
    * statsIntervalMs; public so tests and benchmarks can drive it with a fake clock.
@@ -229,6 +239,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.nflogRule.tick();
     this.lossRule.tick();
     this.maybeResync();
+    this.maybeRefreshDump(now, snap.count);
     if (drops > 0) this.tracker.global.add(0, C_DROP, nowSec, drops, true);
 
     const t = this.tracker.totals;

@@ -37,6 +37,11 @@ export class PortExhaustionRule {
     private readonly t: Thresholds,
   ) {}
 
+  /** Keys with an alert firing. */
+  get firingCount(): number {
+    return this.firing.size;
+  }
+
   evaluate(tick: PortTick): PortResult {
     const { occ } = this.tracker;
     const atCap = this.atCap;

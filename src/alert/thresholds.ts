@@ -24,6 +24,15 @@ export interface Thresholds {
   minResyncMs: number;
   /** A re-dump that has not ended after this long is given up and retried. */
   resyncTimeoutMs: number;
+  /**
+   * While a port alert fires, re-dump the table this often (0: never). The kernel frees an
+   * expired entry's NAT port lazily (on a clashing lookup or a GC pass that can be a minute
+   * away) and only then sends its DESTROY; a dump skips and reaps such entries, so the alert
+   * resolves when the ports are really free again.
+   */
+  refreshDumpMs: number;
+  /** ... but only while the table holds at most this many entries (a dump costs per entry). */
+  refreshDumpMaxCount: number;
   /** Distinct NFLOG keys tracked at once. */
   nflogMaxKeys: number;
 }
@@ -42,6 +51,8 @@ export const DEFAULT_THRESHOLDS: Thresholds = {
   trendSeconds: 30,
   minResyncMs: 2_000,
   resyncTimeoutMs: 30_000,
+  refreshDumpMs: 10_000,
+  refreshDumpMaxCount: 200_000,
   nflogMaxKeys: 10_000,
 };
 

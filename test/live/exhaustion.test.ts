@@ -82,6 +82,7 @@ describe.runIf(isRoot)('nat_port_exhaustion live (lab scenario 1)', () => {
     expect(top).toMatchObject({ key: { natIp: '198.51.100.1', dstPort: 80 }, used: 10, capacity: 10 });
 
     const res = await waitFor(alerts, (a) => isKey(a) && a.state === 'resolved', 30_000, streamer);
+    console.log(`resolved ${Date.now() - t0} ms after the client started (it holds its sockets 6 s): used ${res.used}`);
     expect(res.used).toBeLessThan(7);
     expect(res.seq).toBeGreaterThan(crit.seq);
     const seqs = alerts.map((a) => a.seq);
@@ -89,5 +90,39 @@ describe.runIf(isRoot)('nat_port_exhaustion live (lab scenario 1)', () => {
     expect(streamer.totals().eventsReceived.conntrack).toBeGreaterThanOrEqual(20);
     expect(streamer.totals().eventsLost.conntrack).toBe(0);
     expect(errors).toEqual([]);
+  });
+});
+
+describe.runIf(isRoot)('local_port_exhaustion live (the host\'s own connections)', () => {
+  let lab: Lab;
+  let streamer: Streamer | undefined;
+  let client: PeerProcess | undefined;
+
+  beforeAll(async () => {
+    lab = await createLab({ prefix: 'nwb' });
+    // Namespace-local: 10 ephemeral ports in the client, and a ct rule so conntrack tracks there.
+    const r = await lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=40000 40009']);
+    expect(r.code, r.stderr).toBe(0);
+    await lab.nft(lab.client, 'table inet nwb_ct {\n chain out {\n  type filter hook output priority 0;\n  ct state new counter accept\n }\n}\n');
+    const srv = lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']);
+    await srv.ready;
+  });
+
+  afterAll(async () => {
+    await streamer?.close();
+    if (client && client.exitCode === null && client.signalCode === null) client.kill('SIGKILL');
+    await lab?.destroy();
+  });
+
+  it('the client namespace running out of ip_local_port_range to one destination fires critical at 10/10', async () => {
+    streamer = createStreamer({ netns: lab.nsPath(lab.client), nflogGroups: [] });
+    const alerts: Alert[] = [];
+    streamer.on('alert', (a) => alerts.push(a));
+    await streamer.start();
+    client = lab.spawnPeer(lab.client, ['connect', '--proto', 'tcp', '--to', '198.51.100.8:80', '--count', '15', '--timeout-ms', '2000', '--hold-ms', '5000']);
+    const a = await waitFor(alerts, (x) => x.kind === 'local_port_exhaustion' && x.state === 'firing', 15_000, streamer);
+    expect(a).toMatchObject({ severity: 'critical', key: { proto: 'tcp', natIp: '192.0.2.5', dstIp: '198.51.100.8', dstPort: 80 }, used: 10, capacity: 10 });
+    expect(a.message).toMatch(/^Local source ports from 192\.0\.2\.5 to tcp 198\.51\.100\.8:80 are exhausted: 10\/10 in use; widen net\.ipv4\.ip_local_port_range/);
+    expect(alerts.some((x) => x.kind === 'nat_port_exhaustion')).toBe(false);
   });
 });

@@ -223,6 +223,38 @@ describe('IPv6 keys', () => {
   });
 });
 
+describe('refresh dumps while a port alert fires', () => {
+  it('re-dumps every refreshDumpMs while firing (expired entries are reaped), not otherwise', async () => {
+    let h!: Awaited<ReturnType<typeof harness>>;
+    h = await harness({ natPorts: [50000, 50009], thresholds: { refreshDumpMs: 5000 } }, () => table);
+    let table: SynthCt[] = [];
+    const ids = h.open(10);
+    table = h.live();
+    await h.step();
+    expect(h.alerts[0]).toMatchObject({ state: 'firing', used: 10 });
+    expect(h.src.resyncs).toBe(1); // first refresh right away
+    await h.step(4000);
+    expect(h.src.resyncs).toBe(1);
+    // The kernel expired 4 entries without a DESTROY yet: the next dump no longer has them.
+    table = h.live().filter((r) => !ids.slice(0, 4).includes(r.id));
+    await h.step(1000);
+    expect(h.src.resyncs).toBe(2);
+    await h.step();
+    expect(h.alerts.at(-1)).toMatchObject({ state: 'resolved', used: 6 });
+    await h.step(20_000);
+    expect(h.src.resyncs).toBe(2); // nothing firing: no more dumps
+  });
+
+  it('does not re-dump a table larger than refreshDumpMaxCount', async () => {
+    const h = await harness({ natPorts: [50000, 50009], thresholds: { refreshDumpMaxCount: 5 } });
+    h.src.snapshot.count = 6;
+    h.open(10);
+    await h.step(30_000);
+    expect(h.alerts[0]).toMatchObject({ state: 'firing' });
+    expect(h.src.resyncs).toBe(0);
+  });
+});
+
 describe('local_port_exhaustion', () => {
   it('uses ip_local_port_range minus reserved ports as capacity', async () => {
     const h = await harness();
