@@ -1,5 +1,101 @@
-import { NatwatchError } from '../errors.js';
+// `natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump]`: raw decoded
+// conntrack and NFLOG events, one per line — the `conntrack -E` of this tool. Output is built
+// per batch and written once per batch; loss goes to stderr, at most one line per second.
+import { groupsFlag, netnsPath, parse } from './args.js';
+import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
+import { createNetlinkSource } from '../source/netlink-source.js';
+import { nflogGroupsFromRuleset } from '../source/ruleset.js';
+import type { LossReport, SourceHandlers } from '../source/types.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new NatwatchError('ERUNTIME', "'events' is not built yet");
+const HELP = `usage: natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump]
+
+Prints decoded conntrack events and NFLOG packets, one per line, until interrupted.
+  --netns NAME|PATH   watch this network namespace (NAME means /var/run/netns/NAME)
+  --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
+  --json              one JSON event object per line (the WebSocket 'event' shape)
+  --no-dump           do not list the existing table first`;
+
+const LOSS_INTERVAL_MS = 1000;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse({
+    args: argv,
+    options: {
+      netns: { type: 'string' },
+      'nflog-group': { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+      'no-dump': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const netns = netnsPath(values.netns);
+  let groups = groupsFlag(values['nflog-group']);
+  if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
+  const json = values.json === true;
+  const source = createNetlinkSource({ netns, nflogGroups: groups, dump: values['no-dump'] !== true });
+
+  return new Promise<number>((resolve, reject) => {
+    let done = false;
+    let pendingLoss: LossReport[] = [];
+    let lossTimer: NodeJS.Timeout | null = null;
+    const flushLoss = () => {
+      lossTimer = null;
+      for (const source of ['conntrack', 'nflog'] as const) {
+        const rs = pendingLoss.filter((r) => r.source === source);
+        if (rs.length === 0) continue;
+        const sum = (k: 'enobufs' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
+        process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
+      }
+      pendingLoss = [];
+    };
+    const finish = (code: number, err?: unknown) => {
+      if (done) return;
+      done = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      if (lossTimer) clearTimeout(lossTimer);
+      flushLoss();
+      void source.close().then(() => (err ? reject(err) : resolve(code)));
+    };
+    const onSignal = () => finish(0);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'EPIPE' ? 0 : 1, err.code === 'EPIPE' ? undefined : err));
+
+    const write = (s: string) => {
+      if (!done && s.length > 0) process.stdout.write(s);
+    };
+    const handlers: SourceHandlers = {
+      conntrack(v) {
+        let out = '';
+        for (let i = 0; i < v.count; i++) {
+          v.seek(i);
+          out += (json ? JSON.stringify(v.toEvent()) : formatConntrack(v)) + '\n';
+        }
+        write(out);
+      },
+      nflog(v) {
+        let out = '';
+        for (let i = 0; i < v.count; i++) {
+          v.seek(i);
+          out += (json ? JSON.stringify(v.toEvent()) : formatNflog(v)) + '\n';
+        }
+        write(out);
+      },
+      loss(r) {
+        pendingLoss.push(r);
+        lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
+      },
+      dumpBegin() {},
+      dumpEnd() {},
+      error(err) {
+        process.stderr.write(`natwatch: ${err.message}\n`);
+      },
+    };
+    source.start(handlers).catch((err: unknown) => finish(1, err));
+  });
 }
