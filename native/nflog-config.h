@@ -11,9 +11,9 @@ constexpr uint32_t kNflogTimeout = 10;
 
 /**
  * Binds `group` on fd (NFULNL_CFG_CMD_BIND), then sets copy-packet mode, NFULNL_CFG_F_SEQ and
- * the flush timeout, each acknowledged. Returns 0 or errno: EBUSY means another socket
- * (ulogd?) holds the group. NFULNL_CFG_CMD_PF_UNBIND/PF_BIND are not sent: they are no-ops
- * since Linux 3.17.
+ * the flush timeout, each acknowledged. Returns 0 or errno: EPERM (EBUSY on some kernels) when
+ * another socket (ulogd?) holds the group, EPERM also without CAP_NET_ADMIN.
+ * NFULNL_CFG_CMD_PF_UNBIND/PF_BIND are not sent: they are no-ops since Linux 3.17.
  */
 int NflogBind(int fd, uint16_t group, uint32_t* seq);
 

@@ -1,5 +1,6 @@
 // The one file that loads the addon (native/, built by node-gyp into build/Release or shipped
 // in prebuilds/) and declares its typed surface. Everything else takes an EventSource.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { basename, dirname } from 'node:path';
@@ -85,6 +86,18 @@ export function loadNative(root: string = PACKAGE_ROOT): NativeAddon {
   return addon;
 }
 
+const CAP_NET_ADMIN = 12n; // linux/capability.h
+
+/** Whether this process holds CAP_NET_ADMIN (effective set, /proc/self/status CapEff). */
+function hasNetAdmin(): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> CAP_NET_ADMIN) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
 function firstLine(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0]!;
 }
@@ -115,11 +128,13 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
   if (syscall === 'setns' && errno === E.EINVAL) {
     return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
   }
+  // A group held by another socket answers EPERM (EBUSY on old kernels), the same errno as a
+  // missing capability: tell them apart by our own capabilities.
+  if (syscall === 'nflog-bind' && (errno === E.EBUSY || (errno === E.EPERM && hasNetAdmin()))) {
+    return new NatwatchError('EGROUPBUSY', `NFLOG group ${e.group} is already bound by another program (ulogd?)`, { cause: err });
+  }
   if (errno === E.EPERM || errno === E.EACCES) {
     return new NatwatchError('EPERM', 'need CAP_NET_ADMIN to subscribe to conntrack events', { cause: err });
-  }
-  if (syscall === 'nflog-bind' && errno === E.EBUSY) {
-    return new NatwatchError('EGROUPBUSY', `NFLOG group ${e.group} is already bound by another program (ulogd?)`, { cause: err });
   }
   return new NatwatchError('ERUNTIME', `${firstLine(err)}`, { cause: err });
 }
