@@ -3,22 +3,17 @@
 // EventEmitter and an async iterator). This is what the server, `tail` and embedders consume.
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { AlertEngine } from './alert/engine.js';
-import { ConntrackDropsRule } from './alert/conntrack-drops.js';
-import { EventLossRule } from './alert/event-loss.js';
-import { NflogDropRule } from './alert/nflog-drop.js';
-import { PortExhaustionRule } from './alert/port-exhaustion.js';
-import { TableFullRule } from './alert/table-full.js';
+import { AlertRules } from './alert/rules.js';
 import { systemClock, type Clock } from './alert/clock.js';
 import { thresholds as makeThresholds, type Thresholds } from './alert/thresholds.js';
 import { NatwatchError } from './errors.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
-import { C_DROP } from './track/rings.js';
+import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
 import { Tracker } from './track/tracker.js';
-import type { Alert, KernelCounters, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
+import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
 
 export type StreamMessage = Alert | StatsMessage | WireEvent;
 
@@ -49,8 +44,6 @@ export interface StreamerOptions {
   alertRing?: number;
 }
 
-const TOP_N = 10;
-const COUNTER_FIELDS: Array<keyof KernelCounters> = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong'];
 
 export function resolveNetns(netns: string | null | undefined): string | null {
   if (netns === undefined || netns === null || netns === '') return null;
@@ -63,17 +56,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
   readonly tracker: Tracker;
   readonly thresholds: Thresholds;
   private readonly clock: Clock;
-  private readonly engine: AlertEngine;
-  private readonly portRule: PortExhaustionRule;
-  private readonly tableRule: TableFullRule;
-  private readonly dropsRule: ConntrackDropsRule;
-  private readonly nflogRule: NflogDropRule;
-  private readonly lossRule: EventLossRule;
+  private readonly rules: AlertRules;
+  private readonly statsBuilder: StatsBuilder;
   private readonly ruleset: RulesetWatcher;
   private source: EventSource | null = null;
   private timers: unknown[] = [];
-  private prev: CounterSnapshot | null = null;
-  private prevTick = { ms: 0, news: 0, destroys: 0 };
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
@@ -92,17 +79,13 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.thresholds = makeThresholds(opts.thresholds);
     const capacity = new CapacityResolver({ natPorts: opts.natPorts, natRules: opts.natRules });
     this.tracker = new Tracker({ capacity, ringKeys: opts.ringKeys, localAddrs: opts.localAddrs });
-    this.engine = new AlertEngine(this.clock, (a) => this.publish('alert', a), this.thresholds.resendMs, opts.alertRing);
-    this.portRule = new PortExhaustionRule(this.tracker, this.engine, this.thresholds);
-    this.tableRule = new TableFullRule(this.engine, this.thresholds);
-    this.dropsRule = new ConntrackDropsRule(this.engine, this.clock, this.thresholds);
-    this.nflogRule = new NflogDropRule(this.engine, this.clock, this.thresholds);
-    this.lossRule = new EventLossRule(this.engine, this.clock, this.thresholds);
+    this.rules = new AlertRules(this.tracker, this.clock, this.thresholds, (a) => this.publish('alert', a), opts.alertRing);
+    this.statsBuilder = new StatsBuilder(this.tracker);
     this.ruleset = new RulesetWatcher(this.netns);
   }
 
   get seq(): number {
-    return this.engine.seq;
+    return this.rules.engine.seq;
   }
 
   /** Reads the namespace's configuration, subscribes, and starts the 1 s evaluation. */
@@ -164,20 +147,20 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private onNflog(v: NflogView): void {
     this.received.nflog += v.count;
-    this.nflogRule.onBatch(v);
+    this.rules.nflog.onBatch(v);
     if (!this.wantsEvents()) return;
     for (let i = 0; i < v.count; i++) this.publish('event', v.seek(i).toEvent());
   }
 
   private onLoss(r: LossReport): void {
     this.lost[r.source] += r.enobufs + r.dropped + r.seqGap;
-    this.lossRule.onLoss(r);
+    this.rules.loss.onLoss(r);
     this.maybeResync();
   }
 
   private onDumpEnd(): void {
     this.tracker.dumpEnd();
-    this.lossRule.onDumpEnd();
+    this.rules.loss.onDumpEnd();
     this.maybeResync();
   }
 
@@ -186,13 +169,13 @@ export class Streamer extends EventEmitter implements StreamerLike {
     // A dump in progress began before the loss: wait for it to end, then dump again
     // (unless it has hung: a failed dump may never send its end).
     if (this.tracker.inDump && this.clock.now() - this.dumpSince < this.thresholds.resyncTimeoutMs) return;
-    if (this.lossRule.wantResync()) this.source.resync();
+    if (this.rules.loss.wantResync()) this.source.resync();
   }
 
   /** See Thresholds.refreshDumpMs. */
   private maybeRefreshDump(now: number, count: number): void {
     const t = this.thresholds;
-    if (!this.source || t.refreshDumpMs <= 0 || this.portRule.firingCount === 0 || this.tracker.inDump) return;
+    if (!this.source || t.refreshDumpMs <= 0 || this.rules.port.firingCount === 0 || this.tracker.inDump) return;
     if (count > t.refreshDumpMaxCount || now - this.lastRefreshMs < t.refreshDumpMs) return;
     this.lastRefreshMs = now;
     this.source.resync();
@@ -222,43 +205,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private evaluate(snap: CounterSnapshot): void {
     const now = this.clock.now();
-    const nowSec = Math.floor(now / 1000);
-    const delta = {} as KernelCounters;
-    for (const f of COUNTER_FIELDS) {
-      // A counter going backwards (namespace re-created) counts as a fresh start, not a negative.
-      delta[f] = this.prev ? Math.max(0, snap.counters[f] - this.prev.counters[f]) : 0;
-    }
-    this.prev = snap;
-    const lim = snap.limits;
-    this.tracker.capacity.setLocalLimits(lim.localPortRange, lim.reservedPorts);
-    // insert_failed and drop both count a failed insert: take the larger, not the sum.
-    const drops = Math.max(delta.insert_failed, delta.drop);
-    const tableFull = this.tableRule.evaluate({ count: snap.count, max: lim.max, dDrop: delta.drop, dEarlyDrop: delta.early_drop });
-    const port = this.portRule.evaluate({ nowSec, drops: tableFull ? 0 : drops });
-    this.dropsRule.evaluate(drops, tableFull || port.atCapacity > 0, delta);
-    this.nflogRule.tick();
-    this.lossRule.tick();
+    const delta = this.rules.evaluate(snap, now);
     this.maybeResync();
     this.maybeRefreshDump(now, snap.count);
-    if (drops > 0) this.tracker.global.add(0, C_DROP, nowSec, drops, true);
-
-    const t = this.tracker.totals;
-    const secs = this.prevTick.ms > 0 ? Math.max((now - this.prevTick.ms) / 1000, 0.001) : 1;
-    const stats: StatsMessage = {
-      type: 'stats',
-      ts: new Date(now).toISOString(),
-      conntrack: { count: snap.count, max: lim.max, buckets: lim.buckets },
-      counters: { ...snap.counters },
-      rates: {
-        new: this.prevTick.ms > 0 ? round2((t.news - this.prevTick.news) / secs) : 0,
-        destroy: this.prevTick.ms > 0 ? round2((t.destroys - this.prevTick.destroys) / secs) : 0,
-        drop: round2(delta.drop / secs),
-      },
-      top: topKeys(this.tracker, TOP_N, nowSec),
-    };
-    this.prevTick = { ms: now, news: t.news, destroys: t.destroys };
-    this.last = stats;
-    this.publish('stats', stats);
+    this.last = this.statsBuilder.build(snap, delta, now);
+    this.publish('stats', this.last);
   }
 
   private async refreshRuleset(first: boolean): Promise<void> {
@@ -312,11 +263,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   firing(): Alert[] {
-    return this.engine.firing();
+    return this.rules.engine.firing();
   }
 
   alertsSince(since: number): Alert[] {
-    return this.engine.alertsSince(since);
+    return this.rules.engine.alertsSince(since);
   }
 
   top(): TopEntry[] {
@@ -355,8 +306,6 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (s) await s.close();
   }
 }
-
-const round2 = (x: number) => Math.round(x * 100) / 100;
 
 export function createStreamer(opts: StreamerOptions = {}): Streamer {
   return new Streamer(opts);

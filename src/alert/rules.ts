@@ -1,0 +1,64 @@
+// Every rule, evaluated once per counter snapshot: the kernel counter deltas are computed here
+// once and handed to the rules that read them. The streamer owns the timing, this owns the order.
+import type { CounterSnapshot } from '../source/types.js';
+import { C_DROP } from '../track/rings.js';
+import type { Tracker } from '../track/tracker.js';
+import type { Alert, KernelCounters } from '../types.js';
+import type { Clock } from './clock.js';
+import { ConntrackDropsRule } from './conntrack-drops.js';
+import { AlertEngine } from './engine.js';
+import { EventLossRule } from './event-loss.js';
+import { NflogDropRule } from './nflog-drop.js';
+import { PortExhaustionRule } from './port-exhaustion.js';
+import { TableFullRule } from './table-full.js';
+import type { Thresholds } from './thresholds.js';
+
+const COUNTER_FIELDS: Array<keyof KernelCounters> = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong'];
+
+export class AlertRules {
+  readonly engine: AlertEngine;
+  readonly port: PortExhaustionRule;
+  readonly table: TableFullRule;
+  readonly drops: ConntrackDropsRule;
+  readonly nflog: NflogDropRule;
+  readonly loss: EventLossRule;
+  private prev: KernelCounters | null = null;
+
+  constructor(
+    private readonly tracker: Tracker,
+    clock: Clock,
+    t: Thresholds,
+    emit: (a: Alert) => void,
+    ringSize?: number,
+  ) {
+    this.engine = new AlertEngine(clock, emit, t.resendMs, ringSize);
+    this.port = new PortExhaustionRule(tracker, this.engine, t);
+    this.table = new TableFullRule(this.engine, t);
+    this.drops = new ConntrackDropsRule(this.engine, clock, t);
+    this.nflog = new NflogDropRule(this.engine, clock, t);
+    this.loss = new EventLossRule(this.engine, clock, t);
+  }
+
+  /** Runs every rule against a snapshot; returns the counter deltas since the previous one. */
+  evaluate(snap: CounterSnapshot, nowMs: number): KernelCounters {
+    const nowSec = Math.floor(nowMs / 1000);
+    const delta = {} as KernelCounters;
+    for (const f of COUNTER_FIELDS) {
+      // A counter going backwards (namespace re-created) counts as a fresh start, not a negative.
+      delta[f] = this.prev ? Math.max(0, snap.counters[f] - this.prev[f]) : 0;
+    }
+    this.prev = snap.counters;
+    const lim = snap.limits;
+    this.tracker.capacity.setLocalLimits(lim.localPortRange, lim.reservedPorts);
+    // insert_failed and drop both count one failed insert: take the larger, not the sum.
+    const drops = Math.max(delta.insert_failed, delta.drop);
+    const tableFull = this.table.evaluate({ count: snap.count, max: lim.max, dDrop: delta.drop, dEarlyDrop: delta.early_drop });
+    // With the table full, drops are the table's; otherwise they go to keys at capacity.
+    const port = this.port.evaluate({ nowSec, drops: tableFull ? 0 : drops });
+    this.drops.evaluate(drops, tableFull || port.atCapacity > 0, delta);
+    this.nflog.tick();
+    this.loss.tick();
+    if (drops > 0) this.tracker.global.add(0, C_DROP, nowSec, drops, true);
+    return delta;
+  }
+}
