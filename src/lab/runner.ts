@@ -211,11 +211,16 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
         since = Date.now();
         await load.release();
         say('traffic', 'client closed its connections');
-        // Closed flows expire in R within a second or two, but the kernel only frees expired
-        // entries (and sends DESTROY) at its next GC pass — up to a minute — or when a dump
-        // meets them. The lab lists R's table each second so recovery shows up in seconds.
-        say('kernel', "listing R's table each second so expired entries are reaped now, not at the next GC pass");
-        resolved = await reapWhile(l, l.router, waitAlert(w, (a) => resolvedMatches(e, a) && a.seq > firing.seq, waitMs));
+        const done = waitAlert(w, (a) => resolvedMatches(e, a) && a.seq > firing.seq, waitMs);
+        if (e.flowsExpire) {
+          // Closed flows expire in R within a second or two, but the kernel only frees expired
+          // entries (and sends DESTROY) at its next GC pass — up to a minute — or when a dump
+          // meets them. The lab lists R's table each second so recovery shows up in seconds.
+          say('kernel', "listing R's table each second so expired entries are reaped now, not at the next GC pass");
+          resolved = await reapWhile(l, l.router, done);
+        } else {
+          resolved = await done;
+        }
       }
       const last = resolved ?? firing;
       const k = sc.kernelDrops ? await sc.kernelDrops(l, before) : null;

@@ -54,6 +54,7 @@ export function loss(): Scenario {
       severity: 'critical',
       drops: true,
       resolves: 'by-itself',
+      flowsExpire: false,
     },
     kernelDrops: async (lab) => ({
       what: 'events the kernel could not queue (/proc/net/netlink Drops)',

@@ -27,6 +27,7 @@ export function nflogDrop(): Scenario {
       severity: 'warning',
       drops: true,
       resolves: 'after-release',
+      flowsExpire: false,
     },
     kernelDrops: async (lab) => ({ what: `packets counted by the "${PREFIX.trim()}" rule`, n: await nftRulePackets(lab, lab.router, `dport ${PORT}`) }),
     async setup(lab) {

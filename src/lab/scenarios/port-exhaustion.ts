@@ -62,6 +62,7 @@ export function portExhaustion(o: PortExhaustionOptions = {}): Scenario {
       capacity,
       drops: true,
       resolves: 'after-release',
+      flowsExpire: true,
     },
     kernelDrops: async (lab, before) => {
       const d = deltas(before, await snapshot(lab, lab.router));

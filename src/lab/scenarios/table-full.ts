@@ -35,6 +35,7 @@ export function tableFull(o: TableFullOptions = {}): Scenario {
       capacity: max,
       drops: true,
       resolves: 'after-release',
+      flowsExpire: true,
     },
     kernelDrops: async (lab, before) => {
       const d = deltas(before, await snapshot(lab, lab.router));

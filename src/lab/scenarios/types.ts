@@ -24,6 +24,8 @@ export interface Expectation {
    * a re-dump rebuilt the state).
    */
   resolves: 'after-release' | 'by-itself';
+  /** Recovery is R's closed flows leaving the table (so the lab reaps expired entries promptly). */
+  flowsExpire: boolean;
 }
 
 /** A destination whose natwatch occupancy must equal the kernel's own flow count. */
