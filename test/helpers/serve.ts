@@ -1,7 +1,7 @@
 // Spawns the real `natwatch serve` (built dist, through bin/natwatch.js) on a free loopback
 // port, waits until /healthz answers, and stops it by the PID it started.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,9 @@ function exited(child: ChildProcess, ms: number): Promise<number | null | 'timeo
 }
 
 export async function startServe(opts: ServeOptions): Promise<ServeHandle> {
+  if (!existsSync(fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url)))) {
+    throw new Error('natwatch is not built: run `npm run build` (node-gyp + tsc) before the e2e tests');
+  }
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(
