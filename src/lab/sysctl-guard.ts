@@ -76,14 +76,29 @@ export function repairStale(): string[] {
   return repaired;
 }
 
-/** Set `key` to `value` until restore() or process exit, whichever comes first. */
+/**
+ * Set `key` to `value` until restore() or process exit, whichever comes first. One guard per
+ * key and namespace at a time: a second one would take the lowered value for the original and
+ * "restore" it after the first had put the real one back.
+ */
 export function guardSysctl(key: string, value: string | number): SysctlGuard {
   repairStale();
-  const original = readSysctl(key);
   const target = String(value);
-  const stateFile = join(STATE_DIR, `${key}.${process.pid}.json`);
+  const stateFile = join(STATE_DIR, `${key}@${netnsId()}.json`);
   mkdirSync(STATE_DIR, { recursive: true });
-  writeFileSync(stateFile, JSON.stringify({ key, original, pid: process.pid, netns: netnsId() }));
+  const original = readSysctl(key);
+  try {
+    writeFileSync(stateFile, JSON.stringify({ key, original, pid: process.pid, netns: netnsId() }), { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    let holder = '?';
+    try {
+      holder = String((JSON.parse(readFileSync(stateFile, 'utf8')) as { pid: number }).pid);
+    } catch {
+      // being written right now
+    }
+    throw new NatwatchError('ERUNTIME', `${key} is already changed by natwatch (pid ${holder}); run one table-full scenario at a time`);
+  }
 
   let done = false;
   const restore = (): void => {

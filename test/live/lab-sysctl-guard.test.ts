@@ -59,6 +59,16 @@ describe.runIf(isRoot)('sysctl-guard', () => {
     expect(read()).toBe(original);
   });
 
+  it('one guard per key at a time: a second is refused, the first still restores the real original', async () => {
+    const r = await child(
+      `try { guardSysctl(${JSON.stringify(KEY)}, '40000 40200'); console.log('second taken'); } catch (e) { console.log('refused:', e.message); }\n` +
+        `console.log('still', readSysctl(${JSON.stringify(KEY)}).replace(/\\s+/g, ' ')); g.restore();`,
+    );
+    expect(r.stdout).toMatch(/refused: net\.ipv4\.ip_local_port_range is already changed by natwatch \(pid \d+\)/);
+    expect(r.stdout).toContain('still 40000 40100');
+    expect(read()).toBe(original);
+  });
+
   it('SIGTERM: restored, and the process still dies of the signal', async () => {
     const r = await child(`process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 5000);`);
     expect(r.stdout).toContain('set 40000 40100');
