@@ -106,8 +106,10 @@ export class Tracker {
         const f = flows.flagsAt(slot);
         if (f & F_LIVE) {
           flows.setGen(slot, this.gen);
-          // A NEW for a live id means its DESTROY was lost and the id reused: re-key it.
-          if (kind === CtKind.New) {
+          // A NEW for a live id means its DESTROY was lost and the id reused: re-key it. A dump
+          // record whose source port differs is the same case seen by a resync (checked on
+          // numbers only: no string is formatted for a flow we already know).
+          if (kind === CtKind.New || (kind === CtKind.Dump && this.portChanged(view, slot, f))) {
             this.release(slot, nowSec);
             flows.remove(slot);
             this.admit(view, id, zone, nowSec, true);
@@ -191,6 +193,11 @@ export class Tracker {
     if (this.occ.add(key, port)) this.rings.setActive(key, true);
     if (isNew) this.rings.add(key, C_NEW, nowSec, 1, true);
     else if (!this.rings.has(key)) this.rings.touch(key, true);
+  }
+
+  private portChanged(view: ConntrackView, slot: number, f: number): boolean {
+    if (this.flows.keyAt(slot) < 0) return false;
+    return this.flows.portAt(slot) !== (f & F_LOCAL ? view.origSport : view.replyDport);
   }
 
   /** Takes the flow in slot out of occupancy (the slot itself is left to the caller). */

@@ -14,9 +14,9 @@ function rec(kind: CtKind, s: Spec): SynthCt {
   const dst = s.variant & 1 ? '198.51.100.9' : '198.51.100.8';
   const dport = s.variant & 2 ? 443 : 80;
   switch ((s.variant >> 2) % 3) {
-    case 0: return snatFlow(kind, s.id, { src: '192.0.2.5', sport: 40000 + s.port, dst, dport, natIp: s.variant & 16 ? '203.0.113.2' : '203.0.113.1', natPort: s.port });
-    case 1: return plainFlow(kind, s.id, { src: LOCAL, sport: s.port, dst, dport });
-    default: return plainFlow(kind, s.id, { src: '192.0.2.50', sport: s.port, dst, dport });
+    case 0: return snatFlow(kind, s.id, { src: '192.0.2.5', sport: 40000 + s.id, dst, dport, natIp: s.variant & 16 ? '203.0.113.2' : '203.0.113.1', natPort: s.port });
+    case 1: return plainFlow(kind, s.id, { src: LOCAL, sport: 1024 + s.id, dst, dport });
+    default: return plainFlow(kind, s.id, { src: '192.0.2.50', sport: 1024 + s.id, dst, dport });
   }
 }
 
@@ -54,6 +54,21 @@ function expectSame(tracker: Tracker, kernel: Map<number, Spec>): void {
   }
   expect(got).toEqual(want);
   expect(tracker.liveFlows).toBe(kernel.size);
+  // The source ports each key holds match too (the NAT port for SNAT keys, sport for local).
+  const ports = new Map<string, Set<number>>();
+  for (const s of kernel.values()) {
+    const k = keyOf(s);
+    if (!k) continue;
+    const r = rec(CtKind.New, s);
+    const p = k.endsWith('|L') ? r.orig.sport : r.reply.dport;
+    if (!ports.has(k)) ports.set(k, new Set());
+    ports.get(k)!.add(p);
+  }
+  for (const [k, set] of ports) {
+    const id = tracker.occ.idOf(k);
+    expect(tracker.occ.ports.distinct[id]).toBe(set.size);
+    for (const p of set) expect(tracker.occ.ports.has(id, p)).toBe(true);
+  }
 }
 
 type Op =
@@ -94,7 +109,9 @@ function run(ops: Op[], lose: (i: number) => boolean, checkEachStep: boolean) {
     switch (op.t) {
       case 'new': {
         if (kernel.has(op.id)) break;
-        const s = { id: op.id, variant: op.variant, port: op.port };
+        // The kernel's id hashes the original tuple: an id that comes back is the same flow
+        // tuple (only its NAT port may differ, which the tracker checks on dump records).
+        const s = { id: op.id, variant: (op.id * 7) % 32, port: op.port };
         kernel.set(op.id, s);
         if (pending && op.port % 2 === 0) pending.push(s);
         deliver(i, rec(CtKind.New, s));
@@ -209,6 +226,17 @@ describe('Tracker classification', () => {
     expect(tracker.totals.staleDumpRecords).toBe(1);
     src.dumpEnd();
     expect(tracker.flows.occupied).toBe(0);
+  });
+
+  it('a dump record for a known id with another NAT port re-keys it (DESTROY and NEW both lost)', () => {
+    const { src, tracker } = setup();
+    const f = { src: '192.0.2.5', sport: 1, dst: '198.51.100.8', dport: 80, natIp: '198.51.100.1', natPort: 7 };
+    src.conntrack([snatFlow(CtKind.New, 5, f)]);
+    src.dump([snatFlow(CtKind.Dump, 5, { ...f, natPort: 9 })]);
+    const k = tracker.occ.idOf('tcp|198.51.100.1|198.51.100.8|80|N');
+    expect(tracker.occ.used[k]).toBe(1);
+    expect(tracker.occ.ports.has(k, 7)).toBe(false);
+    expect(tracker.occ.ports.has(k, 9)).toBe(true);
   });
 
   it('dumpEnd removes flows whose DESTROY was lost, keeps flows created during the dump', () => {
