@@ -11,12 +11,15 @@ import { alertLine } from './tail-view.js';
 import { loadStreamerFactory, type StreamerSettings } from '../server/streamer-loader.js';
 import { LAB_THRESHOLDS, runScenario, type LabWatcher, type WatchFactory } from '../lab/runner.js';
 import { SCENARIOS, isScenarioName } from '../lab/scenarios/index.js';
+import { portExhaustion } from '../lab/scenarios/port-exhaustion.js';
 import type { Lab } from '../lab/topology.js';
 import type { Scenario } from '../lab/scenarios/types.js';
 
-const HELP = `usage: natwatch lab [--scenario NAME] [--keep] [--prefix P]
+const HELP = `usage: natwatch lab [--scenario NAME] [--keep] [--prefix P] [--proto tcp|udp] [--ipv6]
 
   --scenario NAME   port-exhaustion | table-full | nflog-drop | flush | loss | all (default all)
+  --proto P         port-exhaustion over tcp (default) or udp
+  --ipv6            port-exhaustion through NAT66 (2001:db8:1::5 → 2001:db8:2::8)
   --keep            leave the namespaces afterwards (prints the 'ip netns del' commands)
   --prefix P        namespace name prefix (default nwlab; a random suffix is added)
 
@@ -34,6 +37,8 @@ export async function run(argv: string[]): Promise<number> {
       scenario: { type: 'string', default: 'all' },
       keep: { type: 'boolean' },
       prefix: { type: 'string', default: 'nwlab' },
+      proto: { type: 'string', default: 'tcp' },
+      ipv6: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -47,6 +52,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!/^[a-z][a-z0-9]{0,11}$/.test(values.prefix)) {
     throw new UsageError(`--prefix: '${values.prefix}' must be 1-12 lowercase letters and digits, starting with a letter`);
+  }
+  const proto = values.proto;
+  if (proto !== 'tcp' && proto !== 'udp') throw new UsageError(`--proto: '${proto}' is not tcp or udp`);
+  if ((proto !== 'tcp' || values.ipv6) && name !== 'port-exhaustion' && name !== 'all') {
+    throw new UsageError(`--${values.ipv6 ? 'ipv6' : 'proto'}: only for --scenario port-exhaustion`);
   }
   if (process.getuid?.() !== 0) {
     throw new NatwatchError('EPERM', 'lab needs root: it creates network namespaces and nft rules (run it with sudo)');
@@ -78,7 +88,8 @@ export async function run(argv: string[]): Promise<number> {
   const names = name === 'all' ? (Object.keys(SCENARIOS) as Array<keyof typeof SCENARIOS>) : [name];
   let failed = 0;
   for (const n of names) {
-    const r = await runScenario(SCENARIOS[n](), {
+    const sc = n === 'port-exhaustion' ? portExhaustion({ proto, ipv6: values.ipv6 === true }) : SCENARIOS[n]();
+    const r = await runScenario(sc, {
       watch,
       keep: values.keep === true,
       prefix: values.prefix,

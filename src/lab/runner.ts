@@ -108,7 +108,8 @@ async function compareOccupancy(lab: Lab, w: LabWatcher, c: OccupancyCheck): Pro
     await sleep(500);
   } while (Date.now() < deadline);
   const k = c.key;
-  return { ok: used === kernel, line: `${k.proto} ${k.natIp} → ${k.dstIp}:${k.dstPort}: natwatch counts ${used} flows, conntrack -L lists ${kernel}` };
+  const dst = k.dstIp.includes(':') ? `[${k.dstIp}]:${k.dstPort}` : `${k.dstIp}:${k.dstPort}`;
+  return { ok: used === kernel, line: `${k.proto} ${k.natIp} → ${dst}: natwatch counts ${used} flows, conntrack -L lists ${kernel}` };
 }
 
 function describeAlert(a: Alert): string {

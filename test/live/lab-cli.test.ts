@@ -47,6 +47,15 @@ describe('natwatch lab (CLI)', () => {
     expect(r.out).toMatch(/--scenario: 'nope' is not one of port-exhaustion, table-full, nflog-drop, flush, loss, all/);
   });
 
+  it('--proto/--ipv6 belong to port-exhaustion only', async () => {
+    const r = await lab(['--scenario', 'flush', '--ipv6']);
+    expect(r.code).toBe(2);
+    expect(r.out.trim()).toBe('natwatch: --ipv6: only for --scenario port-exhaustion');
+    const p = await lab(['--proto', 'sctp']);
+    expect(p.code).toBe(2);
+    expect(p.out.trim()).toBe("natwatch: --proto: 'sctp' is not tcp or udp");
+  });
+
   it.runIf(isRoot)('not root: one clear line, exit 1', () => {
     const r = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, BIN, 'lab'], { encoding: 'utf8' });
     expect(r.status).toBe(1);
@@ -65,6 +74,14 @@ describe('natwatch lab (CLI)', () => {
     expect(r.out).toMatch(/✓ natwatch raised nat_port_exhaustion .* used=10 capacity=10 critical drops=[1-9]/);
     expect(names).toHaveLength(3);
     for (const ns of names) expect(netnsList()).not.toContain(ns);
+  });
+
+  it.runIf(isRoot)('port-exhaustion over UDP through NAT66', async () => {
+    const r = await lab(['--scenario', 'port-exhaustion', '--proto', 'udp', '--ipv6']);
+    leftovers.push(...namesIn(r.out));
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/FIRING +nat_port_exhaustion udp 2001:db8:2::1 → \[2001:db8:2::8\]:53 10\/10/);
+    expect(r.out).toContain('udp 2001:db8:2::1 → [2001:db8:2::8]:53: natwatch counts 10 flows, conntrack -L lists 10');
   });
 
   it.runIf(isRoot)('--keep leaves the namespaces and prints how to remove them', async () => {
