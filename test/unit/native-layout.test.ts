@@ -1,0 +1,56 @@
+// Pins the batch layout on both sides: batch-layout.h (exported by the addon) against codec.ts's
+// LAYOUT, and a C++-produced batch read byte by byte at the TypeScript offsets.
+import { describe, expect, it } from 'vitest';
+import { LAYOUT, readHeader } from '../../src/source/codec.js';
+import { loadNative } from '../../src/source/native.js';
+import { readFixture } from '../fixtures/fixtures.js';
+
+const addon = loadNative();
+
+describe('batch layout', () => {
+  it('batch-layout.h and codec.ts agree on every exported constant', () => {
+    const native = addon.layout;
+    expect(Object.keys(native).length).toBeGreaterThan(20);
+    for (const [k, v] of Object.entries(native)) {
+      expect([k, LAYOUT[k as keyof typeof LAYOUT]]).toEqual([k, v]);
+    }
+  });
+
+  it('a C++ batch has its fields at the TypeScript offsets', () => {
+    const f = readFixture('ct-new-tcp-snat');
+    const b = addon.decodeForTest('conntrack', f.bytes, 1234.5);
+    expect(b.length).toBe(LAYOUT.headerSize + LAYOUT.ctRecordSize);
+    expect(b.readUInt32LE(LAYOUT.hdrMagic)).toBe(LAYOUT.magic);
+    expect(b.subarray(0, 4).toString('latin1')).toBe('NWB1');
+    expect(b.readUInt16LE(LAYOUT.hdrVersion)).toBe(LAYOUT.version);
+    expect(b[LAYOUT.hdrKind]).toBe(1);
+    expect(b.readUInt32LE(LAYOUT.hdrCount)).toBe(1);
+    expect(b.readUInt32LE(LAYOUT.hdrRecordSize)).toBe(LAYOUT.ctRecordSize);
+    const r = LAYOUT.headerSize;
+    expect(b.readDoubleLE(r + LAYOUT.ctTs)).toBe(1234.5);
+    expect(b[r + LAYOUT.ctKind]).toBe(1);
+    expect(b[r + LAYOUT.ctFamily]).toBe(4);
+    expect(b[r + LAYOUT.ctProto]).toBe(6);
+    expect(b.readInt8(r + LAYOUT.ctTcpState)).toBe(1);
+    // 192.0.2.5 -> 198.51.100.8, reply to the router's outside address 198.51.100.1.
+    expect([...b.subarray(r + LAYOUT.ctOrigSrc, r + LAYOUT.ctOrigSrc + 4)]).toEqual([192, 0, 2, 5]);
+    expect([...b.subarray(r + LAYOUT.ctOrigDst, r + LAYOUT.ctOrigDst + 4)]).toEqual([198, 51, 100, 8]);
+    expect([...b.subarray(r + LAYOUT.ctReplyDst, r + LAYOUT.ctReplyDst + 4)]).toEqual([198, 51, 100, 1]);
+    expect(b.readUInt16LE(r + LAYOUT.ctOrigDport)).toBe(80);
+    expect(b.readUInt16LE(r + LAYOUT.ctReplySport)).toBe(80);
+    // The CTA_ID in the captured message (big-endian on the wire) lands host-order in the record.
+    const idAttr = f.bytes.indexOf(Buffer.from([0x08, 0x00, 0x0c, 0x00]));
+    expect(b.readUInt32LE(r + LAYOUT.ctId)).toBe(f.bytes.readUInt32BE(idAttr + 4));
+  });
+
+  it('an NFLOG batch puts the prefix and sequence where the codec reads them', () => {
+    const f = readFixture('nflog-ipv4-batch3');
+    const b = addon.decodeForTest('nflog', f.bytes);
+    const h = readHeader(b);
+    expect(h.recordSize).toBe(LAYOUT.nlRecordSize);
+    const r = LAYOUT.headerSize;
+    expect(b.subarray(r + LAYOUT.nlPrefix, r + LAYOUT.nlPrefix + b[r + LAYOUT.nlPrefixLen]!).toString()).toBe('blocked-9999 ');
+    expect(b.readUInt16LE(r + LAYOUT.nlGroup)).toBe(5);
+    expect(b.readUInt16LE(r + LAYOUT.nlDport)).toBe(9999);
+  });
+});
