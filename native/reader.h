@@ -31,6 +31,9 @@ struct ReaderOptions {
   uint32_t batch_records = 4096;
   uint32_t batch_ms = 5;
   bool dump_on_start = true;
+  /** After a wakeup that found events, wait this long before polling again so that one wakeup
+   *  drains many events instead of one each (0 = off; only safe with a large receive buffer). */
+  uint32_t coalesce_us = 0;
 };
 
 class Reader {
