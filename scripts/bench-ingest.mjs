@@ -9,7 +9,7 @@
 // (NEW + DESTROY).
 //   node scripts/bench-ingest.mjs [--count N] [--rates full,100000,25000]
 import { execFileSync, spawn } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
@@ -34,6 +34,14 @@ await src.start({ conntrack(v) { for (let i = 0; i < v.count; i++) { v.seek(i); 
 process.on('SIGTERM', async () => { await src.close(); console.log(JSON.stringify({ received: n, enobufs: src.stats.enobufs.conntrack, dropped: src.stats.dropped.conntrack, batches: src.stats.batches })); process.exit(0); });
 `;
 
+function readlinkSafe(p) {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return '';
+  }
+}
+
 const TICK = 100; // USER_HZ for /proc/PID/stat
 function cpuSeconds(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -48,9 +56,21 @@ try {
   // The server drops the flood quietly (no ICMP port-unreachable storm back through R).
   await lab.nft(lab.server, `table ip f { chain in { type filter hook input priority 0; udp dport >= 10000 drop; }; }`);
   const count = async () => Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout.trim());
-  const drops = async () => {
+  // Drops of a process's NETLINK_NETFILTER sockets, found by socket inode (its port id is not
+  // always its pid: conntrack -E's event socket is its second one).
+  const drops = async (pids) => {
     const t = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
-    return new Map(t.filter((c) => c[1] === '12').map((c) => [Number(c[2]), Number(c[8])]));
+    const byInode = new Map(t.filter((c) => c[1] === '12').map((c) => [c[9], Number(c[8])]));
+    const out = new Map();
+    for (const pid of pids) {
+      let sum = 0;
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`));
+        if (m && byInode.has(m[1])) sum += byInode.get(m[1]);
+      }
+      out.set(pid, sum);
+    }
+    return out;
   };
 
   for (const rate of RATES) {
@@ -71,11 +91,12 @@ try {
     const gen = JSON.parse(execFileSync('ip', ['netns', 'exec', ...args], { timeout: 40_000 }).toString());
     await sleep(500);
     const created = (await count()) - before;
+    const dCreate = await drops([nw.pid, ct.pid, src.pid]);
     const t0 = Date.now();
     await lab.exec(lab.router, 'conntrack', ['-F']);
     const flushMs = Date.now() - t0;
     await sleep(3000); // let both drain the burst
-    const d = await drops();
+    const d = await drops([nw.pid, ct.pid, src.pid]);
     const cpu = { nw: cpuSeconds(nw.pid) - cpu0.nw, ct: cpuSeconds(ct.pid) - cpu0.ct, src: cpuSeconds(src.pid) - cpu0.src };
     const rss = { nw: hwmMiB(nw.pid), ct: hwmMiB(ct.pid), src: hwmMiB(src.pid) };
     for (const p of [nw, ct, src]) p.kill('SIGTERM');
@@ -89,9 +110,9 @@ try {
       createRate: Math.round(created / gen.seconds),
       flushMs,
       events,
-      natwatch: { drops: d.get(nw.pid) ?? NaN, enobufs, cpu: cpu.nw, rssMiB: rss.nw },
-      conntrackE: { drops: d.get(ct.pid) ?? NaN, cpu: cpu.ct, rssMiB: rss.ct },
-      source: { drops: d.get(src.pid) ?? NaN, ...counted, cpu: cpu.src, rssMiB: rss.src },
+      natwatch: { drops: d.get(nw.pid), dropsCreating: dCreate.get(nw.pid), enobufs, cpu: cpu.nw, rssMiB: rss.nw },
+      conntrackE: { drops: d.get(ct.pid), dropsCreating: dCreate.get(ct.pid), cpu: cpu.ct, rssMiB: rss.ct },
+      source: { drops: d.get(src.pid), dropsCreating: dCreate.get(src.pid), ...counted, cpu: cpu.src, rssMiB: rss.src },
     };
     rows.push(row);
     console.log(JSON.stringify(row));
@@ -103,9 +124,9 @@ try {
 
 const pct = (lost, total) => `${((100 * lost) / total).toFixed(1)}%`;
 const us = (cpu, n) => ((cpu * 1e6) / n).toFixed(2);
-console.log('\n| generator target | entries created | create rate (/s) | flush burst | events (NEW+DESTROY) | natwatch events --json: lost (Drops) / ENOBUFS | CPU s (µs/event) | peak RSS | conntrack -E: lost (Drops) | CPU s (µs/event) | peak RSS | EventSource only: received / lost (Drops) | CPU s (µs/event) | peak RSS |');
+console.log('\n| generator target | entries created | create rate (/s) | flush burst | events (NEW+DESTROY) | natwatch events --json: lost (Drops; while creating) / ENOBUFS | CPU s (µs/event) | peak RSS | conntrack -E: lost (Drops; while creating) | CPU s (µs/event) | peak RSS | EventSource only: received / lost (Drops) | CPU s (µs/event) | peak RSS |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const n = r.natwatch, c = r.conntrackE, s = r.source;
-  console.log(`| ${r.target} | ${r.created} | ${r.createRate} | ${r.flushMs} ms | ${r.events} | ${n.drops} (${pct(n.drops, r.events)}) / ${n.enobufs} | ${n.cpu.toFixed(2)} (${us(n.cpu, r.events - n.drops)}) | ${n.rssMiB.toFixed(0)} MiB | ${c.drops} (${pct(c.drops, r.events)}) | ${c.cpu.toFixed(2)} (${us(c.cpu, r.events - c.drops)}) | ${c.rssMiB.toFixed(0)} MiB | ${s.received} / ${s.drops} | ${s.cpu.toFixed(2)} (${us(s.cpu, s.received)}) | ${s.rssMiB.toFixed(0)} MiB |`);
+  console.log(`| ${r.target} | ${r.created} | ${r.createRate} | ${r.flushMs} ms | ${r.events} | ${n.drops} (${pct(n.drops, r.events)}; ${n.dropsCreating}) / ${n.enobufs} | ${n.cpu.toFixed(2)} (${us(n.cpu, r.events - n.drops)}) | ${n.rssMiB.toFixed(0)} MiB | ${c.drops} (${pct(c.drops, r.events)}; ${c.dropsCreating}) | ${c.cpu.toFixed(2)} (${us(c.cpu, r.events - c.drops)}) | ${c.rssMiB.toFixed(0)} MiB | ${s.received} / ${s.drops} | ${s.cpu.toFixed(2)} (${us(s.cpu, s.received)}) | ${s.rssMiB.toFixed(0)} MiB |`);
 }

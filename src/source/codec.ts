@@ -189,6 +189,17 @@ export function natOf(status: number): 'snat' | 'dnat' | 'both' | null {
 
 const utf8 = new TextDecoder();
 
+// Records of one datagram share a receive time: format each distinct time once.
+let lastMs = NaN;
+let lastIso = '';
+function isoOf(ms: number): string {
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
 // --- views ----------------------------------------------------------------------------------
 
 /** A cursor over a conntrack batch. reset() points it at the next batch (no allocation). */
@@ -232,7 +243,7 @@ export class CtBatchView implements ConntrackView {
       source: 'conntrack',
       event: EVENTS[this.kind] ?? 'update',
       id: this.id,
-      ts: new Date(this.tsMs).toISOString(),
+      ts: isoOf(this.tsMs),
       family: this.family === 6 ? 'ipv6' : 'ipv4',
       proto: protoName(this.proto),
       orig: { src: this.origSrc(), dst: this.origDst(), sport: this.origSport, dport: this.origDport },
@@ -301,7 +312,7 @@ export class NflogBatchView implements NflogView {
     return {
       type: 'event',
       source: 'nflog',
-      ts: new Date(this.tsMs).toISOString(),
+      ts: isoOf(this.tsMs),
       group: this.group,
       prefix: this.prefix(),
       family: this.family === 6 ? 'ipv6' : 'ipv4',
