@@ -247,6 +247,34 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
     await src.close();
   });
 
+  it('counts records it could not hand to a slow JavaScript consumer, and loses nothing else', async () => {
+    // One-record batches, a one-batch queue and a handler that blocks: the reader must drop
+    // (and count) rather than queue without bound. received + dropped = what the kernel sent.
+    let received = 0;
+    const { seen, handlers } = collector();
+    handlers.conntrack = (v) => {
+      received += v.count;
+      const until = Date.now() + 20;
+      while (Date.now() < until); // a stalled event loop
+    };
+    const src = open({ netns: lab.nsPath(lab.router), dump: false, batchRecords: 1, batchMs: 1, queue: 1 });
+    await src.start(handlers);
+    await lab.exec(lab.router, 'conntrack', ['-F']);
+    const r = await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '100']);
+    const created = Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout);
+    expect(created).toBeGreaterThanOrEqual(r.ok);
+    await lab.exec(lab.router, 'conntrack', ['-F']);
+    const dropped = () => seen.loss.reduce((a, l) => a + l.dropped, 0);
+    // Each flow: NEW, UPDATE (reply seen), DESTROY.
+    const total = 3 * created;
+    await until('every event accounted for', () => received + dropped() >= total, 15_000);
+    expect(dropped()).toBeGreaterThan(0);
+    expect(seen.loss.every((l) => l.enobufs === 0)).toBe(true);
+    expect(received + dropped()).toBe(total);
+    expect(src.stats.dropped.conntrack).toBe(dropped());
+    await src.close();
+  });
+
   it('says clearly when the namespace does not exist', async () => {
     const src = open({ netns: '/var/run/netns/nwa-missing-ns' });
     const err = await src.start(collector().handlers).catch((e: unknown) => e);

@@ -49,6 +49,7 @@ describe.runIf(isRoot)('natwatch events CLI (root: namespaces, traffic)', () => 
     execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'pipe' });
     lab = await createLab({ prefix: 'nwa' });
     await lab.nft(lab.router, `table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" meta l4proto { tcp, udp } masquerade to :50000-50009; }; }`);
+    await lab.nft(lab.router, `table inet filter { chain forward { type filter hook forward priority 0; tcp dport 9999 log prefix "blocked-9999 " group 5 drop; }; }`);
     await lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']).ready;
   }, 60_000);
   afterAll(async () => {
@@ -81,6 +82,16 @@ describe.runIf(isRoot)('natwatch events CLI (root: namespaces, traffic)', () => 
     r.child.kill('SIGTERM');
     expect(await r.exit).toBe(0);
     held.kill();
+  });
+
+  it('binds the NFLOG groups the ruleset logs to when none is given, and prints the packets', async () => {
+    const r = start(['events', '--netns', lab.router, '--no-dump']);
+    await sleep(800); // ruleset read, group bound
+    await lab.runPeer(lab.client, ['connect', '--proto', 'tcp', '--to', `${ADDR.server}:9999`, '--count', '1', '--timeout-ms', '500']);
+    const line = /\[NFLOG\] {3}group=5 "blocked-9999" tcp 192\.0\.2\.5:\d+ -> 198\.51\.100\.8:9999 in=r-in out=r-out len=\d+/;
+    await until('NFLOG line', () => line.test(r.out()));
+    r.child.kill('SIGINT');
+    expect(await r.exit).toBe(0);
   });
 
   it('exits quietly when its reader goes away (EPIPE)', async () => {

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { addrText, CtBatchView, LAYOUT, natOf, protoName, readHeader, tcpStateName } from '../../src/source/codec.js';
 import { parseLimits } from '../../src/source/netlink-source.js';
+import { formatLoss } from '../../src/source/format.js';
 import { NatwatchError } from '../../src/errors.js';
 
 function header(kind: number, count: number, recordSize: number, extra = 0): Buffer {
@@ -72,5 +73,12 @@ describe('codec', () => {
     expect(parseLimits({ max: null, buckets: null, portRange: null, reserved: '\n' })).toEqual({
       max: 0, buckets: 0, localPortRange: [32768, 60999], reservedPorts: [],
     });
+  });
+
+  it('words the stderr loss line per cause', () => {
+    expect(formatLoss({ source: 'conntrack', enobufs: 3, dropped: 0, seqGap: 0 })).toBe('natwatch: conntrack events lost: 3 receive-buffer overflows (ENOBUFS)');
+    expect(formatLoss({ source: 'nflog', enobufs: 1, dropped: 2, seqGap: 5 })).toBe(
+      'natwatch: nflog events lost: 1 receive-buffer overflow (ENOBUFS), 2 decoded events dropped (reader queue full), 5 NFLOG sequence numbers skipped',
+    );
   });
 });
