@@ -257,9 +257,10 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
       const until = Date.now() + 20;
       while (Date.now() < until); // a stalled event loop
     };
+    await lab.exec(lab.router, 'conntrack', ['-F']); // earlier tests' flows: not ours to count
+    expect(Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout)).toBe(0);
     const src = open({ netns: lab.nsPath(lab.router), dump: false, batchRecords: 1, batchMs: 1, queue: 1 });
     await src.start(handlers);
-    await lab.exec(lab.router, 'conntrack', ['-F']);
     const r = await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '100']);
     const created = Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout);
     expect(created).toBeGreaterThanOrEqual(r.ok);
