@@ -276,6 +276,28 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
     await src.close();
   });
 
+  it('keeps the dump brackets when the batches around them are dropped', async () => {
+    const r = await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '200']);
+    expect(r.ok).toBeGreaterThan(100);
+    const { seen, handlers } = collector();
+    const conntrack = handlers.conntrack;
+    handlers.conntrack = (v) => {
+      conntrack(v);
+      const until = Date.now() + 10;
+      while (Date.now() < until); // slower than the dump arrives
+    };
+    const src = open({ netns: lab.nsPath(lab.router), batchRecords: 1, batchMs: 1, queue: 1 });
+    await src.start(handlers);
+    await until('dump end', () => seen.order.includes('end'), 15_000);
+    await new Promise((res) => setTimeout(res, 300));
+    const brackets = seen.order.filter((x) => x !== 'record' && x !== 'event');
+    expect(brackets).toEqual(['begin', 'end']);
+    const dropped = seen.loss.reduce((a, l) => a + l.dropped, 0);
+    expect(dropped).toBeGreaterThan(0); // some dump records never reached JS: counted
+    expect(seen.events.filter((e) => e.dump).length + dropped).toBeGreaterThanOrEqual(r.ok);
+    await src.close();
+  });
+
   it('says clearly when the namespace does not exist', async () => {
     const src = open({ netns: '/var/run/netns/nwa-missing-ns' });
     const err = await src.start(collector().handlers).catch((e: unknown) => e);
