@@ -229,13 +229,15 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
     // 400 flows at once, then one flush destroying them all in a single syscall: bursts far
     // beyond what an 8 KiB buffer holds (≈ 6 events).
     const r = await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '400']);
-    expect(r.ok).toBeGreaterThan(300); // a few UDP answers may be lost in the burst itself
+    expect(r.ok).toBeGreaterThan(0); // some UDP answers may be lost in the burst itself
+    const created = Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout);
+    expect(created).toBeGreaterThan(100);
     await lab.exec(lab.router, 'conntrack', ['-F']);
     await until('loss report', () => seen.loss.some((l) => l.enobufs > 0));
     const enobufs = seen.loss.reduce((a, l) => a + l.enobufs, 0);
     expect(enobufs).toBeGreaterThan(0);
     expect(src.stats.enobufs.conntrack).toBe(enobufs);
-    expect(seen.events.length).toBeLessThan(2 * r.ok); // events really were lost
+    expect(seen.events.length).toBeLessThan(2 * created); // NEW + DESTROY each, at least: some were lost
     // The kernel agrees: our socket (groups 00000007) shows drops in /proc/net/netlink.
     const table = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout;
     const ours = table.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000007');
@@ -277,8 +279,9 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
   });
 
   it('keeps the dump brackets when the batches around them are dropped', async () => {
-    const r = await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '200']);
-    expect(r.ok).toBeGreaterThan(100);
+    await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '200']);
+    const entries = Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout);
+    expect(entries).toBeGreaterThan(100);
     const { seen, handlers } = collector();
     const conntrack = handlers.conntrack;
     handlers.conntrack = (v) => {
@@ -294,7 +297,7 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
     expect(brackets).toEqual(['begin', 'end']);
     const dropped = seen.loss.reduce((a, l) => a + l.dropped, 0);
     expect(dropped).toBeGreaterThan(0); // some dump records never reached JS: counted
-    expect(seen.events.filter((e) => e.dump).length + dropped).toBeGreaterThanOrEqual(r.ok);
+    expect(seen.events.filter((e) => e.dump).length + dropped).toBeGreaterThanOrEqual(entries);
     await src.close();
   });
 
