@@ -36,7 +36,7 @@ describe.runIf(isRoot)('native netlink source: NFLOG (root: namespaces, nft, tra
   };
 
   beforeAll(async () => {
-    lab = await createLab({ prefix: 'nwa' });
+    lab = await createLab({ prefix: 'nwa', ipv6: true });
     await lab.nft(lab.router, `table inet filter { chain forward { type filter hook forward priority 0; tcp dport 9999 log prefix "blocked-9999 " group 5 drop; }; }`);
   });
   afterAll(async () => {
@@ -68,6 +68,20 @@ describe.runIf(isRoot)('native netlink source: NFLOG (root: namespaces, nft, tra
     seqs.forEach((s, i) => i > 0 && expect(s).toBe(seqs[i - 1]! + 1));
     expect(seen.loss).toEqual([]);
     expect(seen.errors).toEqual([]);
+    await src.close(); // releases group 5 for the next test
+  });
+
+  it('parses IPv6 packets too (inet table rule), addresses compressed', async () => {
+    const { seen, handlers } = collector();
+    const src = open([5]);
+    await src.start(handlers);
+    const res = await lab.runPeer(lab.client, ['connect', '--proto', 'tcp', '--to', `[${ADDR.server6}]:9999`, '--count', '1', '--timeout-ms', '800']);
+    expect(res.failed).toBe(1);
+    const end = Date.now() + 5000;
+    while (seen.events.length < 1 && Date.now() < end) await sleep(25);
+    expect(seen.events[0]).toMatchObject({ family: 'ipv6', proto: 'tcp', src: ADDR.client6, dst: ADDR.server6, dport: 9999, group: 5, indev: 'r-in', outdev: 'r-out' });
+    expect(seen.events[0]!.len).toBeGreaterThanOrEqual(60); // IPv6 40 + TCP 20
+    await src.close();
   });
 
   it('refuses a group another socket already holds, with a clear error', async () => {
