@@ -41,3 +41,17 @@ export function portRangeFlag(flag: string, value: string | undefined): [number,
   if (lo < 1 || hi > 65535 || lo > hi) throw new UsageError(`--${flag}: '${value}' is not a port range within 1-65535`);
   return [lo, hi];
 }
+
+/** A byte size: `8192`, `64K`, `64M` (binary units), within [min, max]. */
+export function sizeFlag(flag: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const m = /^(\d+)([KkMmGg]?)$/.exec(String(value));
+  if (!m) throw new UsageError(`--${flag}: '${String(value)}' is not a size (e.g. 8192, 256K, 64M)`);
+  const n = Number(m[1]) * ({ '': 1, k: 1 << 10, m: 1 << 20, g: 1 << 30 } as Record<string, number>)[m[2]!.toLowerCase()]!;
+  if (n < min || n > max) throw new UsageError(`--${flag}: ${String(value)} is out of range ${min}-${max} bytes`);
+  return n;
+}
+
+/** SO_RCVBUFFORCE bounds: the kernel doubles the value and caps it at INT_MAX. */
+export const RCVBUF_MIN = 4096;
+export const RCVBUF_MAX = 1 << 30;

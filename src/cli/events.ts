@@ -1,19 +1,20 @@
 // `natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump]`: raw decoded
 // conntrack and NFLOG events, one per line — the `conntrack -E` of this tool. Output is built
 // per batch and written once per batch; loss goes to stderr, at most one line per second.
-import { groupsFlag, netnsPath, parse } from './args.js';
+import { groupsFlag, netnsPath, parse, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
 import { createNetlinkSource } from '../source/netlink-source.js';
 import { nflogGroupsFromRuleset } from '../source/ruleset.js';
 import type { LossReport, SourceHandlers } from '../source/types.js';
 
-const HELP = `usage: natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump]
+const HELP = `usage: natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump] [--rcvbuf SIZE]
 
 Prints decoded conntrack events and NFLOG packets, one per line, until interrupted.
   --netns NAME|PATH   watch this network namespace (NAME means /var/run/netns/NAME)
   --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
   --json              one JSON event object per line (the WebSocket 'event' shape)
-  --no-dump           do not list the existing table first`;
+  --no-dump           do not list the existing table first
+  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events`;
 
 const LOSS_INTERVAL_MS = 1000;
 
@@ -25,6 +26,7 @@ export async function run(argv: string[]): Promise<number> {
       'nflog-group': { type: 'string', multiple: true },
       json: { type: 'boolean' },
       'no-dump': { type: 'boolean' },
+      rcvbuf: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -33,10 +35,11 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const netns = netnsPath(values.netns);
+  const rcvbufBytes = sizeFlag('rcvbuf', values.rcvbuf, RCVBUF_MIN, RCVBUF_MAX);
   let groups = groupsFlag(values['nflog-group']);
   if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
   const json = values.json === true;
-  const source = createNetlinkSource({ netns, nflogGroups: groups, dump: values['no-dump'] !== true });
+  const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true });
 
   return new Promise<number>((resolve, reject) => {
     let done = false;

@@ -21,6 +21,7 @@ const HELP = `usage: natwatch serve [options]
   --tls-cert F --tls-key F   serve wss:// and https://
   --config FILE          JSON or YAML with the same fields (flags win); re-read on SIGHUP
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
+  --rcvbuf SIZE          netlink receive buffer, e.g. 64M (default); small values lose events
 
 endpoints: ws(s)://HOST:PORT/v1/stream, /healthz, /metrics, /v1/alerts, /v1/top`;
 
@@ -37,6 +38,7 @@ export async function run(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       config: { type: 'string' },
       'log-level': { type: 'string' },
+      rcvbuf: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -53,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
     logLevel: values['log-level'],
+    rcvbuf: values.rcvbuf,
   };
   const configPath = values.config;
   const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
@@ -117,6 +120,7 @@ function streamerOptions(s: ServeSettings): StreamerSettings {
     ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
     ...(s.natRules !== null ? { natRules: s.natRules as StreamerSettings['natRules'] } : {}),
+    ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
   };
 }
 
@@ -168,7 +172,7 @@ function reload(
     Object.assign(streamer.thresholds, merged);
     if (JSON.stringify(next.natPorts) !== JSON.stringify(current.natPorts)) log.warn('SIGHUP: --nat-ports changes need a restart');
   }
-  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel'] as const).filter((k) => next[k] !== current[k]);
+  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => next[k] !== current[k]);
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
   Object.assign(current, { token: next.token, natPorts: next.natPorts, thresholds: next.thresholds });

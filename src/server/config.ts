@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../errors.js';
+import { RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from '../cli/args.js';
 import { isLogLevel } from '../log.js';
 import { isLoopback, parseListen } from './auth.js';
 
@@ -20,10 +21,12 @@ export interface ServeSettings {
   thresholds: Record<string, unknown> | null;
   /** Per-rule NAT capacity overrides (config file only), passed to the streamer as is. */
   natRules: unknown[] | null;
+  /** Netlink receive buffer (SO_RCVBUFFORCE); null: the source's default (64 MiB). */
+  rcvbufBytes: number | null;
 }
 
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
-export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules', unknown>>;
+export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf', unknown>>;
 
 const FILE_FIELDS: Record<string, keyof RawSettings> = {
   listen: 'listen',
@@ -43,6 +46,7 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   thresholds: 'thresholds',
   natRules: 'natRules',
   'nat-rules': 'natRules',
+  rcvbuf: 'rcvbuf',
 };
 
 const FLAG: Record<keyof RawSettings, string> = {
@@ -56,6 +60,7 @@ const FLAG: Record<keyof RawSettings, string> = {
   logLevel: '--log-level',
   thresholds: 'thresholds',
   natRules: 'natRules',
+  rcvbuf: '--rcvbuf',
 };
 
 export function readConfigFile(path: string): RawSettings {
@@ -117,6 +122,7 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}): Ser
     logLevel,
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
     natRules: (natRules as unknown[] | undefined) ?? null,
+    rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
   };
 }
 

@@ -30,6 +30,8 @@ describe('natwatch serve: bad input', () => {
     [['--log-level', 'loud'], '--log-level'],
     [['--frobnicate'], '--frobnicate'],
     [['--config', '/nonexistent/natwatch.yaml'], '--config'],
+    [['--rcvbuf', '12X'], '--rcvbuf'],
+    [['--rcvbuf', '1'], '--rcvbuf'],
   ])('%j → exit 2 naming %s', async (args, flag) => {
     const r = await runCli(['serve', ...args]);
     expect(r.code).toBe(2);
