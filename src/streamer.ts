@@ -13,9 +13,10 @@ import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
 import { Tracker } from './track/tracker.js';
-import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
+import { MessageQueue, type StreamMessage } from './message-queue.js';
+import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
 
-export type StreamMessage = Alert | StatsMessage | WireEvent;
+export type { StreamMessage };
 
 export interface StreamerOptions {
   /** Namespace name (/var/run/netns/NAME) or path; null/undefined: the current namespace. */
@@ -82,6 +83,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.rules = new AlertRules(this.tracker, this.clock, this.thresholds, (a) => this.publish('alert', a), opts.alertRing);
     this.statsBuilder = new StatsBuilder(this.tracker);
     this.ruleset = new RulesetWatcher(this.netns);
+  }
+
+  /**
+   * Applies new operator settings live (SIGHUP): thresholds in place (the rules share the
+   * object), NAT overrides through the capacity resolver so every key is re-resolved.
+   * A field left undefined keeps its value; null clears it.
+   */
+  reconfigure(opts: { thresholds?: Partial<Thresholds> | null; natPorts?: [number, number] | null; natRules?: NatRuleConfig[] | null }): void {
+    if (opts.thresholds !== undefined) Object.assign(this.thresholds, makeThresholds(opts.thresholds ?? undefined));
+    if (opts.natPorts !== undefined || opts.natRules !== undefined) this.tracker.capacity.setOverrides(opts);
   }
 
   get seq(): number {
@@ -309,67 +320,4 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
 export function createStreamer(opts: StreamerOptions = {}): Streamer {
   return new Streamer(opts);
-}
-
-/**
- * One consumer of messages(): a bounded buffer. When full, the oldest non-alert message is
- * dropped (counted in `dropped`); alerts are dropped only when nothing else is left to drop.
- */
-class MessageQueue implements AsyncIterableIterator<StreamMessage> {
-  private buf: StreamMessage[] = [];
-  private waiter: ((r: IteratorResult<StreamMessage>) => void) | null = null;
-  private done = false;
-  dropped = 0;
-
-  constructor(
-    private readonly types: Set<string>,
-    private readonly max: number,
-    private readonly detach: () => void,
-  ) {}
-
-  wants(type: string): boolean {
-    return this.types.has(type);
-  }
-
-  push(m: StreamMessage): void {
-    if (this.done || !this.types.has(m.type)) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: m, done: false });
-      return;
-    }
-    if (this.buf.length >= this.max) {
-      const i = this.buf.findIndex((x) => x.type !== 'alert');
-      this.buf.splice(i >= 0 ? i : 0, 1);
-      this.dropped++;
-    }
-    this.buf.push(m);
-  }
-
-  end(): void {
-    this.done = true;
-    this.detach();
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: undefined, done: true });
-    }
-  }
-
-  next(): Promise<IteratorResult<StreamMessage>> {
-    if (this.buf.length > 0) return Promise.resolve({ value: this.buf.shift()!, done: false });
-    if (this.done) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve) => (this.waiter = resolve));
-  }
-
-  return(): Promise<IteratorResult<StreamMessage>> {
-    this.buf = [];
-    this.end();
-    return Promise.resolve({ value: undefined, done: true });
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
 }

@@ -1,6 +1,6 @@
 // `natwatch serve`: the daemon. Streamer (netlink source → tracker → alerts) plus the WebSocket
 // stream and HTTP endpoints on one port. SIGTERM/SIGINT: clients closed 1001, logs flushed,
-// exit 0. SIGHUP: the config file is read again (token, thresholds, NAT ports).
+// exit 0. SIGHUP: the config file is read again (token, thresholds, NAT ports and rules).
 import { readFileSync } from 'node:fs';
 import { parse } from './args.js';
 import { UsageError } from '../errors.js';
@@ -132,10 +132,6 @@ function readPem(flag: string, path: string): Buffer {
   }
 }
 
-interface Reconfigurable {
-  reconfigure?(opts: { natPorts?: [number, number] | null; thresholds?: Record<string, unknown> | null }): void;
-}
-
 /** SIGHUP: what can change live does (token, thresholds, NAT ports); the rest needs a restart. */
 function reload(
   configPath: string | undefined,
@@ -157,23 +153,17 @@ function reload(
     return;
   }
   // Validate before touching anything: a bad file leaves the running settings as they were.
-  let merged: Thresholds;
+  const thresholds = (next.thresholds ?? {}) as Partial<Thresholds>;
   try {
-    merged = makeThresholds((next.thresholds ?? {}) as Partial<Thresholds>);
+    makeThresholds(thresholds);
   } catch (err) {
     log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded');
     return;
   }
   server.setToken(next.token);
-  const r = streamer as RunnableStreamer & Reconfigurable;
-  if (typeof r.reconfigure === 'function') r.reconfigure({ natPorts: next.natPorts, thresholds: next.thresholds });
-  else {
-    // The alert rules share the streamer's thresholds object: updating it in place applies live.
-    Object.assign(streamer.thresholds, merged);
-    if (JSON.stringify(next.natPorts) !== JSON.stringify(current.natPorts)) log.warn('SIGHUP: --nat-ports changes need a restart');
-  }
+  streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules as StreamerSettings['natRules'] });
   const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => next[k] !== current[k]);
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
-  Object.assign(current, { token: next.token, natPorts: next.natPorts, thresholds: next.thresholds });
+  Object.assign(current, { token: next.token, natPorts: next.natPorts, natRules: next.natRules, thresholds: next.thresholds });
 }

@@ -53,7 +53,16 @@ export class CapacityResolver {
   private ifAddrs = new Map<string, string[]>();
   private localCap = portSpan([32768, 60999]);
 
-  constructor(private readonly opts: CapacityOptions = {}) {}
+  constructor(private opts: CapacityOptions = {}) {}
+
+  /** Operator overrides changed (SIGHUP); undefined keeps one, null clears it. Keys re-resolve. */
+  setOverrides(o: { natPorts?: [number, number] | null; natRules?: NatRuleConfig[] | null }): void {
+    const next = { ...this.opts };
+    if (o.natPorts !== undefined) next.natPorts = o.natPorts ?? undefined;
+    if (o.natRules !== undefined) next.natRules = o.natRules ?? undefined;
+    this.opts = next;
+    this.version++;
+  }
 
   setDetected(rules: DetectedNat[]): void {
     if (JSON.stringify(rules) === JSON.stringify(this.detected)) return;

@@ -28,6 +28,28 @@ async function make(opts: Parameters<typeof createStreamer>[0] = {}) {
 }
 
 describe('Streamer', () => {
+  it('reconfigure() applies new NAT ports and thresholds live (SIGHUP)', async () => {
+    const { s, src, step, flows } = await make({ natPorts: [50000, 50019] });
+    const alerts: Alert[] = [];
+    s.on('alert', (a) => alerts.push(a));
+    src.conntrack(flows(10));
+    await step();
+    expect(s.top()[0]).toMatchObject({ used: 10, capacity: 20 });
+    expect(alerts).toHaveLength(0);
+    // The range shrinks to 12 ports: 10/12 crosses the 0.80 warning line.
+    s.reconfigure({ natPorts: [50000, 50011] });
+    await step();
+    expect(s.top()[0]).toMatchObject({ used: 10, capacity: 12 });
+    expect(alerts.at(-1)).toMatchObject({ kind: 'nat_port_exhaustion', severity: 'warning', state: 'firing', capacity: 12 });
+    // Thresholds change in place: 9 flows to another destination warn once the line drops to 0.4.
+    src.conntrack(flows(9, 443, 100));
+    await step();
+    expect(alerts.filter((a) => (a.key as { dstPort?: number }).dstPort === 443)).toHaveLength(0);
+    s.reconfigure({ natPorts: [50000, 50019], thresholds: { portWarning: 0.4, portResolve: 0.3 } });
+    await step();
+    expect(alerts.filter((a) => (a.key as { dstPort?: number }).dstPort === 443).at(-1)).toMatchObject({ severity: 'warning', used: 9, capacity: 20 });
+  });
+
   it('resolves a namespace name to /var/run/netns/NAME and keeps paths', () => {
     expect(resolveNetns('lab1')).toBe('/var/run/netns/lab1');
     expect(resolveNetns('/proc/1/ns/net')).toBe('/proc/1/ns/net');
