@@ -8,6 +8,11 @@ export const F_LIVE = 1;
 export const F_TOMB = 2;
 /** Counted in occupancy under a local (non-NAT) key. */
 export const F_LOCAL = 4;
+/**
+ * An event reported this flow during the current dump: it is newer than any dump record of
+ * the id still in flight (the dump socket and the event socket are read in no fixed order).
+ */
+export const F_EVENT = 8;
 
 const MAX_LOAD = 0.75;
 

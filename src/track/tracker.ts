@@ -10,7 +10,7 @@
 //   and clears tombstones. After a resync, occupancy equals the kernel's live flows again.
 import { CtKind, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
 import { CapacityResolver } from './capacity.js';
-import { FlowTable, F_LIVE, F_LOCAL, F_TOMB } from './flow-table.js';
+import { FlowTable, F_EVENT, F_LIVE, F_LOCAL, F_TOMB } from './flow-table.js';
 import { Occupancy } from './occupancy.js';
 import { hasPorts } from './proto.js';
 import { C_DESTROY, C_DROP, C_NEW, KeyRings } from './rings.js';
@@ -109,11 +109,12 @@ export class Tracker {
           // A NEW for a live id means its DESTROY was lost and the id reused: re-key it. A dump
           // record whose source port differs is the same case seen by a resync (checked on
           // numbers only: no string is formatted for a flow we already know).
-          if (kind === CtKind.New || (kind === CtKind.Dump && this.portChanged(view, slot, f))) {
+          if (kind === CtKind.New || (kind === CtKind.Dump && !(f & F_EVENT) && this.portChanged(view, slot, f))) {
             this.release(slot, nowSec);
             flows.remove(slot);
             this.admit(view, id, zone, nowSec, true);
           }
+          if (this.dumping && kind !== CtKind.Dump) this.markEvent(id, zone);
           continue;
         }
         // Tombstone: a dump record is stale; an event means the id lives (again).
@@ -124,7 +125,14 @@ export class Tracker {
         flows.remove(slot);
       }
       this.admit(view, id, zone, nowSec, kind === CtKind.New);
+      if (this.dumping && kind !== CtKind.Dump) this.markEvent(id, zone);
     }
+  }
+
+  /** See F_EVENT; cleared by the sweep at dumpEnd. */
+  private markEvent(id: number, zone: number): void {
+    const s = this.flows.find(id, zone);
+    if (s >= 0) this.flows.setFlags(s, this.flows.flagsAt(s) | F_EVENT);
   }
 
   /** Starts a dump generation. A second begin before the end restarts it. */
@@ -143,6 +151,7 @@ export class Tracker {
     flows.sweep((s) => {
       const f = flows.flagsAt(s);
       if (!(f & F_LIVE)) return true;
+      if (f & F_EVENT) flows.setFlags(s, f & ~F_EVENT);
       if (flows.genAt(s) === gen) return false;
       removed++;
       this.release(s, -1);
