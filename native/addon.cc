@@ -28,6 +28,7 @@ Napi::Object Layout(Napi::Env env) {
   set("hdrDecodeErrors", kHdrDecodeErrors);
   set("hdrUnknownAttrs", kHdrUnknownAttrs);
   set("hdrErrno", kHdrErrno);
+  set("hdrKernelDrops", kHdrKernelDrops);
   set("ctRecordSize", kCtRecordSize);
   set("ctOrigSrc", kCtOrigSrc);
   set("ctReplyDst", kCtReplyDst);

@@ -7,7 +7,7 @@
 namespace nw {
 
 constexpr uint32_t kBatchMagic = 0x3142574e;  // "NWB1"
-constexpr uint16_t kBatchVersion = 1;
+constexpr uint16_t kBatchVersion = 2;
 
 // Batch kinds.
 constexpr uint8_t kKindConntrack = 1;
@@ -21,20 +21,25 @@ constexpr uint8_t kFlagDumpEnd = 2;
 constexpr uint8_t kFlagDumpEndBefore = 4;
 constexpr uint8_t kFlagDumpError = 8;
 
-// Header: 40 bytes.
+// Header: 48 bytes (a multiple of 8: records start with an f64).
 constexpr uint32_t kHdrMagic = 0;         // u32
 constexpr uint32_t kHdrVersion = 4;       // u16
 constexpr uint32_t kHdrKind = 6;          // u8
 constexpr uint32_t kHdrFlags = 7;         // u8
 constexpr uint32_t kHdrCount = 8;         // u32 records in this batch
 constexpr uint32_t kHdrRecordSize = 12;   // u32
-constexpr uint32_t kHdrEnobufs = 16;      // u32 recv() ENOBUFS since previous batch
+constexpr uint32_t kHdrEnobufs = 16;      // u32 recv() ENOBUFS returns since previous batch
 constexpr uint32_t kHdrDropped = 20;      // u32 records dropped (queue full) since previous
 constexpr uint32_t kHdrSeqGap = 24;       // u32 NFLOG sequence numbers skipped since previous
 constexpr uint32_t kHdrDecodeErrors = 28; // u32 malformed messages/attributes since previous
 constexpr uint32_t kHdrUnknownAttrs = 32; // u32 attributes skipped as unknown since previous
 constexpr uint32_t kHdrErrno = 36;        // u32 reader error (errno) to report, 0 none
-constexpr uint32_t kHeaderSize = 40;
+// u32 events the kernel could not queue to this socket since the previous batch: the delta of
+// its SO_MEMINFO SK_MEMINFO_DROPS (= /proc/net/netlink Drops); exact, where one ENOBUFS can
+// stand for thousands of lost events.
+constexpr uint32_t kHdrKernelDrops = 40;
+constexpr uint32_t kHdrReserved = 44;     // u32, 0
+constexpr uint32_t kHeaderSize = 48;
 
 // Conntrack record: 104 bytes. Addresses are 16 bytes (IPv4 in the first 4).
 constexpr uint32_t kCtTs = 0;          // f64 receive time, ms since epoch

@@ -17,6 +17,7 @@ struct Batch {
 
 struct LossCounters {
   uint32_t enobufs = 0;
+  uint32_t kernel_drops = 0;
   uint32_t dropped = 0;
   uint32_t seq_gap = 0;
   uint32_t decode_errors = 0;
@@ -24,7 +25,7 @@ struct LossCounters {
   uint32_t err = 0;
   uint8_t flags = 0;
   bool Any() const {
-    return enobufs || dropped || seq_gap || decode_errors || unknown_attrs || err || flags;
+    return enobufs || kernel_drops || dropped || seq_gap || decode_errors || unknown_attrs || err || flags;
   }
 };
 
@@ -72,6 +73,7 @@ class BatchWriter {
     Put32(h + kHdrDecodeErrors, pending.decode_errors);
     Put32(h + kHdrUnknownAttrs, pending.unknown_attrs);
     Put32(h + kHdrErrno, pending.err);
+    Put32(h + kHdrKernelDrops, pending.kernel_drops);
     pending = LossCounters{};
     Batch b{data_, kHeaderSize + record_size_ * count_};
     data_ = nullptr;

@@ -1,12 +1,14 @@
 #include "netlink-socket.h"
 
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/sock_diag.h>  // SK_MEMINFO_VARS, SK_MEMINFO_DROPS
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 namespace nw {
@@ -97,6 +99,14 @@ int64_t NowMs() {
   return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 }  // namespace
+
+int64_t NlDrops(int fd) {
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof(mem);
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0) return -errno;
+  if (len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t)) return -EPROTO;
+  return mem[SK_MEMINFO_DROPS];
+}
 
 int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlmsghdr*),
                void* ctx) {

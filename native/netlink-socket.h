@@ -17,6 +17,11 @@ int NlJoinGroup(int fd, unsigned group);
  *  the kernel reports (getsockopt SO_RCVBUF), or -errno. */
 int NlSetRcvbuf(int fd, int bytes);
 
+/** Messages the kernel could not queue to this socket since it was opened (getsockopt
+ *  SO_MEMINFO, SK_MEMINFO_DROPS: the Drops column of /proc/net/netlink); -errno. One system
+ *  call: for after an ENOBUFS, never per message. */
+int64_t NlDrops(int fd);
+
 /** Appends one attribute to a message being built in buf (capacity cap); false if no room. */
 bool NlPutAttr(uint8_t* buf, size_t cap, uint16_t type, const void* data, uint16_t len);
 

@@ -125,8 +125,29 @@ void Reader::Arm(int64_t& deadline) {
   if (deadline == 0) deadline = MonoMs() + opts_.batch_ms;
 }
 
+// SK_MEMINFO_DROPS is a wrapping u32 (atomic_t): the u32 difference is right across a wrap.
+bool Reader::ReadDrops(int fd, DropWatch& d, LossCounters& loss) {
+  int64_t v = NlDrops(fd);
+  if (v < 0) return false;  // unknown: the ENOBUFS count still says loss happened
+  const uint32_t delta = uint32_t(v) - d.last;
+  d.last = uint32_t(v);
+  loss.kernel_drops += delta;
+  return delta != 0;
+}
+
+// The queue is empty, so the recv that emptied it cleared the congestion: every drop from now
+// on raises a new ENOBUFS. One last read takes the drops counted while congested.
+void Reader::DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline) {
+  if (!d.watching) return;
+  d.watching = false;
+  if (ReadDrops(fd, d, loss)) Arm(deadline);
+}
+
 void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
   deadline = 0;
+  // A batch handed over after loss carries the drops counted up to now.
+  if (&w == &ct_ && ct_drops_.watching) ReadDrops(fds_.ct, ct_drops_, loss);
+  if (&w == &nl_ && nl_drops_.watching) ReadDrops(fds_.nflog, nl_drops_, loss);
   const uint8_t flags = loss.flags;
   Batch b = w.Take(loss);
   if (!b.data) return;
@@ -135,6 +156,7 @@ void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
   // Queue full (or closing): count the records, keep the dump brackets for the next batch.
   loss.dropped += BatchCount(b.data);
   std::memcpy(&loss.enobufs, b.data + kHdrEnobufs, 4);
+  std::memcpy(&loss.kernel_drops, b.data + kHdrKernelDrops, 4);
   std::memcpy(&loss.seq_gap, b.data + kHdrSeqGap, 4);
   std::memcpy(&loss.decode_errors, b.data + kHdrDecodeErrors, 4);
   std::memcpy(&loss.unknown_attrs, b.data + kHdrUnknownAttrs, 4);
@@ -198,9 +220,12 @@ void Reader::DrainConntrack() {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {  // the kernel dropped events for us: count, keep reading
         ct_loss_.enobufs++;
+        ReadDrops(fds_.ct, ct_drops_, ct_loss_);
+        ct_drops_.watching = true;
         Arm(ct_deadline_);
         continue;
       }
+      DrainedAfterLoss(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
       return;  // EAGAIN
     }
     now_ms_ = WallMs();
@@ -223,7 +248,10 @@ void Reader::DrainConntrack() {
       ct_loss_.unknown_attrs += c.unknown;
       Arm(ct_deadline_);
     }
-    if (n < kSlots) return;  // drained
+    if (n < kSlots) {  // drained
+      DrainedAfterLoss(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
+      return;
+    }
   }
 }
 
@@ -268,9 +296,12 @@ void Reader::DrainNflog() {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
         nl_loss_.enobufs++;
+        ReadDrops(fds_.nflog, nl_drops_, nl_loss_);
+        nl_drops_.watching = true;
         Arm(nl_deadline_);
         continue;
       }
+      DrainedAfterLoss(fds_.nflog, nl_drops_, nl_loss_, nl_deadline_);
       return;
     }
     now_ms_ = WallMs();

@@ -16,6 +16,14 @@
 
 namespace nw {
 
+/** The kernel's drop counter of one event socket as last read, and whether it may still grow
+ *  unseen: after an ENOBUFS the socket stays congested (later overruns raise no new error,
+ *  they only count) until a recv empties its queue, so it is read again once drained. */
+struct DropWatch {
+  uint32_t last = 0;  // a socket we opened starts at 0
+  bool watching = false;
+};
+
 /** Delivers one batch (data = malloc'd batch buffer, freed here) to the JS callback. */
 void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* data);
 using BatchTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, uint8_t, CallJsBatch>;
@@ -59,6 +67,8 @@ class Reader {
   void StartDump();
   void EndDump(int err);
   void Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline);
+  bool ReadDrops(int fd, DropWatch& d, LossCounters& loss);
+  void DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline);
   void Arm(int64_t& deadline);
   void Wake();
 
@@ -77,6 +87,8 @@ class Reader {
   BatchWriter nl_;
   LossCounters ct_loss_;
   LossCounters nl_loss_;
+  DropWatch ct_drops_;
+  DropWatch nl_drops_;
   int64_t ct_deadline_ = 0;
   int64_t nl_deadline_ = 0;
   bool dump_active_ = false;

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { AlertRules } from './alert/rules.js';
+import { addLoss, lostEvents, zeroLoss } from './alert/event-loss.js';
 import { systemClock, type Clock } from './alert/clock.js';
 import { thresholds as makeThresholds, type Thresholds } from './alert/thresholds.js';
 import { NatwatchError } from './errors.js';
@@ -70,7 +71,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private closed = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
-  private readonly lost = { conntrack: 0, nflog: 0 };
+  /** Loss components since start; totals() turns them into events (lostEvents). */
+  private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
 
   constructor(private readonly opts: StreamerOptions = {}) {
     super();
@@ -164,7 +166,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private onLoss(r: LossReport): void {
-    this.lost[r.source] += r.enobufs + r.dropped + r.seqGap;
+    addLoss(this.lost[r.source], r);
     this.rules.loss.onLoss(r);
     this.maybeResync();
   }
@@ -290,7 +292,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
-    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost } };
+    return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
   }
 
   /** Alerts, stats and (if asked for) events as an async iterator with a bounded buffer. */

@@ -9,16 +9,37 @@ import type { Thresholds } from './thresholds.js';
 
 const KEY = '';
 
-interface Counts {
+/** Loss of one source, summed over reports (LossReport's fields). */
+export interface LossCounts {
   enobufs: number;
+  kernelDrops: number;
   dropped: number;
   seqGap: number;
 }
 
-const zero = (): Counts => ({ enobufs: 0, dropped: 0, seqGap: 0 });
+export const zeroLoss = (): LossCounts => ({ enobufs: 0, kernelDrops: 0, dropped: 0, seqGap: 0 });
+
+export function addLoss(c: LossCounts, r: LossReport): void {
+  c.enobufs += r.enobufs;
+  c.kernelDrops += r.kernelDrops ?? 0;
+  c.dropped += r.dropped;
+  c.seqGap += r.seqGap;
+}
+
+/**
+ * Events lost, from summed counts. The socket's drop counter is exact; when it could not be
+ * read (0) each ENOBUFS still stands for at least one event. Records dropped in our own queue
+ * come on top (the kernel delivered them). A lost NFLOG packet is counted twice, as a kernel
+ * drop (per datagram, which may hold several packets) and as a sequence gap (per packet): the
+ * larger of the two is the count.
+ */
+export function lostEvents(c: LossCounts): number {
+  const kernel = c.kernelDrops > 0 ? c.kernelDrops : c.enobufs;
+  return Math.max(kernel, c.seqGap) + c.dropped;
+}
 
 export class EventLossRule {
-  private counts = { conntrack: zero(), nflog: zero() };
+  private counts = { conntrack: zeroLoss(), nflog: zeroLoss() };
   private lastLossMs = 0;
   /** Conntrack state is suspect and needs a dump. */
   private needDump = false;
@@ -36,18 +57,17 @@ export class EventLossRule {
   ) {}
 
   onLoss(r: LossReport): void {
-    const lost = r.enobufs + r.dropped + r.seqGap;
-    if (lost === 0) return;
+    if (r.enobufs + (r.kernelDrops ?? 0) + r.dropped + r.seqGap === 0) return;
     const c = this.counts[r.source];
-    c.enobufs += r.enobufs;
-    c.dropped += r.dropped;
-    c.seqGap += r.seqGap;
+    const before = lostEvents(c);
+    addLoss(c, r);
+    const lost = Math.max(0, lostEvents(c) - before); // 0: an ENOBUFS for drops already counted
     this.lastLossMs = this.clock.now();
     if (r.source === 'conntrack') {
       if (this.resyncing) this.dirty = true;
       else this.needDump = true;
     }
-    const detail = { conntrack: { ...this.counts.conntrack }, nflog: { ...this.counts.nflog }, resyncs: this.resyncs };
+    const detail = this.detail();
     this.engine.observe('event_loss', KEY, {}, 'critical', {
       used: null,
       capacity: null,
@@ -92,22 +112,40 @@ export class EventLossRule {
 
   private maybeResolve(afterDump: boolean): void {
     if (!this.engine.isFiring('event_loss', KEY)) return;
-    const nflogLoss = this.counts.nflog.enobufs + this.counts.nflog.dropped + this.counts.nflog.seqGap > 0;
+    const nflogLoss = lostEvents(this.counts.nflog) > 0;
     const quiet = this.clock.now() - this.lastLossMs >= this.t.lossQuietMs;
     // Conntrack-only loss ends with the dump; NFLOG loss needs the quiet period.
     if (nflogLoss ? !quiet : !afterDump && !quiet) return;
-    const detail = { conntrack: { ...this.counts.conntrack }, nflog: { ...this.counts.nflog }, resyncs: this.resyncs };
+    const detail = this.detail();
     this.engine.resolve('event_loss', KEY, {
       detail,
       message: (total) => `Event loss is over: ${total} events were lost in all; conntrack state was rebuilt from a table dump${nflogLoss ? ' (lost NFLOG packets cannot be recovered)' : ''}`,
     });
-    this.counts = { conntrack: zero(), nflog: zero() };
+    this.counts = { conntrack: zeroLoss(), nflog: zeroLoss() };
+  }
+
+  /** Each component per source, and the events lost they add up to. */
+  private detail(): Record<string, unknown> {
+    const { conntrack, nflog } = this.counts;
+    return {
+      conntrack: { ...conntrack, lost: lostEvents(conntrack) },
+      nflog: { ...nflog, lost: lostEvents(nflog) },
+      resyncs: this.resyncs,
+    };
   }
 }
 
-export function lossMessage(total: number, ct: Counts, nf: Counts): string {
+export function lossMessage(total: number, ct: LossCounts, nf: LossCounts): string {
   const parts: string[] = [];
-  if (ct.enobufs + ct.dropped > 0) parts.push(`conntrack: ENOBUFS ×${ct.enobufs}, ${ct.dropped} dropped in the queue`);
-  if (nf.enobufs + nf.dropped + nf.seqGap > 0) parts.push(`nflog: ENOBUFS ×${nf.enobufs}, ${nf.dropped} dropped in the queue, ${nf.seqGap} sequence gaps`);
-  return `natwatch lost events (${total} lost: ${parts.join('; ')}): the kernel produced them faster than they were read, so occupancy is rebuilt from a table dump; give the socket a larger receive buffer or reduce the event rate`;
+  if (lostEvents(ct) > 0) parts.push(`conntrack: ${sources(ct)}`);
+  if (lostEvents(nf) > 0) parts.push(`nflog: ${sources(nf)}${nf.seqGap ? `, ${nf.seqGap} sequence numbers skipped` : ''}`);
+  return `natwatch lost ${total} events (${parts.join('; ')}): the kernel produced them faster than they were read, so occupancy is rebuilt from a table dump; give the socket a larger receive buffer or reduce the event rate`;
+}
+
+function sources(c: LossCounts): string {
+  const kernel =
+    c.kernelDrops > 0
+      ? `${c.kernelDrops} the kernel could not queue (ENOBUFS ×${c.enobufs})`
+      : `ENOBUFS ×${c.enobufs} (the kernel's drop count was unavailable: at least one event each)`;
+  return `${kernel}, ${c.dropped} dropped in the queue`;
 }

@@ -7,8 +7,8 @@ import { CtKind, IPS_DST_NAT, IPS_SRC_NAT, type ConntrackView, type NflogView } 
 
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
-  version: 1,
-  headerSize: 40,
+  version: 2,
+  headerSize: 48,
   hdrMagic: 0,
   hdrVersion: 4,
   hdrKind: 6,
@@ -21,6 +21,7 @@ export const LAYOUT = {
   hdrDecodeErrors: 28,
   hdrUnknownAttrs: 32,
   hdrErrno: 36,
+  hdrKernelDrops: 40,
 
   ctTs: 0,
   ctId: 8,
@@ -87,7 +88,10 @@ export interface BatchHeader {
   flags: number;
   count: number;
   recordSize: number;
+  /** recv() ENOBUFS returns (each one stands for one or many lost events). */
   enobufs: number;
+  /** Events the kernel could not queue to the socket (SO_MEMINFO drops delta), exact. */
+  kernelDrops: number;
   dropped: number;
   seqGap: number;
   decodeErrors: number;
@@ -121,6 +125,7 @@ export function readHeader(buf: Uint8Array): BatchHeader {
     count: dv.getUint32(LAYOUT.hdrCount, true),
     recordSize: dv.getUint32(LAYOUT.hdrRecordSize, true),
     enobufs: dv.getUint32(LAYOUT.hdrEnobufs, true),
+    kernelDrops: dv.getUint32(LAYOUT.hdrKernelDrops, true),
     dropped: dv.getUint32(LAYOUT.hdrDropped, true),
     seqGap: dv.getUint32(LAYOUT.hdrSeqGap, true),
     decodeErrors: dv.getUint32(LAYOUT.hdrDecodeErrors, true),

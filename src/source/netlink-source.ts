@@ -47,6 +47,8 @@ export interface NetlinkSourceStats {
   batches: number;
   records: { conntrack: number; nflog: number };
   enobufs: { conntrack: number; nflog: number };
+  /** Events the kernel could not queue to the event sockets (exact; /proc/net/netlink Drops). */
+  kernelDrops: { conntrack: number; nflog: number };
   dropped: { conntrack: number; nflog: number };
   seqGap: number;
   decodeErrors: number;
@@ -73,6 +75,7 @@ class NativeNetlinkSource implements NetlinkSource {
     batches: 0,
     records: { conntrack: 0, nflog: 0 },
     enobufs: { conntrack: 0, nflog: 0 },
+    kernelDrops: { conntrack: 0, nflog: 0 },
     dropped: { conntrack: 0, nflog: 0 },
     seqGap: 0,
     decodeErrors: 0,
@@ -156,8 +159,11 @@ class NativeNetlinkSource implements NetlinkSource {
       if (hdr.kind === BATCH_CONNTRACK) {
         s.records.conntrack += hdr.count;
         s.enobufs.conntrack += hdr.enobufs;
+        s.kernelDrops.conntrack += hdr.kernelDrops;
         s.dropped.conntrack += hdr.dropped;
-        if (hdr.enobufs || hdr.dropped) h.loss({ source: 'conntrack', enobufs: hdr.enobufs, dropped: hdr.dropped, seqGap: 0 });
+        if (hdr.enobufs || hdr.kernelDrops || hdr.dropped) {
+          h.loss({ source: 'conntrack', enobufs: hdr.enobufs, kernelDrops: hdr.kernelDrops, dropped: hdr.dropped, seqGap: 0 });
+        }
         if (hdr.flags & FLAG_DUMP_END_BEFORE) h.dumpEnd();
         if (hdr.flags & FLAG_DUMP_BEGIN) h.dumpBegin();
         if (hdr.count > 0) h.conntrack(this.ct.reset(batch, hdr.count));
@@ -168,10 +174,11 @@ class NativeNetlinkSource implements NetlinkSource {
       } else if (hdr.kind === BATCH_NFLOG) {
         s.records.nflog += hdr.count;
         s.enobufs.nflog += hdr.enobufs;
+        s.kernelDrops.nflog += hdr.kernelDrops;
         s.dropped.nflog += hdr.dropped;
         s.seqGap += hdr.seqGap;
-        if (hdr.enobufs || hdr.dropped || hdr.seqGap) {
-          h.loss({ source: 'nflog', enobufs: hdr.enobufs, dropped: hdr.dropped, seqGap: hdr.seqGap });
+        if (hdr.enobufs || hdr.kernelDrops || hdr.dropped || hdr.seqGap) {
+          h.loss({ source: 'nflog', enobufs: hdr.enobufs, kernelDrops: hdr.kernelDrops, dropped: hdr.dropped, seqGap: hdr.seqGap });
         }
         if (hdr.count > 0) h.nflog(this.nl.reset(batch, hdr.count));
       }

@@ -217,7 +217,7 @@ export class SyntheticSource implements EventSource {
   }
 
   loss(r: Partial<LossReport> & { source: LossReport['source'] }): void {
-    this.handlers().loss({ enobufs: 0, dropped: 0, seqGap: 0, ...r });
+    this.handlers().loss({ enobufs: 0, kernelDrops: 0, dropped: 0, seqGap: 0, ...r });
   }
 
   dumpBegin(): void { this.handlers().dumpBegin(); }

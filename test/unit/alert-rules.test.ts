@@ -382,6 +382,7 @@ describe('event_loss', () => {
     h.live().filter((r) => gone.includes(r.id)).forEach((r) => (r as SynthCt & { gone?: boolean }).gone = true);
     const table = h.live().filter((r) => !gone.includes(r.id));
     (h.src as unknown as { opts: { table: () => SynthCt[] } }).opts.table = () => table;
+    // No kernel drop count (unreadable): each ENOBUFS stands for at least one event.
     h.src.loss({ source: 'conntrack', enobufs: 2, dropped: 4 });
     expect(h.src.resyncs).toBe(1);
     const [fire, resolved] = h.of('event_loss');
@@ -391,6 +392,42 @@ describe('event_loss', () => {
     const k = h.s.tracker.occ.idOf(`tcp|${NAT}|${DST}|80|N`);
     expect(h.s.tracker.occ.used[k]).toBe(6);
     expect(h.s.totals().eventsLost.conntrack).toBe(6);
+  });
+
+  it('counts the events the kernel dropped, not the ENOBUFS returns that announced them', async () => {
+    const h = await harness({ thresholds: { minResyncMs: 60_000 } });
+    // One ENOBUFS for 3987 events the kernel could not queue, 13 records lost in our own queue.
+    h.src.loss({ source: 'conntrack', enobufs: 1, kernelDrops: 3987, dropped: 13 });
+    const [fire] = h.of('event_loss');
+    expect(fire).toMatchObject({
+      state: 'firing',
+      drops: 4000,
+      detail: { conntrack: { enobufs: 1, kernelDrops: 3987, dropped: 13, seqGap: 0, lost: 4000 } },
+    });
+    expect(fire!.message).toMatch(/^natwatch lost 4000 events \(conntrack: 3987 the kernel could not queue \(ENOBUFS ×1\), 13 dropped in the queue\)/);
+    await h.step(5000); // past resendMs: a grown total is sent
+    // The counter read after draining adds what was dropped while the socket stayed congested;
+    // a late ENOBUFS for drops already counted adds nothing.
+    h.src.loss({ source: 'conntrack', kernelDrops: 20 });
+    const last = h.of('event_loss').at(-1)!;
+    expect(last).toMatchObject({ state: 'firing', drops: 4020, detail: { conntrack: { enobufs: 1, kernelDrops: 4007, lost: 4020 } } });
+    expect(last.message).toContain('natwatch lost 4020 events');
+    const sent = h.of('event_loss').length;
+    h.src.loss({ source: 'conntrack', enobufs: 1 });
+    await h.step(5000);
+    expect(h.of('event_loss')).toHaveLength(sent); // drops did not grow: nothing re-sent
+    expect(h.s.totals().eventsLost).toEqual({ conntrack: 4020, nflog: 0 });
+  });
+
+  it('an NFLOG packet lost by the kernel is one event, though both its drop counter and the sequence gap show it', async () => {
+    const h = await harness({ thresholds: { lossQuietMs: 60_000 } });
+    h.src.loss({ source: 'nflog', enobufs: 1, kernelDrops: 7 });
+    expect(h.of('event_loss')[0]).toMatchObject({ drops: 7, detail: { nflog: { enobufs: 1, kernelDrops: 7, seqGap: 0, lost: 7 } } });
+    await h.step(5000); // past resendMs
+    h.src.loss({ source: 'nflog', seqGap: 7 }); // noticed when the next packet arrives
+    h.src.loss({ source: 'nflog', dropped: 2 });
+    expect(h.s.totals().eventsLost).toEqual({ conntrack: 0, nflog: 9 });
+    expect(h.of('event_loss').at(-1)).toMatchObject({ drops: 9, detail: { nflog: { kernelDrops: 7, seqGap: 7, dropped: 2, lost: 9 } } });
   });
 
   it('loss during the resync dump keeps it firing and resyncs again (spaced by minResyncMs)', async () => {

@@ -28,11 +28,25 @@ describe('codec', () => {
     b.writeUInt32LE(7, LAYOUT.hdrEnobufs);
     expect(readHeader(b)).toMatchObject({ kind: 1, count: 2, enobufs: 7, dropped: 0 });
     expect(() => readHeader(b.subarray(0, 20))).toThrow(NatwatchError);
+    // A version-1 batch (40-byte header, no kernel drop count) from a stale build is refused.
     const wrongVersion = Buffer.from(b);
-    wrongVersion.writeUInt16LE(2, 4);
-    expect(() => readHeader(wrongVersion)).toThrow(/version 2/);
+    wrongVersion.writeUInt16LE(1, 4);
+    expect(() => readHeader(wrongVersion)).toThrow(/version 1; rebuild/);
     expect(() => readHeader(header(1, 3, LAYOUT.ctRecordSize).subarray(0, LAYOUT.headerSize + 2 * LAYOUT.ctRecordSize))).toThrow(/3 records/);
     expect(() => readHeader(header(1, 0, 99))).toThrow(/99-byte/);
+  });
+
+  it('reads the kernel drop count apart from the ENOBUFS count and the other loss fields', () => {
+    const b = header(2, 0, LAYOUT.nlRecordSize);
+    b.writeUInt32LE(3, LAYOUT.hdrEnobufs);
+    b.writeUInt32LE(4, LAYOUT.hdrDropped);
+    b.writeUInt32LE(5, LAYOUT.hdrSeqGap);
+    b.writeUInt32LE(0xfffffffe, LAYOUT.hdrKernelDrops); // a u32, not an i32
+    expect(readHeader(b)).toMatchObject({ kind: 2, enobufs: 3, dropped: 4, seqGap: 5, kernelDrops: 0xfffffffe, errno: 0 });
+    // The field sits past the v1 header, 4-byte aligned; the header keeps records 8-aligned.
+    expect(LAYOUT.hdrKernelDrops).toBeGreaterThanOrEqual(40);
+    expect(LAYOUT.hdrKernelDrops % 4).toBe(0);
+    expect(LAYOUT.headerSize % 8).toBe(0);
   });
 
   it('prints IPv6 the RFC 5952 way', () => {

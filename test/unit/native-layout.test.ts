@@ -26,6 +26,10 @@ describe('batch layout', () => {
     expect(b[LAYOUT.hdrKind]).toBe(1);
     expect(b.readUInt32LE(LAYOUT.hdrCount)).toBe(1);
     expect(b.readUInt32LE(LAYOUT.hdrRecordSize)).toBe(LAYOUT.ctRecordSize);
+    // v2: the kernel's drop count (none for a decoded fixture), records start past it.
+    expect(addon.layout.hdrKernelDrops).toBe(LAYOUT.hdrKernelDrops);
+    expect(b.readUInt32LE(LAYOUT.hdrKernelDrops)).toBe(0);
+    expect(LAYOUT.hdrKernelDrops + 4).toBeLessThanOrEqual(LAYOUT.headerSize);
     const r = LAYOUT.headerSize;
     expect(b.readDoubleLE(r + LAYOUT.ctTs)).toBe(1234.5);
     expect(b[r + LAYOUT.ctKind]).toBe(1);
