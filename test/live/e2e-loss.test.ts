@@ -2,11 +2,13 @@
 // 2000 UDP flows overflows it. `natwatch serve` has no setting for the buffer size, so this
 // runs the library's streamer (createStreamer({ rcvbufBytes })) behind the library's real
 // WebSocket server (startServer) and checks the stream as a client sees it.
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createStreamer, startServer, type StandaloneServer, type Streamer } from '../../src/index.js';
 import type { Alert, ServerMessage, StatsMessage } from '../../src/types.js';
 import { createLab, type Lab } from '../../src/lab/topology.js';
-import { LOSS_RCVBUF, loss, lossFlows, netlinkDrops } from '../../src/lab/scenarios/loss.js';
+import { LOSS_RCVBUF, loss, lossFlows, netlinkSockets, type NetlinkSocket } from '../../src/lab/scenarios/loss.js';
+import { snapshot } from '../../src/lab/scenarios/kernel.js';
 import { LAB_THRESHOLDS } from '../../src/lab/runner.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { connectStream, type StreamClient } from '../helpers/ws-client.js';
@@ -15,6 +17,22 @@ const isRoot = process.getuid?.() === 0;
 const WAIT = 15_000;
 const lossAlert = (m: ServerMessage): m is Alert => m.type === 'alert' && m.kind === 'event_loss';
 const KEY = { proto: 'udp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 53 };
+/** NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY (groups 1-3, linux/netfilter/nfnetlink.h) as Groups bits. */
+const CT_GROUPS = 0b111;
+
+/** Inodes of this process's sockets: the addon's sockets live here, whatever namespace they are in. */
+function ownSocketInodes(): Set<number> {
+  const out = new Set<number>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) out.add(Number(m[1]));
+    } catch {
+      // closed meanwhile (readdir's own fd)
+    }
+  }
+  return out;
+}
 
 describe.runIf(isRoot)('e2e event_loss', () => {
   let lab: Lab | undefined;
@@ -47,8 +65,9 @@ describe.runIf(isRoot)('e2e event_loss', () => {
     const fired = await ws.waitFor<Alert>((m) => lossAlert(m) && m.state === 'firing', WAIT, 'event_loss firing');
     expect(fired).toMatchObject({ kind: 'event_loss', severity: 'critical', key: {}, used: null, capacity: null, utilization: null });
     expect(fired.drops).toBeGreaterThan(0);
-    const detail = fired.detail as { conntrack: { enobufs: number; dropped: number } };
-    expect(detail.conntrack.enobufs + detail.conntrack.dropped).toBeGreaterThan(0);
+    const detail = fired.detail as { conntrack: { enobufs: number; kernelDrops: number; dropped: number; lost: number } };
+    expect(detail.conntrack.kernelDrops).toBeGreaterThan(0);
+    expect(fired.drops).toBe(detail.conntrack.lost);
 
     // Settled: the last event_loss is `resolved` (a clean re-dump) and nothing new for 1.5 s.
     const deadline = Date.now() + WAIT;
@@ -61,15 +80,38 @@ describe.runIf(isRoot)('e2e event_loss', () => {
     expect(settled, `event_loss never settled resolved: ${JSON.stringify(ws.alerts().slice(-3))}`).toBeDefined();
     expect(settled!.message).toMatch(/dump/);
 
-    // The kernel's own ground truth: its Drops for netfilter sockets in R cover what natwatch lost.
-    const kernelDrops = [...(await netlinkDrops(lab, lab.router)).values()].reduce((a, b) => a + b, 0);
-    const lost = streamer.totals().eventsLost.conntrack;
-    expect(lost).toBeGreaterThan(0);
-    expect(kernelDrops).toBeGreaterThanOrEqual(lost);
+    // The kernel's own ground truth, /proc/net/netlink in R: natwatch's event socket is ours (its
+    // inode is among this process's fds) and subscribed to the conntrack groups. natwatch's lost
+    // events equal its Drops exactly (plus records it dropped itself in its queue, which the
+    // kernel delivered). Both counters only grow: poll briefly so that a batch in flight lands.
+    const ours = ownSocketInodes();
+    const episodes = ws.alerts().filter((a) => a.kind === 'event_loss' && a.state === 'resolved');
+    const inQueue = episodes.reduce((a, x) => a + (x.detail as typeof detail).conntrack.dropped, 0);
+    let all: NetlinkSocket[] = [];
+    let ev: NetlinkSocket | undefined;
+    let lost = -1;
+    for (const end = Date.now() + 3_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+      all = await netlinkSockets(lab, lab.router);
+      const mine = all.filter((x) => ours.has(x.inode) && (x.groups & CT_GROUPS) === CT_GROUPS);
+      expect(mine, JSON.stringify(all)).toHaveLength(1);
+      ev = mine[0]!;
+      lost = streamer.totals().eventsLost.conntrack;
+      if (lost === ev.drops + inQueue) break;
+    }
+    const kernelDrops = ev!.drops;
+    expect(kernelDrops).toBeGreaterThan(0);
+    expect(lost).toBe(kernelDrops + inQueue);
+    // No other netfilter socket in R lost anything: the namespace-wide Drops are natwatch's.
+    expect(all.reduce((a, x) => a + x.drops, 0)).toBe(kernelDrops);
+    // The alerts say the same: the episodes' drops (each ends resolved) add up to the total, and
+    // the first alert already counts thousands of events, not a handful of ENOBUFS returns.
+    expect(episodes.reduce((a, x) => a + x.drops, 0)).toBe(lost);
+    expect(fired.drops).toBeGreaterThan(detail.conntrack.enobufs);
     const metrics = await (await fetch(server.url.replace(/^ws/, 'http').replace('/v1/stream', '/metrics'))).text();
     expect(metrics).toMatch(new RegExp(`natwatch_events_lost_total\\{source="conntrack"\\} ${lost}\\b`));
 
-    // Rebuilt from the dump: natwatch's occupancy equals conntrack -L, flow for flow.
+    // Rebuilt from the dump: natwatch's occupancy equals conntrack -L, flow for flow, and the
+    // flows it tracks equal the kernel's entry count (conntrack -C).
     const kernel = await lossFlows(lab);
     expect(kernel).toBe(load.ok);
     const stats = await ws.waitFor<StatsMessage>(
@@ -78,6 +120,11 @@ describe.runIf(isRoot)('e2e event_loss', () => {
       'stats after the re-dump',
     );
     expect(stats.top.find((t) => JSON.stringify(t.key) === JSON.stringify(KEY))!.used).toBe(kernel);
-    console.log(`loss: kernel Drops ${kernelDrops}, natwatch lost ${lost} (${JSON.stringify(detail)}), occupancy ${kernel}`);
+    const count = (await snapshot(lab, lab.router)).count;
+    expect(streamer.tracker.liveFlows).toBe(count);
+    console.log(
+      `loss: kernel Drops ${kernelDrops} (socket ${ev!.portId}), natwatch lost ${lost} (${inQueue} in its queue; first alert ${JSON.stringify(detail)}), ` +
+        `${episodes.length} episode(s), occupancy ${kernel}, tracked ${streamer.tracker.liveFlows} = conntrack -C ${count}`,
+    );
   });
 });

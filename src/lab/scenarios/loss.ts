@@ -2,7 +2,8 @@
 // buffer (8 KiB asked, ≈ a dozen events of ≈ 1280 bytes truesize) and the client creates
 // 2000 UDP flows through R in a burst, ≈ 4000 NEW/UPDATE events in a fraction of a second.
 // The kernel cannot queue them (the socket's Drops column in /proc/net/netlink counts them),
-// recv() returns ENOBUFS, and natwatch must say so and rebuild its view from a table dump.
+// recv() returns ENOBUFS, and natwatch must count exactly those events (its socket's drop
+// counter, SO_MEMINFO) and rebuild its view from a table dump.
 import { ADDR, type Lab } from '../topology.js';
 import { deltas, formatDeltas, listEntries, snapshot } from './kernel.js';
 import { holdConnect } from './traffic.js';
@@ -15,20 +16,36 @@ const PORT = 53;
 /** NETLINK_NETFILTER, include/uapi/linux/netlink.h */
 const NETLINK_NETFILTER = 12;
 
-/**
- * Per-socket Drops of the NETLINK_NETFILTER sockets in `ns` (/proc/net/netlink), keyed by
- * port id: the kernel's own count of messages it could not queue to a listener.
- */
-export async function netlinkDrops(lab: Lab, ns: string): Promise<Map<number, number>> {
+/** One NETLINK_NETFILTER socket of a namespace as /proc/net/netlink lists it. */
+export interface NetlinkSocket {
+  /** Port id (the Pid column). */
+  portId: number;
+  /** Bitmask of the first 32 multicast groups joined (group g is bit g - 1). */
+  groups: number;
+  /** Messages the kernel could not queue to it: the ground truth for loss. */
+  drops: number;
+  inode: number;
+}
+
+/** The NETLINK_NETFILTER sockets in `ns` (/proc/net/netlink, which is per namespace). */
+export async function netlinkSockets(lab: Lab, ns: string): Promise<NetlinkSocket[]> {
   const r = await lab.exec(ns, 'cat', ['/proc/net/netlink']);
-  const out = new Map<number, number>();
+  const out: NetlinkSocket[] = [];
   for (const line of r.stdout.split('\n').slice(1)) {
     // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
     const f = line.trim().split(/\s+/);
     if (f.length < 10 || Number(f[1]) !== NETLINK_NETFILTER) continue;
-    out.set(Number(f[2]), Number(f[8]));
+    out.push({ portId: Number(f[2]), groups: parseInt(f[3]!, 16), drops: Number(f[8]), inode: Number(f[9]) });
   }
   return out;
+}
+
+/**
+ * Per-socket Drops of the NETLINK_NETFILTER sockets in `ns`, keyed by port id: the kernel's
+ * own count of messages it could not queue to a listener.
+ */
+export async function netlinkDrops(lab: Lab, ns: string): Promise<Map<number, number>> {
+  return new Map((await netlinkSockets(lab, ns)).map((s) => [s.portId, s.drops]));
 }
 
 /** Entries in R for the loss scenario's destination, as the kernel lists them. */
@@ -44,7 +61,7 @@ export function loss(): Scenario {
     story:
       `natwatch's event socket gets a ${LOSS_RCVBUF}-byte receive buffer instead of 64 MiB. ` +
       `The client opens ${FLOWS} UDP flows to ${ADDR.server}:${PORT} in one burst; R NATs them, ` +
-      'and the kernel drops the events it cannot queue. natwatch must count the loss and re-dump the table.',
+      'and the kernel drops the events it cannot queue. natwatch must count exactly as many lost events as the kernel dropped and re-dump the table.',
     ipv6: false,
     globalSysctls: {},
     watch: { rcvbufBytes: LOSS_RCVBUF },
@@ -57,7 +74,7 @@ export function loss(): Scenario {
       flowsExpire: false,
     },
     kernelDrops: async (lab) => ({
-      what: 'events the kernel could not queue (/proc/net/netlink Drops)',
+      what: "events the kernel could not queue to netfilter sockets in R (/proc/net/netlink Drops; only natwatch's event socket overflows, and natwatch counts these exactly)",
       n: [...(await netlinkDrops(lab, lab.router)).values()].reduce((a, b) => a + b, 0),
     }),
     occupancy: {
