@@ -21,7 +21,7 @@ export const zeroLoss = (): LossCounts => ({ enobufs: 0, kernelDrops: 0, dropped
 
 export function addLoss(c: LossCounts, r: LossReport): void {
   c.enobufs += r.enobufs;
-  c.kernelDrops += r.kernelDrops ?? 0;
+  c.kernelDrops += r.kernelDrops;
   c.dropped += r.dropped;
   c.seqGap += r.seqGap;
 }
@@ -57,7 +57,7 @@ export class EventLossRule {
   ) {}
 
   onLoss(r: LossReport): void {
-    if (r.enobufs + (r.kernelDrops ?? 0) + r.dropped + r.seqGap === 0) return;
+    if (r.enobufs + r.kernelDrops + r.dropped + r.seqGap === 0) return;
     const c = this.counts[r.source];
     const before = lostEvents(c);
     addLoss(c, r);

@@ -50,8 +50,8 @@ export async function run(argv: string[]): Promise<number> {
       for (const source of ['conntrack', 'nflog'] as const) {
         const rs = pendingLoss.filter((r) => r.source === source);
         if (rs.length === 0) continue;
-        const sum = (k: 'enobufs' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
-        process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
+        const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
+        process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
       }
       pendingLoss = [];
     };

@@ -49,6 +49,7 @@ export function formatNflog(v: NflogView): string {
 /** The stderr line for lost events. */
 export function formatLoss(r: LossReport): string {
   const parts: string[] = [];
+  if (r.kernelDrops) parts.push(`${r.kernelDrops} the kernel could not queue (socket drops)`);
   if (r.enobufs) parts.push(`${r.enobufs} receive-buffer overflow${r.enobufs === 1 ? '' : 's'} (ENOBUFS)`);
   if (r.dropped) parts.push(`${r.dropped} decoded event${r.dropped === 1 ? '' : 's'} dropped (reader queue full)`);
   if (r.seqGap) parts.push(`${r.seqGap} NFLOG sequence number${r.seqGap === 1 ? '' : 's'} skipped`);

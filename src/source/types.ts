@@ -86,10 +86,9 @@ export interface LossReport {
    * Events the kernel could not queue to our socket since the previous report: exact, the
    * socket's drop counter (SO_MEMINFO SK_MEMINFO_DROPS, = /proc/net/netlink Drops), where one
    * ENOBUFS can stand for thousands of events. 0 when unknown. For NFLOG it counts datagrams,
-   * and the same packets also show as sequence gaps. The netlink and synthetic sources always
-   * set it (optional only so that reports built elsewhere before it existed still type-check).
+   * and the same packets also show as sequence gaps.
    */
-  kernelDrops?: number;
+  kernelDrops: number;
   /** Records decoded but not handed to JavaScript (queue full). */
   dropped: number;
   /** NFLOG sequence numbers skipped. */

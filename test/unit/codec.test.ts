@@ -90,8 +90,11 @@ describe('codec', () => {
   });
 
   it('words the stderr loss line per cause', () => {
-    expect(formatLoss({ source: 'conntrack', enobufs: 3, dropped: 0, seqGap: 0 })).toBe('natwatch: conntrack events lost: 3 receive-buffer overflows (ENOBUFS)');
-    expect(formatLoss({ source: 'nflog', enobufs: 1, dropped: 2, seqGap: 5 })).toBe(
+    expect(formatLoss({ source: 'conntrack', enobufs: 3, kernelDrops: 0, dropped: 0, seqGap: 0 })).toBe('natwatch: conntrack events lost: 3 receive-buffer overflows (ENOBUFS)');
+    expect(formatLoss({ source: 'conntrack', enobufs: 1, kernelDrops: 4120, dropped: 0, seqGap: 0 })).toBe(
+      'natwatch: conntrack events lost: 4120 the kernel could not queue (socket drops), 1 receive-buffer overflow (ENOBUFS)',
+    );
+    expect(formatLoss({ source: 'nflog', enobufs: 1, kernelDrops: 0, dropped: 2, seqGap: 5 })).toBe(
       'natwatch: nflog events lost: 1 receive-buffer overflow (ENOBUFS), 2 decoded events dropped (reader queue full), 5 NFLOG sequence numbers skipped',
     );
   });
