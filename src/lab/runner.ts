@@ -226,7 +226,12 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
       const last = resolved ?? firing;
       const k = sc.kernelDrops ? await sc.kernelDrops(l, before) : null;
       const kernelSide = k ? `kernel: ${k.what} = ${k.n}` : `kernel counters: ${formatDeltas(deltas(before, await snapshot(l, l.router)))}`;
-      say('compare', `${kernelSide}; natwatch: ${last.kind} drops = ${last.drops}`);
+      // A burst can fire and resolve several times (event_loss): each resolved alert closes
+      // one episode with its own drop count, so natwatch's side is their sum.
+      const episodes = w.alerts.filter((a) => a.kind === e.kind && matchesKey(e.key, a.key) && a.state === 'resolved');
+      const drops = episodes.length > 0 ? episodes.reduce((n, a) => n + a.drops, 0) : last.drops;
+      const across = episodes.length > 1 ? ` (${episodes.length} episodes)` : '';
+      say('compare', `${kernelSide}; natwatch: ${last.kind} drops = ${drops}${across}`);
       const when = e.resolves === 'after-release' ? 'after the client closed' : 'after it fired, the load still on';
       if (!resolved) result = { ok: false, reason: `${describeAlert(firing)} fired but no resolved followed within ${waitMs} ms` };
       else if (occ && !occ.ok) result = { ok: false, reason: `occupancy mismatch: ${occ.line}` };
