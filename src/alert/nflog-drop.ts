@@ -4,7 +4,7 @@
 // packets. Keys are bounded; packets for new keys beyond the bound are counted, not tracked.
 import type { NflogKey } from '../types.js';
 import type { NflogView } from '../source/types.js';
-import { protoName } from '../track/proto.js';
+import { protoName } from '../source/names.js';
 import type { Clock } from './clock.js';
 import type { AlertEngine } from './engine.js';
 import { endpoint } from './port-exhaustion.js';

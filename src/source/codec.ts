@@ -3,7 +3,8 @@
 // Views are cursors: numeric fields read straight from the buffer, strings only when asked.
 import { NatwatchError } from '../errors.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
-import { CtKind, IPS_DST_NAT, IPS_SRC_NAT, type ConntrackView, type NflogView } from './types.js';
+import { CtKind, type ConntrackView, type NflogView } from './types.js';
+import { natOf, protoName, tcpStateName } from './names.js';
 
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
@@ -172,25 +173,8 @@ export function addrText(dv: DataView, off: number, family: number): string {
 // --- names ----------------------------------------------------------------------------------
 
 /** IP protocol names as conntrack prints them (include/uapi/linux/in.h: IPPROTO_*). */
-const PROTO_NAMES: Record<number, string> = {
-  1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah',
-  58: 'icmpv6', 132: 'sctp', 136: 'udplite',
-};
-export const protoName = (p: number): string => PROTO_NAMES[p] ?? String(p);
-
-/** linux/netfilter/nf_conntrack_tcp.h: enum tcp_conntrack, in order (LISTEN is SYN_SENT2). */
-export const TCP_STATES = [
-  'NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2',
-] as const;
-export const tcpStateName = (s: number): string | null => (s < 0 ? null : (TCP_STATES[s] ?? String(s)));
-
 const EVENTS = [null, 'new', 'update', 'destroy', 'new'] as const;
 
-export function natOf(status: number): 'snat' | 'dnat' | 'both' | null {
-  const s = (status & IPS_SRC_NAT) !== 0;
-  const d = (status & IPS_DST_NAT) !== 0;
-  return s && d ? 'both' : s ? 'snat' : d ? 'dnat' : null;
-}
 
 const utf8 = new TextDecoder();
 

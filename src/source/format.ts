@@ -1,5 +1,5 @@
 // One readable line per event for `natwatch events` (text mode), read straight off the views.
-import { natOf, protoName, tcpStateName } from './codec.js';
+import { natOf, protoName, tcpStateName } from './names.js';
 import { CtKind, type ConntrackView, type LossReport, type NflogView } from './types.js';
 
 const KIND_LABEL: Record<number, string> = {

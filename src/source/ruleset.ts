@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
 import type { DetectedNat } from '../track/capacity.js';
 import { prefixRange, type AddrRange } from '../track/ip.js';
-import { protoName } from '../track/proto.js';
+import { protoName } from './names.js';
 
 export type Exec = (cmd: string, args: string[]) => Promise<string>;
 

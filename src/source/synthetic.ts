@@ -1,11 +1,10 @@
 // A fixture EventSource over plain arrays: tests and demos drive the tracker, the alert rules
 // and the streamer through the same EventSource boundary as the native netlink source, without
 // root or the addon. Batches are delivered synchronously, so a test controls ordering exactly.
-import { protoName } from '../track/proto.js';
+import { natOf, protoName, tcpStateName } from './names.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent, Tuple } from '../types.js';
 import {
   CtKind,
-  IPS_DST_NAT,
   IPS_SRC_NAT,
   type ConntrackView,
   type CounterSnapshot,
@@ -84,7 +83,6 @@ export function plainFlow(
   };
 }
 
-const TCP_STATES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
 const EVENT_NAMES = ['new', 'new', 'update', 'destroy', 'new'] as const;
 
 class ArrayCtView implements ConntrackView {
@@ -112,9 +110,6 @@ class ArrayCtView implements ConntrackView {
   get tsMs(): number { return this.r.tsMs ?? this.now; }
   toEvent(): ConntrackEvent {
     const r = this.r;
-    const s = r.status ?? 0;
-    const snat = (s & IPS_SRC_NAT) !== 0;
-    const dnat = (s & IPS_DST_NAT) !== 0;
     return {
       type: 'event',
       source: 'conntrack',
@@ -125,8 +120,8 @@ class ArrayCtView implements ConntrackView {
       proto: protoName(r.proto ?? 6),
       orig: { ...r.orig },
       reply: { ...r.reply },
-      state: r.tcpState === undefined || r.tcpState < 0 ? null : (TCP_STATES[r.tcpState] ?? null),
-      nat: snat && dnat ? 'both' : snat ? 'snat' : dnat ? 'dnat' : null,
+      state: (r.proto ?? 6) === 6 ? tcpStateName(r.tcpState ?? -1) : null,
+      nat: natOf(r.status ?? 0),
       timeout: r.timeout ?? 0,
       mark: r.mark ?? 0,
       zone: r.zone ?? 0,

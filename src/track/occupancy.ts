@@ -2,7 +2,7 @@
 // ports they hold. Keys are interned to small integer ids when a flow is first seen (NEW or
 // dump), the only moment strings are formatted; updates and destroys work on the id.
 import type { PortKey } from '../types.js';
-import { protoName } from './proto.js';
+import { protoName } from '../source/names.js';
 import { PortSet } from './port-set.js';
 
 export class Occupancy {

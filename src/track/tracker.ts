@@ -12,7 +12,7 @@ import { CtKind, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
 import { CapacityResolver } from './capacity.js';
 import { FlowTable, F_EVENT, F_LIVE, F_LOCAL, F_TOMB } from './flow-table.js';
 import { Occupancy } from './occupancy.js';
-import { hasPorts } from './proto.js';
+import { hasPorts } from '../source/names.js';
 import { C_DESTROY, C_DROP, C_NEW, KeyRings } from './rings.js';
 
 export interface TrackerOptions {

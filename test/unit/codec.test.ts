@@ -1,6 +1,7 @@
 // The TypeScript codec alone (no addon): header validation, address text, names, limits.
 import { describe, expect, it } from 'vitest';
-import { addrText, CtBatchView, LAYOUT, natOf, protoName, readHeader, tcpStateName } from '../../src/source/codec.js';
+import { addrText, CtBatchView, LAYOUT, readHeader } from '../../src/source/codec.js';
+import { natOf, protoName, tcpStateName } from '../../src/source/names.js';
 import { parseLimits } from '../../src/source/netlink-source.js';
 import { formatLoss } from '../../src/source/format.js';
 import { NatwatchError } from '../../src/errors.js';
