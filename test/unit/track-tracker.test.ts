@@ -147,8 +147,9 @@ function run(ops: Op[], lose: (i: number) => boolean, checkEachStep: boolean) {
     }
     if (checkEachStep) expectSame(tracker, kernel);
   });
-  if (pending) {
-    src.conntrack(pending.map((s) => rec(CtKind.Dump, s)));
+  const rest = pending as Spec[] | null; // assigned inside the forEach callback
+  if (rest) {
+    src.conntrack(rest.map((s) => rec(CtKind.Dump, s)));
     src.dumpEnd();
   }
   return { src, tracker, kernel };
