@@ -210,7 +210,9 @@ export class Streamer extends EventEmitter implements StreamerLike {
         return;
       }
       if (this.closed) return;
-      this.evaluate(snap);
+      // tick() runs from a timer as `void tick()`: a throw here (a rule, a 'stats' or 'alert'
+      // listener) would be an unhandled rejection and take the daemon down.
+      this.guard(() => this.evaluate(snap));
     } finally {
       this.ticking = false;
     }

@@ -159,6 +159,22 @@ describe('Streamer', () => {
     expect(() => src.error(new Error('no listener'))).not.toThrow();
   });
 
+  it('an exception during the per-second evaluation becomes an error event, not a rejected timer', async () => {
+    const { s, src, step, flows } = await make();
+    const errs: Error[] = [];
+    s.on('error', (e) => errs.push(e));
+    let stats = 0;
+    s.on('stats', () => {
+      stats++;
+      throw new Error('stats listener bug');
+    });
+    src.conntrack(flows(1));
+    await expect(s.tick()).resolves.toBeUndefined();
+    await step();
+    expect(stats).toBe(2);
+    expect(errs.map((e) => e.message)).toEqual(['stats listener bug']);
+  });
+
   it('start() on a namespace that does not exist is a one-line ENETNS error', async () => {
     const s = createStreamer({ netns: 'nwb-no-such-ns', source: new SyntheticSource() });
     await expect(s.start()).rejects.toMatchObject({ code: 'ENETNS', message: 'network namespace /var/run/netns/nwb-no-such-ns does not exist' });
