@@ -8,7 +8,8 @@ import { NatwatchError, UsageError } from '../errors.js';
 import { setupLogging } from '../log.js';
 import type { Alert } from '../types.js';
 import { alertLine } from './tail-view.js';
-import { loadStreamerFactory, type StreamerSettings } from '../server/streamer-loader.js';
+import { loadStreamerFactory } from './streamer-loader.js';
+import type { StreamerOptions } from '../streamer.js';
 import { LAB_THRESHOLDS, runScenario, type LabWatcher, type WatchFactory } from '../lab/runner.js';
 import { SCENARIOS, isScenarioName } from '../lab/scenarios/index.js';
 import { portExhaustion } from '../lab/scenarios/port-exhaustion.js';
@@ -66,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
   const color = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
 
   const watch: WatchFactory = async (lab: Lab, sc: Scenario): Promise<LabWatcher> => {
-    const settings: StreamerSettings & { rcvbufBytes?: number } = {
+    const settings: StreamerOptions = {
       netns: lab.nsPath(lab.router),
       thresholds: LAB_THRESHOLDS,
       ...(sc.watch.natPorts ? { natPorts: sc.watch.natPorts } : {}),

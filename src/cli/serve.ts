@@ -6,9 +6,10 @@ import { parse } from './args.js';
 import { UsageError } from '../errors.js';
 import { checkNetns } from '../doctor/facts.js';
 import { flushLogs, logger, setupLogging } from '../log.js';
-import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from '../server/config.js';
+import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from './serve-config.js';
 import { startServer } from '../server/index.js';
-import { loadStreamerFactory, type RunnableStreamer, type StreamerSettings } from '../server/streamer-loader.js';
+import { loadStreamerFactory } from './streamer-loader.js';
+import type { Streamer, StreamerOptions } from '../streamer.js';
 import { thresholds as makeThresholds, type Thresholds } from '../alert/thresholds.js';
 
 const HELP = `usage: natwatch serve [options]
@@ -113,13 +114,13 @@ export async function run(argv: string[]): Promise<number> {
   });
 }
 
-function streamerOptions(s: ServeSettings): StreamerSettings {
+function streamerOptions(s: ServeSettings): StreamerOptions {
   return {
     ...(s.netns !== null ? { netns: s.netns } : {}),
     ...(s.natPorts !== null ? { natPorts: s.natPorts } : {}),
     ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
-    ...(s.natRules !== null ? { natRules: s.natRules as StreamerSettings['natRules'] } : {}),
+    ...(s.natRules !== null ? { natRules: s.natRules as StreamerOptions['natRules'] } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
   };
 }
@@ -138,7 +139,7 @@ function reload(
   flags: RawSettings,
   current: ServeSettings,
   server: { setToken(t: string | null): void },
-  streamer: RunnableStreamer,
+  streamer: Streamer,
 ): void {
   const log = logger('serve');
   if (!configPath) {
@@ -161,7 +162,7 @@ function reload(
     return;
   }
   server.setToken(next.token);
-  streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules as StreamerSettings['natRules'] });
+  streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules as StreamerOptions['natRules'] });
   const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => next[k] !== current[k]);
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');

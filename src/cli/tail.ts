@@ -7,7 +7,7 @@ import { setupLogging } from '../log.js';
 import type { Alert, ServerMessage, StatsMessage, WireEvent } from '../types.js';
 import { TailClient, type ConnState } from './tail-client.js';
 import { eventLine, TtyView } from './tail-view.js';
-import { loadStreamerFactory } from '../server/streamer-loader.js';
+import { loadStreamerFactory } from './streamer-loader.js';
 
 const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
 

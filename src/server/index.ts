@@ -16,7 +16,6 @@ import { CLOSE_GOING_AWAY } from './client.js';
 
 export { FilterError, parseSubscription, type StreamFormat, type StreamType, type Subscription } from './filter.js';
 export { alertToEcs, statsToEcs, eventToEcs, ECS_SEVERITY } from './ecs.js';
-export { isLoopback, parseListen } from './auth.js';
 
 export interface AttachOptions {
   /** WebSocket path (default /v1/stream). */

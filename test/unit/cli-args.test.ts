@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from '../../src/cli/args.js';
-import { resolveSettings } from '../../src/server/config.js';
+import { resolveSettings } from '../../src/cli/serve-config.js';
 
 describe('sizeFlag', () => {
   it('reads plain bytes and binary units', () => {

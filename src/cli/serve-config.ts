@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../errors.js';
-import { RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from '../cli/args.js';
+import { RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { isLogLevel } from '../log.js';
-import { isLoopback, parseListen } from './auth.js';
+import { isLoopback, parseListen } from '../server/auth.js';
 
 export interface ServeSettings {
   host: string;

@@ -1,9 +1,7 @@
 // The CLI's way to the real pipeline. Imported lazily so `--help`, flag errors and
 // `tail ws://…` never load the streamer (nor, through it, the native addon).
 import { NatwatchError } from '../errors.js';
-import type { createStreamer, StreamerOptions } from '../streamer.js';
-
-export type { Streamer as RunnableStreamer, StreamerOptions as StreamerSettings } from '../streamer.js';
+import type { createStreamer } from '../streamer.js';
 
 export async function loadStreamerFactory(): Promise<typeof createStreamer> {
   try {
@@ -12,5 +10,3 @@ export async function loadStreamerFactory(): Promise<typeof createStreamer> {
     throw new NatwatchError('ENATIVE', `cannot load the streamer: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
 }
-
-export type { StreamerOptions };
