@@ -3,7 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../errors.js';
-import { RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
+import { isIP } from 'node:net';
+import type { NatRuleConfig } from '../track/capacity.js';
+import { netnsPath, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { isLogLevel } from '../log.js';
 import { isLoopback, parseListen } from '../server/auth.js';
 
@@ -19,8 +21,8 @@ export interface ServeSettings {
   logLevel: string;
   /** Passed to the streamer's alert rules as is. */
   thresholds: Record<string, unknown> | null;
-  /** Per-rule NAT capacity overrides (config file only), passed to the streamer as is. */
-  natRules: unknown[] | null;
+  /** Per-rule NAT capacity overrides (config file only). */
+  natRules: NatRuleConfig[] | null;
   /** Netlink receive buffer (SO_RCVBUFFORCE); null: the source's default (64 MiB). */
   rcvbufBytes: number | null;
 }
@@ -107,21 +109,19 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}): Ser
   if (thresholds !== undefined && (typeof thresholds !== 'object' || thresholds === null || Array.isArray(thresholds))) {
     throw new UsageError('thresholds: must be a mapping');
   }
-  const natRules = pick('natRules');
-  if (natRules !== undefined && natRules !== null && !Array.isArray(natRules)) throw new UsageError('natRules: must be a list');
   const netns = str('netns', pick('netns'));
   return {
     host: addr.host,
     port: addr.port,
-    netns: netns === undefined || netns === '' ? null : netns.includes('/') ? netns : `/var/run/netns/${netns}`,
-    natPorts: portRange(pick('natPorts')),
+    netns: netnsPath(netns),
+    natPorts: portRange('--nat-ports', pick('natPorts')),
     nflogGroups: groups(pick('nflogGroups')),
     token,
     tlsCert,
     tlsKey,
     logLevel,
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
-    natRules: (natRules as unknown[] | undefined) ?? null,
+    natRules: natRules(pick('natRules')),
     rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
   };
 }
@@ -133,19 +133,19 @@ function str(k: keyof RawSettings, v: unknown): string | undefined {
   return v;
 }
 
-function portRange(v: unknown): [number, number] | null {
+function portRange(name: string, v: unknown): [number, number] | null {
   if (v === undefined || v === null) return null;
   let lo: number;
   let hi: number;
   if (Array.isArray(v) && v.length === 2) [lo, hi] = v.map(Number) as [number, number];
   else {
     const m = /^(\d{1,5})-(\d{1,5})$/.exec(String(v));
-    if (!m) throw new UsageError(`--nat-ports: '${String(v)}' is not a port range A-B`);
+    if (!m) throw new UsageError(`${name}: '${String(v)}' is not a port range A-B`);
     lo = Number(m[1]);
     hi = Number(m[2]);
   }
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 65535 || lo > hi) {
-    throw new UsageError(`--nat-ports: '${Array.isArray(v) ? v.join('-') : String(v)}' is not a port range within 1-65535`);
+    throw new UsageError(`${name}: '${Array.isArray(v) ? v.join('-') : String(v)}' is not a port range within 1-65535`);
   }
   return [lo, hi];
 }
@@ -158,4 +158,39 @@ function groups(v: unknown): number[] {
     if (!/^\d{1,5}$/.test(s) || Number(s) > 65535) throw new UsageError(`--nflog-group: '${s}' is not a group number 0-65535`);
     return Number(s);
   });
+}
+
+/**
+ * Checked here, once, so a malformed entry is a one-line error at start or a refused SIGHUP
+ * reload, rather than a NaN capacity (or a throw) every second in the capacity resolver.
+ */
+function natRules(v: unknown): NatRuleConfig[] | null {
+  if (v === undefined || v === null) return null;
+  if (!Array.isArray(v)) throw new UsageError('natRules: must be a list');
+  return v.map((r: unknown, i) => {
+    const at = `natRules[${i}]`;
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UsageError(`${at}: must be a mapping with 'ports'`);
+    const { natIp, dstIp, dstPort, proto, ports, ...rest } = r as Record<string, unknown>;
+    const unknown = Object.keys(rest)[0];
+    if (unknown !== undefined) throw new UsageError(`${at}: unknown field '${unknown}' (natIp, dstIp, dstPort, proto, ports)`);
+    const rule: NatRuleConfig = { ports: portRange(`${at}.ports`, ports) ?? missing(`${at}.ports`) };
+    for (const [k, ip] of [['natIp', natIp], ['dstIp', dstIp]] as const) {
+      if (ip === undefined) continue;
+      if (typeof ip !== 'string' || isIP(ip) === 0) throw new UsageError(`${at}.${k}: '${String(ip)}' is not an IP address`);
+      rule[k] = ip;
+    }
+    if (dstPort !== undefined) {
+      if (!Number.isInteger(dstPort) || (dstPort as number) < 1 || (dstPort as number) > 65535) throw new UsageError(`${at}.dstPort: '${String(dstPort)}' is not a port 1-65535`);
+      rule.dstPort = dstPort as number;
+    }
+    if (proto !== undefined) {
+      if (typeof proto !== 'string' || proto === '') throw new UsageError(`${at}.proto: expected a protocol name such as tcp or udp`);
+      rule.proto = proto;
+    }
+    return rule;
+  });
+}
+
+function missing(what: string): never {
+  throw new UsageError(`${what}: required (a port range A-B)`);
 }

@@ -120,7 +120,7 @@ function streamerOptions(s: ServeSettings): StreamerOptions {
     ...(s.natPorts !== null ? { natPorts: s.natPorts } : {}),
     ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
-    ...(s.natRules !== null ? { natRules: s.natRules as StreamerOptions['natRules'] } : {}),
+    ...(s.natRules !== null ? { natRules: s.natRules } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
   };
 }
@@ -162,7 +162,7 @@ function reload(
     return;
   }
   server.setToken(next.token);
-  streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules as StreamerOptions['natRules'] });
+  streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules });
   const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => next[k] !== current[k]);
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
