@@ -14,11 +14,6 @@
 namespace nw {
 namespace {
 
-template <typename T>
-inline void Put(uint8_t* rec, uint32_t off, T v) {
-  std::memcpy(rec + off, &v, sizeof(T));
-}
-
 struct TupleOut {
   uint32_t src_off, dst_off, sport_off, dport_off;
 };
@@ -102,15 +97,14 @@ const TupleOut kReply{kCtReplySrc, kCtReplyDst, kCtReplySport, kCtReplyDport};
 
 bool DecodeConntrack(const nlmsghdr* nlh, bool dump, double ts_ms, uint8_t* rec,
                      DecodeCounters& c) {
-  const size_t hdr = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
-  if (nlh->nlmsg_len < hdr) {
+  if (nlh->nlmsg_len < kNfMsgHdrLen) {
     c.errors++;
     return false;
   }
   const uint8_t msg = nlh->nlmsg_type & 0xff;
   const nfgenmsg* g = reinterpret_cast<const nfgenmsg*>(reinterpret_cast<const uint8_t*>(nlh) +
                                                         NLMSG_HDRLEN);
-  uint8_t family = g->nfgen_family == AF_INET ? 4 : g->nfgen_family == AF_INET6 ? 6 : 0;
+  uint8_t family = FamilyOf(g->nfgen_family);
   if (family == 0) {
     c.errors++;
     return false;
@@ -133,7 +127,7 @@ bool DecodeConntrack(const nlmsghdr* nlh, bool dump, double ts_ms, uint8_t* rec,
   Put<uint8_t>(rec, kCtFamily, family);
   Put<int8_t>(rec, kCtTcpState, -1);
 
-  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + hdr, nlh->nlmsg_len - hdr);
+  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + kNfMsgHdrLen, nlh->nlmsg_len - kNfMsgHdrLen);
   bool have_orig = false;
   while (a.Next()) {
     switch (a.Type()) {
@@ -201,12 +195,11 @@ void AddF64(uint8_t* rec, uint32_t off, double v) {
 }  // namespace
 
 bool AddStatsCpu(const nlmsghdr* nlh, uint8_t* rec, DecodeCounters& c) {
-  const size_t hdr = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
-  if (nlh->nlmsg_len < hdr) {
+  if (nlh->nlmsg_len < kNfMsgHdrLen) {
     c.errors++;
     return false;
   }
-  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + hdr, nlh->nlmsg_len - hdr);
+  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + kNfMsgHdrLen, nlh->nlmsg_len - kNfMsgHdrLen);
   // Decode into a scratch copy so a malformed CPU adds nothing.
   uint8_t tmp[kStRecordSize];
   std::memcpy(tmp, rec, kStRecordSize);
@@ -229,12 +222,11 @@ bool AddStatsCpu(const nlmsghdr* nlh, uint8_t* rec, DecodeCounters& c) {
 }
 
 bool SetStatsGlobal(const nlmsghdr* nlh, uint8_t* rec, DecodeCounters& c) {
-  const size_t hdr = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
-  if (nlh->nlmsg_len < hdr) {
+  if (nlh->nlmsg_len < kNfMsgHdrLen) {
     c.errors++;
     return false;
   }
-  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + hdr, nlh->nlmsg_len - hdr);
+  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + kNfMsgHdrLen, nlh->nlmsg_len - kNfMsgHdrLen);
   while (a.Next()) {
     if (a.Type() == CTA_STATS_GLOBAL_ENTRIES) {
       double v = a.Be32();

@@ -20,7 +20,6 @@
 #include "netns.h"
 #include "nflog-config.h"
 #include "records.h"
-#include "source.h"
 
 namespace nw {
 namespace {
@@ -63,8 +62,10 @@ Napi::Value DecodeForTest(const Napi::CallbackInfo& info) {
     const bool dump = kind == "dump";
     BatchWriter w(kKindConntrack, kCtRecordSize, MaxRecords(n));
     WalkDatagram(buf, n, c, [&](const nlmsghdr* nlh) {
-      if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) {
-        if (dump) loss.flags |= kFlagDumpEnd;
+      int err;
+      if (EndOfReply(nlh, &err)) {
+        if (dump) loss.flags |= err ? kFlagDumpEnd | kFlagDumpError : kFlagDumpEnd;
+        loss.err = uint32_t(err);
         return false;
       }
       AppendConntrack(nlh, dump, ts, w, c);
@@ -97,7 +98,8 @@ Napi::Value DecodeForTest(const Napi::CallbackInfo& info) {
       std::memset(rec, 0, kStRecordSize);
       w.Commit();
       WalkDatagram(buf, n, c, [&](const nlmsghdr* nlh) {
-        if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) return false;
+        int err;
+        if (EndOfReply(nlh, &err)) return false;
         if ((nlh->nlmsg_type & 0xff) == IPCTNL_MSG_CT_GET_STATS) {
           SetStatsGlobal(nlh, rec, c);
         } else {
@@ -139,7 +141,8 @@ class CaptureWorker : public Napi::AsyncWorker {
     NsError r = RunInNetns(netns_, [&](const char** sc) -> int {
       if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
       if (what_ == "events") {
-        for (unsigned g : {1u, 2u, 3u}) {  // NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY
+        for (unsigned g : {unsigned(NFNLGRP_CONNTRACK_NEW), unsigned(NFNLGRP_CONNTRACK_UPDATE),
+                           unsigned(NFNLGRP_CONNTRACK_DESTROY)}) {
           if (int e = NlJoinGroup(fd, g)) return *sc = "membership", e;
         }
       }
@@ -181,13 +184,13 @@ class CaptureWorker : public Napi::AsyncWorker {
       if (n <= 0) continue;
       datagrams_.emplace_back(buf.begin(), buf.begin() + n);
       if (until_done) {
-        const nlmsghdr* last = nullptr;
-        for (size_t off = 0; off + NLMSG_HDRLEN <= size_t(n);) {
-          last = reinterpret_cast<const nlmsghdr*>(buf.data() + off);
-          if (last->nlmsg_len < NLMSG_HDRLEN) break;
-          off += NLMSG_ALIGN(last->nlmsg_len);
-        }
-        if (last && (last->nlmsg_type == NLMSG_DONE || last->nlmsg_type == NLMSG_ERROR)) break;
+        bool done = false;
+        DecodeCounters c;
+        WalkDatagram(buf.data(), size_t(n), c, [&](const nlmsghdr* nlh) {
+          int err;
+          return !(done = EndOfReply(nlh, &err));
+        });
+        if (done) break;
       }
     }
     close(fd);

@@ -1,11 +1,30 @@
 // Message decoders: one netlink message in, one fixed-width record (batch-layout.h) out.
 // They never allocate and never read past the message; malformed input only bumps counters.
 #pragma once
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace nw {
+
+/** nlmsghdr + nfgenmsg: where a netfilter message's attributes start. */
+constexpr size_t kNfMsgHdrLen = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+
+/** Stores v at rec + off (records are packed: no alignment assumed). */
+template <typename T>
+inline void Put(uint8_t* rec, uint32_t off, T v) {
+  std::memcpy(rec + off, &v, sizeof(T));
+}
+
+/** nfgen_family → the record's family byte: 4, 6, or 0 for anything else. */
+inline uint8_t FamilyOf(uint8_t nfgen_family) {
+  return nfgen_family == AF_INET ? 4 : nfgen_family == AF_INET6 ? 6 : 0;
+}
 
 struct DecodeCounters {
   uint32_t errors = 0;   // malformed messages or attributes
@@ -23,6 +42,31 @@ bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters
 bool AddStatsCpu(const nlmsghdr* nlh, uint8_t* rec, DecodeCounters& c);
 /** IPCTNL_MSG_CT_GET_STATS reply: stores the global entry count into the stats record. */
 bool SetStatsGlobal(const nlmsghdr* nlh, uint8_t* rec, DecodeCounters& c);
+
+/**
+ * True when nlh ends a dump or a request (NLMSG_DONE / NLMSG_ERROR), with *err the errno it
+ * carries: 0 for a clean end or an ack. A dump that fails midway ends in NLMSG_DONE whose int
+ * payload is -errno, so DONE is not always success.
+ */
+inline bool EndOfReply(const nlmsghdr* nlh, int* err) {
+  if (nlh->nlmsg_type == NLMSG_DONE) {
+    int32_t e = 0;
+    if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(e)) std::memcpy(&e, NLMSG_DATA(nlh), sizeof(e));
+    *err = e >= 0 ? 0 : e == INT32_MIN ? EPROTO : -e;
+    return true;
+  }
+  if (nlh->nlmsg_type == NLMSG_ERROR) {
+    nlmsgerr e;
+    if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(e)) {
+      *err = EPROTO;
+    } else {
+      std::memcpy(&e, NLMSG_DATA(nlh), sizeof(e));
+      *err = e.error >= 0 ? 0 : e.error == INT32_MIN ? EPROTO : -e.error;
+    }
+    return true;
+  }
+  return false;
+}
 
 /**
  * Walks the netlink messages of one datagram, calling fn(const nlmsghdr*) for each well-formed

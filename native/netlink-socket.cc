@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "decode.h"
+
 namespace nw {
 
 int NlOpen() {
@@ -124,22 +126,16 @@ int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlm
       if (errno == EINTR || errno == EAGAIN || errno == ENOBUFS) continue;
       return errno;
     }
-    size_t off = 0;
-    size_t total = static_cast<size_t>(n);
-    while (total - off >= NLMSG_HDRLEN) {
-      const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf + off);
-      if (nlh->nlmsg_len < NLMSG_HDRLEN || nlh->nlmsg_len > total - off) return EPROTO;
-      if (nlh->nlmsg_seq == seq) {
-        if (nlh->nlmsg_type == NLMSG_DONE) return 0;
-        if (nlh->nlmsg_type == NLMSG_ERROR) {
-          if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nlmsgerr)) return EPROTO;
-          const nlmsgerr* e = reinterpret_cast<const nlmsgerr*>(buf + off + NLMSG_HDRLEN);
-          return -e->error;  // 0 = ack
-        }
-        if (fn) fn(ctx, nlh);
-      }
-      off += NLMSG_ALIGN(nlh->nlmsg_len);
-    }
+    int end = -1;
+    DecodeCounters c;
+    WalkDatagram(buf, size_t(n), c, [&](const nlmsghdr* nlh) {
+      if (nlh->nlmsg_seq != seq) return true;
+      if (EndOfReply(nlh, &end)) return false;
+      if (fn) fn(ctx, nlh);
+      return true;
+    });
+    if (end >= 0) return end;
+    if (c.errors) return EPROTO;
   }
 }
 

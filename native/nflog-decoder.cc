@@ -14,11 +14,6 @@
 namespace nw {
 namespace {
 
-template <typename T>
-inline void Put(uint8_t* rec, uint32_t off, T v) {
-  std::memcpy(rec + off, &v, sizeof(T));
-}
-
 inline uint16_t Be16At(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
 bool HasPorts(uint8_t proto) {
@@ -90,8 +85,7 @@ void Packet(const uint8_t* p, size_t n, uint8_t* rec) {
 }  // namespace
 
 bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters& c) {
-  const size_t hdr = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
-  if (nlh->nlmsg_len < hdr || (nlh->nlmsg_type & 0xff) != NFULNL_MSG_PACKET) {
+  if (nlh->nlmsg_len < kNfMsgHdrLen || (nlh->nlmsg_type & 0xff) != NFULNL_MSG_PACKET) {
     c.errors++;
     return false;
   }
@@ -101,7 +95,7 @@ bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters
   Put<double>(rec, kNlTs, ts_ms);
   Put<uint16_t>(rec, kNlGroup, ntohs(g->res_id));
   uint8_t flags = 0;
-  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + hdr, nlh->nlmsg_len - hdr);
+  AttrReader a(reinterpret_cast<const uint8_t*>(nlh) + kNfMsgHdrLen, nlh->nlmsg_len - kNfMsgHdrLen);
   while (a.Next()) {
     switch (a.Type()) {
       case NFULA_PACKET_HDR:
@@ -157,7 +151,7 @@ bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters
   }
   if (rec[kNlFamily] == 0) {
     // No usable payload: fall back to the message's family.
-    rec[kNlFamily] = g->nfgen_family == AF_INET ? 4 : g->nfgen_family == AF_INET6 ? 6 : 0;
+    rec[kNlFamily] = FamilyOf(g->nfgen_family);
   }
   rec[kNlFlags] = flags;
   return true;

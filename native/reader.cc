@@ -135,6 +135,15 @@ bool Reader::ReadDrops(int fd, DropWatch& d, LossCounters& loss) {
   return delta != 0;
 }
 
+// recv() said ENOBUFS: the kernel dropped events for us. Count, take the exact drop count so
+// far, and keep reading (a reader that stops here loses everything after).
+void Reader::Overrun(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline) {
+  loss.enobufs++;
+  ReadDrops(fd, d, loss);
+  d.watching = true;
+  Arm(deadline);
+}
+
 // The queue is empty, so the recv that emptied it cleared the congestion: every drop from now
 // on raises a new ENOBUFS. One last read takes the drops counted while congested.
 void Reader::DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline) {
@@ -191,6 +200,7 @@ void Reader::StartDump() {
     return;
   }
   dump_active_ = true;
+  dump_intr_ = false;
   Arm(ct_deadline_);
 }
 
@@ -218,11 +228,8 @@ void Reader::DrainConntrack() {
     int n = recvmmsg(fds_.ct, msgs, kSlots, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == ENOBUFS) {  // the kernel dropped events for us: count, keep reading
-        ct_loss_.enobufs++;
-        ReadDrops(fds_.ct, ct_drops_, ct_loss_);
-        ct_drops_.watching = true;
-        Arm(ct_deadline_);
+      if (errno == ENOBUFS) {
+        Overrun(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
         continue;
       }
       DrainedAfterLoss(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
@@ -269,15 +276,10 @@ void Reader::DrainDump() {
     int end = -1;
     WalkDatagram(rxbuf_, size_t(n), c, [&](const nlmsghdr* nlh) {
       if (nlh->nlmsg_seq != dump_seq_) return true;  // a stale reply of an aborted dump
-      if (nlh->nlmsg_type == NLMSG_DONE) {
-        end = 0;
-        return false;
-      }
-      if (nlh->nlmsg_type == NLMSG_ERROR) {
-        const nlmsgerr* e = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(nlh));
-        end = nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(nlmsgerr) ? -e->error : EPROTO;
-        return false;
-      }
+      if (EndOfReply(nlh, &end)) return false;
+      // The table changed under a dump that checks consistency: its records are real but the
+      // set may be incomplete, so the dump ends as failed rather than as a complete table.
+      if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) dump_intr_ = true;
       if (AppendConntrack(nlh, true, now_ms_, ct_, c)) {
         if (ct_.Full()) Flush(ct_, ct_loss_, ct_deadline_);
       }
@@ -285,7 +287,7 @@ void Reader::DrainDump() {
     });
     ct_loss_.decode_errors += c.errors;
     ct_loss_.unknown_attrs += c.unknown;
-    if (end >= 0) EndDump(end);
+    if (end >= 0) EndDump(end == 0 && dump_intr_ ? EINTR : end);
   }
 }
 
@@ -295,10 +297,7 @@ void Reader::DrainNflog() {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
-        nl_loss_.enobufs++;
-        ReadDrops(fds_.nflog, nl_drops_, nl_loss_);
-        nl_drops_.watching = true;
-        Arm(nl_deadline_);
+        Overrun(fds_.nflog, nl_drops_, nl_loss_, nl_deadline_);
         continue;
       }
       DrainedAfterLoss(fds_.nflog, nl_drops_, nl_loss_, nl_deadline_);
@@ -354,7 +353,13 @@ void Reader::Run() {
     const int nl_i = fds_.nflog >= 0 ? n : -1;
     if (nl_i >= 0) p[n++] = {fds_.nflog, POLLIN, 0};
     int pr = poll(p, nfds_t(n), timeout);
-    if (pr < 0 && errno != EINTR) break;
+    if (pr < 0 && errno != EINTR) {
+      // ENOMEM, the only failure a valid pollfd array can see, passes. The thread must not
+      // exit on its own: it owns the TSFN's last reference, which Ref()/Unref() still use.
+      timespec ts{0, 10 * 1000 * 1000};
+      nanosleep(&ts, nullptr);
+      continue;
+    }
     if (pr > 0) {
       if (p[0].revents) {
         uint64_t v;

@@ -68,6 +68,7 @@ class Reader {
   void EndDump(int err);
   void Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline);
   bool ReadDrops(int fd, DropWatch& d, LossCounters& loss);
+  void Overrun(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline);
   void DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline);
   void Arm(int64_t& deadline);
   void Wake();
@@ -92,6 +93,7 @@ class Reader {
   int64_t ct_deadline_ = 0;
   int64_t nl_deadline_ = 0;
   bool dump_active_ = false;
+  bool dump_intr_ = false;  // a message of the current dump carried NLM_F_DUMP_INTR
   uint32_t dump_seq_ = 0;
   double now_ms_ = 0;
   IfnameCache ifnames_;

@@ -1,8 +1,9 @@
 // Kernel-captured datagrams through the C++ decoder (decodeForTest: the reader's own decode
 // path) and the TypeScript codec, compared with what conntrack-tools printed for the same
 // entries at capture time.
+import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { FLAG_DUMP_END, CtBatchView, NflogBatchView, readHeader, readStats, BATCH_CONNTRACK, BATCH_NFLOG } from '../../src/source/codec.js';
+import { FLAG_DUMP_END, FLAG_DUMP_ERROR, CtBatchView, NflogBatchView, readHeader, readStats, BATCH_CONNTRACK, BATCH_NFLOG } from '../../src/source/codec.js';
 import { formatConntrack, formatNflog } from '../../src/source/format.js';
 import { loadNative } from '../../src/source/native.js';
 import { CtKind } from '../../src/source/types.js';
@@ -90,6 +91,21 @@ describe('conntrack fixtures: C++ decoder + TS codec agree with conntrack -E', (
       expect(e.proto).toBe(ref.proto);
       expect(e.state).toBe(ref.proto === 'tcp' ? ref.state : null);
     }
+  });
+
+  it('ct-dump ending in NLMSG_DONE that carries -errno: the records, then a failed end with that errno', () => {
+    const bytes = Buffer.from(readFixture('ct-dump').bytes);
+    let done = -1;
+    for (let off = 0; off + 16 <= bytes.length; off += (bytes.readUInt32LE(off) + 3) & ~3) {
+      if (bytes.readUInt16LE(off + 4) === 3 /* NLMSG_DONE */) done = off;
+    }
+    expect(bytes.readUInt32LE(done)).toBeGreaterThanOrEqual(20);
+    const clean = readHeader(addon.decodeForTest('dump', bytes));
+    expect([clean.flags & (FLAG_DUMP_END | FLAG_DUMP_ERROR), clean.errno]).toEqual([FLAG_DUMP_END, 0]);
+    bytes.writeInt32LE(-constants.errno.EINTR, done + 16);
+    const h = readHeader(addon.decodeForTest('dump', bytes));
+    expect(h.count).toBe(clean.count);
+    expect([h.flags & (FLAG_DUMP_END | FLAG_DUMP_ERROR), h.errno]).toEqual([FLAG_DUMP_END | FLAG_DUMP_ERROR, constants.errno.EINTR]);
   });
 
   it('formats a text line with both tuples, state and NAT marker', () => {
