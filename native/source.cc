@@ -43,9 +43,8 @@ uint32_t U32Opt(Napi::Object o, const char* key, uint32_t def, uint32_t lo, uint
   return uint32_t(d);
 }
 
-}  // namespace
-
-void ThrowSys(Napi::Env env, int err, const char* syscall, int group) {
+/** Throws a JS Error carrying errno / syscall (and group, when >= 0) for native.ts to map. */
+void ThrowSys(Napi::Env env, int err, const char* syscall, int group = -1) {
   std::string msg = std::string(syscall) + ": " + std::strerror(err);
   Napi::Error e = Napi::Error::New(env, msg);
   e.Set("errno", Napi::Number::New(env, err));
@@ -53,6 +52,8 @@ void ThrowSys(Napi::Env env, int err, const char* syscall, int group) {
   if (group >= 0) e.Set("group", Napi::Number::New(env, group));
   e.ThrowAsJavaScriptException();
 }
+
+}  // namespace
 
 Napi::Function Source::Define(Napi::Env env) {
   return DefineClass(env, "Source",

@@ -49,7 +49,4 @@ class Source : public Napi::ObjectWrap<Source> {
   bool hook_ = false;
 };
 
-/** Throws a JS Error carrying errno / syscall (and group, when > 0) for native.ts to map. */
-void ThrowSys(Napi::Env env, int err, const char* syscall, int group = -1);
-
 }  // namespace nw
