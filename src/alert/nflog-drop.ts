@@ -2,12 +2,12 @@
 // {prefix, group, proto, dstIp, dstPort}. Fires on the first packets (drops = packets seen since
 // firing), re-sent as the count grows (engine rate limit), resolved after nflogQuietMs without
 // packets. Keys are bounded; packets for new keys beyond the bound are counted, not tracked.
+import { endpoint } from '../endpoint.js';
 import type { NflogKey } from '../types.js';
 import type { NflogView } from '../source/types.js';
 import { protoName } from '../source/names.js';
 import type { Clock } from './clock.js';
 import type { AlertEngine } from './engine.js';
-import { endpoint } from './port-exhaustion.js';
 import type { Thresholds } from './thresholds.js';
 
 interface Entry {

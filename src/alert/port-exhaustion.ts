@@ -4,6 +4,7 @@
 // portResolve. Kernel drop counters are per namespace, not per key: a tick's drops are split
 // over the keys at capacity at that moment (the only keys whose new connections the kernel
 // cannot place).
+import { endpoint } from '../endpoint.js';
 import type { PortKey, Severity } from '../types.js';
 import type { Tracker } from '../track/tracker.js';
 import type { AlertEngine } from './engine.js';
@@ -20,10 +21,6 @@ export interface PortResult {
   atCapacity: number;
   /** Drops attributed to them. */
   attributed: number;
-}
-
-export function endpoint(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 export class PortExhaustionRule {

@@ -3,6 +3,7 @@
 // the cursor up over it and clearing to the end of the screen, then new alert lines are
 // printed (scrolling as usual) and the block is drawn again. Block lines are cut to the
 // terminal width so each takes exactly one row.
+import { endpoint } from '../endpoint.js';
 import type { Alert, PortKey, StatsMessage, TopEntry, WireEvent } from '../types.js';
 
 const ESC = '\x1b[';
@@ -20,13 +21,9 @@ const plain: Paint = (s) => s;
 
 export function keyText(key: Alert['key']): string {
   const k = key as Partial<PortKey> & { prefix?: string; group?: number };
-  if (k.prefix !== undefined) return `nflog ${k.group} "${k.prefix.trim()}" ${k.proto ?? ''} → ${hostPort(k.dstIp ?? '?', k.dstPort ?? 0)}`;
-  if (k.dstIp !== undefined) return `${k.proto} ${k.natIp} → ${hostPort(k.dstIp, k.dstPort ?? 0)}`;
+  if (k.prefix !== undefined) return `nflog ${k.group} "${k.prefix.trim()}" ${k.proto ?? ''} → ${endpoint(k.dstIp ?? '?', k.dstPort ?? 0)}`;
+  if (k.dstIp !== undefined) return `${k.proto} ${k.natIp} → ${endpoint(k.dstIp, k.dstPort ?? 0)}`;
   return 'host';
-}
-
-function hostPort(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 export function eta(seconds: number | null | undefined): string {
@@ -54,10 +51,10 @@ export function alertLine(a: Alert, useColor: boolean): string {
 
 export function eventLine(e: WireEvent): string {
   if (e.source === 'conntrack') {
-    const nat = e.nat ? ` [${e.nat} ${hostPort(e.reply.dst, e.reply.dport)}]` : '';
-    return `${e.ts.slice(11, 23)} ${e.event.padEnd(7)} ${e.proto} ${hostPort(e.orig.src, e.orig.sport)} → ${hostPort(e.orig.dst, e.orig.dport)}${nat}`;
+    const nat = e.nat ? ` [${e.nat} ${endpoint(e.reply.dst, e.reply.dport)}]` : '';
+    return `${e.ts.slice(11, 23)} ${e.event.padEnd(7)} ${e.proto} ${endpoint(e.orig.src, e.orig.sport)} → ${endpoint(e.orig.dst, e.orig.dport)}${nat}`;
   }
-  return `${e.ts.slice(11, 23)} nflog   ${e.group} "${e.prefix.trim()}" ${e.proto} ${hostPort(e.src, e.sport)} → ${hostPort(e.dst, e.dport)}`;
+  return `${e.ts.slice(11, 23)} nflog   ${e.group} "${e.prefix.trim()}" ${e.proto} ${endpoint(e.src, e.sport)} → ${endpoint(e.dst, e.dport)}`;
 }
 
 export interface ViewState {

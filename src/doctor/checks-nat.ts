@@ -1,5 +1,6 @@
 // Checks on NAT capacity and on natwatch's own needs: port ranges vs the ephemeral range,
 // SNAT addresses vs the busiest destination, and the netlink receive buffer.
+import { endpoint } from '../endpoint.js';
 import type { Facts } from './facts.js';
 import type { CheckResult } from './types.js';
 
@@ -50,7 +51,7 @@ export function snatCapacity(f: Facts): CheckResult {
   const perAddr = size(range);
   const addresses = Math.max(1, ...src.map((r) => r.addresses));
   const u = top.flows / perAddr;
-  const dst = top.dstIp.includes(':') ? `[${top.dstIp}]:${top.dstPort}` : `${top.dstIp}:${top.dstPort}`;
+  const dst = endpoint(top.dstIp, top.dstPort);
   const finding =
     `busiest destination ${top.proto} ${dst}: ${top.flows} flows through NAT address ${top.natIp}, capacity ${perAddr} ports per address ` +
     `(${(u * 100).toFixed(0)}%) × ${addresses} address(es); each internal source is pinned to one NAT address, so one can run out while others idle`;

@@ -4,6 +4,7 @@
 // synchronously on process exit. Machine-wide sysctls go through sysctl-guard.
 import { spawnSync } from 'node:child_process';
 import type { Alert, TopEntry } from '../types.js';
+import { endpoint } from '../endpoint.js';
 import { guardSysctl, repairStale, type SysctlGuard } from './sysctl-guard.js';
 import { createLab, type Lab } from './topology.js';
 import { deltas, formatDeltas, reapWhile, snapshot } from './scenarios/kernel.js';
@@ -108,7 +109,7 @@ async function compareOccupancy(lab: Lab, w: LabWatcher, c: OccupancyCheck): Pro
     await sleep(500);
   } while (Date.now() < deadline);
   const k = c.key;
-  const dst = k.dstIp.includes(':') ? `[${k.dstIp}]:${k.dstPort}` : `${k.dstIp}:${k.dstPort}`;
+  const dst = endpoint(k.dstIp, k.dstPort);
   return { ok: used === kernel, line: `${k.proto} ${k.natIp} → ${dst}: natwatch counts ${used} flows, conntrack -L lists ${kernel}` };
 }
 

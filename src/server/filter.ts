@@ -3,6 +3,7 @@
 // one-line FilterError naming the field.
 import { isIP } from 'node:net';
 import type { Alert, Severity, StatsMessage, WireEvent } from '../types.js';
+import { endpoint } from '../endpoint.js';
 
 export type StreamType = 'alert' | 'stats' | 'event' | 'gap';
 export type StreamFormat = 'json' | 'msgpack' | 'ecs';
@@ -149,6 +150,6 @@ export function eventMatches(f: StreamFilter, e: WireEvent): boolean {
 /** The subscription as echoed back in `subscribed`. */
 export function describeSubscription(s: Subscription): Record<string, unknown> {
   const f = s.filter;
-  const dst = f.dstIp === null ? null : f.dstPort === null ? f.dstIp : f.dstIp.includes(':') ? `[${f.dstIp}]:${f.dstPort}` : `${f.dstIp}:${f.dstPort}`;
+  const dst = f.dstIp === null ? null : f.dstPort === null ? f.dstIp : endpoint(f.dstIp, f.dstPort);
   return { format: s.format, types: [...f.types], severity: f.severity, dst };
 }
