@@ -1,11 +1,11 @@
 // Checks on NAT capacity and on natwatch's own needs: port ranges vs the ephemeral range,
 // SNAT addresses vs the busiest destination, and the netlink receive buffer.
 import { endpoint } from '../endpoint.js';
+import { DEFAULT_NAT_PORTS, portSpan } from '../track/capacity.js';
 import type { Facts } from './facts.js';
+import type { NatRule, RulesetScan } from './ruleset-scan.js';
 import type { CheckResult } from './types.js';
 
-/** Ports NAT may pick from when a rule names no range (DESIGN.md). */
-const DEFAULT_NAT_RANGE: [number, number] = [1024, 65535];
 /** natwatch's netlink receive buffer (set with SO_RCVBUFFORCE). */
 export const WANTED_RCVBUF = 64 << 20;
 /** Socket-buffer cost of one conntrack event (skb truesize), for the "holds N events" estimate. */
@@ -16,18 +16,19 @@ function localRange(f: Facts): [number, number] | null {
   return m ? [Number(m[1]), Number(m[2])] : null;
 }
 
-const size = (r: [number, number]): number => r[1] - r[0] + 1;
+/** Rules that may rewrite the source (an iptables-nft xt target is not told apart here). */
+const sourceNat = (r: RulesetScan): NatRule[] => r.natRules.filter((n) => n.kind === 'masquerade' || n.kind === 'snat' || n.kind === 'xt');
 
 export function natPortRange(f: Facts): CheckResult {
   const id = 'nat-port-range';
   if (!f.ruleset) return { id, verdict: 'info', finding: `ruleset unreadable (${f.rulesetError})`, fix: null };
-  const src = f.ruleset.natRules.filter((r) => r.kind === 'masquerade' || r.kind === 'snat' || r.kind === 'xt');
+  const src = sourceNat(f.ruleset);
   if (src.length === 0) return { id, verdict: 'info', finding: 'no source NAT rules', fix: null };
   const local = localRange(f);
   const ranges = src.map((r) => r.ports).filter((p): p is [number, number] => p !== null);
-  const natText = ranges.length ? ranges.map((r) => `${r[0]}-${r[1]} (${size(r)} ports)`).join(', ') : `not set: the kernel keeps the source port when free, else picks in ${DEFAULT_NAT_RANGE.join('-')}`;
-  const localText = local ? `${local[0]}-${local[1]} (${size(local)} ports)` : 'unknown';
-  const overlap = local !== null && (ranges.length ? ranges : [DEFAULT_NAT_RANGE]).some((r) => r[0] <= local[1] && local[0] <= r[1]);
+  const natText = ranges.length ? ranges.map((r) => `${r[0]}-${r[1]} (${portSpan(r)} ports)`).join(', ') : `not set: the kernel keeps the source port when free, else picks in ${DEFAULT_NAT_PORTS.join('-')}`;
+  const localText = local ? `${local[0]}-${local[1]} (${portSpan(local)} ports)` : 'unknown';
+  const overlap = local !== null && (ranges.length ? ranges : [DEFAULT_NAT_PORTS]).some((r) => r[0] <= local[1] && local[0] <= r[1]);
   const rule =
     'overlap is legal: conntrack keeps the full tuple (proto, src, sport, dst, dport) unique, not the port, so NAT may reuse a port the host uses itself ' +
     'and a clash needs the same destination ip:port too, which NAT resolves by picking another port';
@@ -43,12 +44,12 @@ export function snatCapacity(f: Facts): CheckResult {
   const id = 'snat-capacity';
   if (!f.ruleset) return { id, verdict: 'info', finding: `ruleset unreadable (${f.rulesetError})`, fix: null };
   if (!f.table) return { id, verdict: 'info', finding: f.tableNote ?? 'table not dumped', fix: null };
-  const src = f.ruleset.natRules.filter((r) => r.kind === 'masquerade' || r.kind === 'snat' || r.kind === 'xt');
+  const src = sourceNat(f.ruleset);
   const top = f.table.busiest[0];
   if (!top) return { id, verdict: src.length ? 'ok' : 'info', finding: 'no source-NATed flows in the table', fix: null };
   const withRange = src.find((r) => r.ports !== null);
-  const range = withRange?.ports ?? DEFAULT_NAT_RANGE;
-  const perAddr = size(range);
+  const range = withRange?.ports ?? DEFAULT_NAT_PORTS;
+  const perAddr = portSpan(range);
   const addresses = Math.max(1, ...src.map((r) => r.addresses));
   const u = top.flows / perAddr;
   const dst = endpoint(top.dstIp, top.dstPort);
