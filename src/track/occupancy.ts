@@ -30,7 +30,7 @@ export class Occupancy {
     return `${protoName(proto)}|${natIp}|${dstIp}|${dstPort}|${local ? 'L' : 'N'}`;
   }
 
-  /** Id of the key, interning it if new. `created` tells the caller a new id was issued. */
+  /** Id of the key, interning it if new (a released id is reused first). */
   intern(str: string): number {
     const known = this.ids.get(str);
     if (known !== undefined) return known;

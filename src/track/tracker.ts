@@ -109,12 +109,13 @@ export class Tracker {
           // A NEW for a live id means its DESTROY was lost and the id reused: re-key it. A dump
           // record whose source port differs is the same case seen by a resync (checked on
           // numbers only: no string is formatted for a flow we already know).
+          let s = slot;
           if (kind === CtKind.New || (kind === CtKind.Dump && !(f & F_EVENT) && this.portChanged(view, slot, f))) {
             this.release(slot, nowSec);
             flows.remove(slot);
-            this.admit(view, id, zone, nowSec, true);
+            s = this.admit(view, id, zone, nowSec, true);
           }
-          if (this.dumping && kind !== CtKind.Dump) this.markEvent(id, zone);
+          if (this.dumping && kind !== CtKind.Dump) this.markEvent(s);
           continue;
         }
         // Tombstone: a dump record is stale; an event means the id lives (again).
@@ -124,15 +125,14 @@ export class Tracker {
         }
         flows.remove(slot);
       }
-      this.admit(view, id, zone, nowSec, kind === CtKind.New);
-      if (this.dumping && kind !== CtKind.Dump) this.markEvent(id, zone);
+      const s = this.admit(view, id, zone, nowSec, kind === CtKind.New);
+      if (this.dumping && kind !== CtKind.Dump) this.markEvent(s);
     }
   }
 
   /** See F_EVENT; cleared by the sweep at dumpEnd. */
-  private markEvent(id: number, zone: number): void {
-    const s = this.flows.find(id, zone);
-    if (s >= 0) this.flows.setFlags(s, this.flows.flagsAt(s) | F_EVENT);
+  private markEvent(slot: number): void {
+    this.flows.setFlags(slot, this.flows.flagsAt(slot) | F_EVENT);
   }
 
   /** Starts a dump generation. A second begin before the end restarts it. */
@@ -179,7 +179,8 @@ export class Tracker {
     return occ.cap[k]!;
   }
 
-  private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean): void {
+  /** Inserts the flow and counts it under its key; returns its slot. */
+  private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean): number {
     let key = -1;
     let port = 0;
     let flags = F_LIVE;
@@ -196,12 +197,13 @@ export class Tracker {
         flags |= F_LOCAL;
       }
     }
-    this.flows.insert(id, zone, flags, key, port, this.gen);
+    const slot = this.flows.insert(id, zone, flags, key, port, this.gen);
     if (isNew) this.global.add(0, C_NEW, nowSec, 1, true);
-    if (key < 0) return;
+    if (key < 0) return slot;
     if (this.occ.add(key, port)) this.rings.setActive(key, true);
     if (isNew) this.rings.add(key, C_NEW, nowSec, 1, true);
     else if (!this.rings.has(key)) this.rings.touch(key, true);
+    return slot;
   }
 
   private portChanged(view: ConntrackView, slot: number, f: number): boolean {
@@ -216,7 +218,6 @@ export class Tracker {
     if (key < 0) return;
     const idle = this.occ.remove(key, this.flows.portAt(slot));
     if (nowSec >= 0) this.rings.add(key, C_DESTROY, nowSec, 1, !idle);
-    else if (idle) this.rings.setActive(key, false);
     if (idle) {
       this.rings.setActive(key, false);
       if (!this.rings.has(key)) this.occ.release(key);
