@@ -4,7 +4,7 @@
 import { NatwatchError } from '../errors.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
 import { CtKind, type ConntrackView, type NflogView } from './types.js';
-import { natOf, protoName, tcpStateName } from './names.js';
+import { IPPROTO_TCP, natOf, protoName, tcpStateName } from './names.js';
 
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
@@ -170,11 +170,10 @@ export function addrText(dv: DataView, off: number, family: number): string {
   return family === 6 ? ipv6(dv, off) : ipv4(dv, off);
 }
 
-// --- names ----------------------------------------------------------------------------------
+// --- event objects --------------------------------------------------------------------------
 
-/** IP protocol names as conntrack prints them (include/uapi/linux/in.h: IPPROTO_*). */
+/** Event names by CtKind; a dump record reads as 'new' (the flow is new to the reader). */
 const EVENTS = [null, 'new', 'update', 'destroy', 'new'] as const;
-
 
 const utf8 = new TextDecoder();
 
@@ -187,6 +186,48 @@ function isoOf(ms: number): string {
     lastIso = new Date(ms).toISOString();
   }
   return lastIso;
+}
+
+/** DESIGN.md's conntrack event object from any view (this codec's, the synthetic source's). */
+export function conntrackEvent(v: ConntrackView): ConntrackEvent {
+  return {
+    type: 'event',
+    source: 'conntrack',
+    event: EVENTS[v.kind] ?? 'update',
+    id: v.id,
+    ts: isoOf(v.tsMs),
+    family: v.family === 6 ? 'ipv6' : 'ipv4',
+    proto: protoName(v.proto),
+    orig: { src: v.origSrc(), dst: v.origDst(), sport: v.origSport, dport: v.origDport },
+    reply: { src: v.replySrc(), dst: v.replyDst(), sport: v.replySport, dport: v.replyDport },
+    state: v.proto === IPPROTO_TCP ? tcpStateName(v.tcpState) : null,
+    nat: natOf(v.status),
+    timeout: v.timeout,
+    mark: v.mark,
+    zone: v.zone,
+  };
+}
+
+/** DESIGN.md's NFLOG event object from any view. */
+export function nflogEvent(v: NflogView): NflogEvent {
+  return {
+    type: 'event',
+    source: 'nflog',
+    ts: isoOf(v.tsMs),
+    group: v.group,
+    prefix: v.prefix(),
+    family: v.family === 6 ? 'ipv6' : 'ipv4',
+    proto: protoName(v.proto),
+    src: v.src(),
+    dst: v.dst(),
+    sport: v.sport,
+    dport: v.dport,
+    indev: v.indev(),
+    outdev: v.outdev(),
+    hook: v.hook,
+    mark: v.mark,
+    len: v.len,
+  };
 }
 
 // --- views ----------------------------------------------------------------------------------
@@ -226,24 +267,7 @@ export class CtBatchView implements ConntrackView {
   replySrc(): string { return addrText(this.dv, this.base + LAYOUT.ctReplySrc, this.family); }
   replyDst(): string { return addrText(this.dv, this.base + LAYOUT.ctReplyDst, this.family); }
 
-  toEvent(): ConntrackEvent {
-    return {
-      type: 'event',
-      source: 'conntrack',
-      event: EVENTS[this.kind] ?? 'update',
-      id: this.id,
-      ts: isoOf(this.tsMs),
-      family: this.family === 6 ? 'ipv6' : 'ipv4',
-      proto: protoName(this.proto),
-      orig: { src: this.origSrc(), dst: this.origDst(), sport: this.origSport, dport: this.origDport },
-      reply: { src: this.replySrc(), dst: this.replyDst(), sport: this.replySport, dport: this.replyDport },
-      state: this.proto === 6 ? tcpStateName(this.tcpState) : null,
-      nat: natOf(this.status),
-      timeout: this.timeout,
-      mark: this.mark,
-      zone: this.zone,
-    };
-  }
+  toEvent(): ConntrackEvent { return conntrackEvent(this); }
 }
 
 /** A cursor over an NFLOG batch. */
@@ -297,26 +321,7 @@ export class NflogBatchView implements NflogView {
     return String(this.dv.getUint32(this.base + indexOff, true));
   }
 
-  toEvent(): NflogEvent {
-    return {
-      type: 'event',
-      source: 'nflog',
-      ts: isoOf(this.tsMs),
-      group: this.group,
-      prefix: this.prefix(),
-      family: this.family === 6 ? 'ipv6' : 'ipv4',
-      proto: protoName(this.proto),
-      src: this.src(),
-      dst: this.dst(),
-      sport: this.sport,
-      dport: this.dport,
-      indev: this.indev(),
-      outdev: this.outdev(),
-      hook: this.hook,
-      mark: this.mark,
-      len: this.len,
-    };
-  }
+  toEvent(): NflogEvent { return nflogEvent(this); }
 }
 
 export interface StatsRecord {

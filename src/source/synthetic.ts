@@ -1,7 +1,7 @@
 // A fixture EventSource over plain arrays: tests and demos drive the tracker, the alert rules
 // and the streamer through the same EventSource boundary as the native netlink source, without
 // root or the addon. Batches are delivered synchronously, so a test controls ordering exactly.
-import { natOf, protoName, tcpStateName } from './names.js';
+import { conntrackEvent, nflogEvent } from './codec.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent, Tuple } from '../types.js';
 import {
   CtKind,
@@ -48,7 +48,6 @@ export interface SynthNflog {
   tsMs?: number;
 }
 
-
 /** A SNAT'd flow record: client src:sport → dst:dport, rewritten to natIp:natPort. */
 export function snatFlow(
   kind: CtKind,
@@ -83,8 +82,6 @@ export function plainFlow(
   };
 }
 
-const EVENT_NAMES = ['new', 'new', 'update', 'destroy', 'new'] as const;
-
 class ArrayCtView implements ConntrackView {
   private r!: SynthCt;
   constructor(private readonly recs: readonly SynthCt[], private readonly now: number) {}
@@ -108,25 +105,7 @@ class ArrayCtView implements ConntrackView {
   replySrc(): string { return this.r.reply.src; }
   replyDst(): string { return this.r.reply.dst; }
   get tsMs(): number { return this.r.tsMs ?? this.now; }
-  toEvent(): ConntrackEvent {
-    const r = this.r;
-    return {
-      type: 'event',
-      source: 'conntrack',
-      event: EVENT_NAMES[r.kind]!,
-      id: r.id,
-      ts: new Date(this.tsMs).toISOString(),
-      family: (r.family ?? 4) === 6 ? 'ipv6' : 'ipv4',
-      proto: protoName(r.proto ?? 6),
-      orig: { ...r.orig },
-      reply: { ...r.reply },
-      state: (r.proto ?? 6) === 6 ? tcpStateName(r.tcpState ?? -1) : null,
-      nat: natOf(r.status ?? 0),
-      timeout: r.timeout ?? 0,
-      mark: r.mark ?? 0,
-      zone: r.zone ?? 0,
-    };
-  }
+  toEvent(): ConntrackEvent { return conntrackEvent(this); }
 }
 
 class ArrayNflogView implements NflogView {
@@ -149,15 +128,7 @@ class ArrayNflogView implements NflogView {
   dst(): string { return this.r.dst; }
   indev(): string | null { return this.r.indev ?? null; }
   outdev(): string | null { return this.r.outdev ?? null; }
-  toEvent(): NflogEvent {
-    const r = this.r;
-    return {
-      type: 'event', source: 'nflog', ts: new Date(this.tsMs).toISOString(), group: r.group, prefix: this.prefix(),
-      family: this.family === 6 ? 'ipv6' : 'ipv4', proto: protoName(this.proto), src: r.src, dst: r.dst,
-      sport: this.sport, dport: this.dport, indev: this.indev(), outdev: this.outdev(), hook: this.hook,
-      mark: this.mark, len: this.len,
-    };
-  }
+  toEvent(): NflogEvent { return nflogEvent(this); }
 }
 
 export function zeroCounters(): KernelCounters {
