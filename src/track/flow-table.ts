@@ -17,14 +17,14 @@ export const F_EVENT = 8;
 const MAX_LOAD = 0.75;
 
 export class FlowTable {
-  private mask: number;
-  private ids: Uint32Array;
-  private zones: Uint16Array;
-  private flags: Uint8Array;
+  private mask = 0;
+  private ids!: Uint32Array;
+  private zones!: Uint16Array;
+  private flags!: Uint8Array;
   /** Dump generation stamp (see Tracker): a flow stamped with the current one is known fresh. */
-  private gens: Uint8Array;
-  private keys: Int32Array;
-  private ports: Uint16Array;
+  private gens!: Uint8Array;
+  private keys!: Int32Array;
+  private ports!: Uint16Array;
   private filled = 0;
   /** Live flows (tombstones excluded). */
   size = 0;
@@ -32,6 +32,10 @@ export class FlowTable {
   constructor(initialSlots = 1024) {
     let n = 16;
     while (n < initialSlots) n <<= 1;
+    this.alloc(n);
+  }
+
+  private alloc(n: number): void {
     this.mask = n - 1;
     this.ids = new Uint32Array(n);
     this.zones = new Uint16Array(n);
@@ -154,14 +158,7 @@ export class FlowTable {
 
   private grow(): void {
     const { ids, zones, flags, gens, keys, ports } = this;
-    const n = (this.mask + 1) * 2;
-    this.mask = n - 1;
-    this.ids = new Uint32Array(n);
-    this.zones = new Uint16Array(n);
-    this.flags = new Uint8Array(n);
-    this.gens = new Uint8Array(n);
-    this.keys = new Int32Array(n);
-    this.ports = new Uint16Array(n);
+    this.alloc((this.mask + 1) * 2);
     for (let i = 0; i < flags.length; i++) {
       if (flags[i] === 0) continue;
       const j = this.place(ids[i]!, zones[i]!);
