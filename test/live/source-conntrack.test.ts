@@ -7,6 +7,7 @@ import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlin
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
 import type { ConntrackEvent } from '../../src/types.js';
 import { NatwatchError } from '../../src/errors.js';
+import { parseConntrackLine as parseCt } from '../fixtures/fixtures.js';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -43,33 +44,6 @@ async function until(what: string, cond: () => boolean, ms = 5000): Promise<void
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
-}
-
-/** One `conntrack -E -o id` / `-L -o id` line → the fields we compare (token by token). */
-function parseCt(line: string) {
-  const toks = line.trim().split(/\s+/);
-  if (toks.length < 4) return null;
-  const ev = /^\[(\w+)\]$/.exec(toks[0]!);
-  const rest = ev ? toks.slice(1) : toks;
-  const tuples: Array<{ src: string; dst: string; sport: number; dport: number; icmp: boolean }> = [];
-  let state: string | null = null;
-  let id = -1;
-  for (const t of rest.slice(3)) {
-    const [k, v] = t.split('=') as [string, string | undefined];
-    const cur = tuples[tuples.length - 1];
-    if (v === undefined) {
-      if (/^[A-Z_]+$/.test(k) && tuples.length === 0) state = k;
-    } else if (k === 'src') tuples.push({ src: v, dst: '', sport: 0, dport: 0, icmp: false });
-    else if (k === 'dst' && cur) cur.dst = v;
-    else if (k === 'sport' && cur) cur.sport = Number(v);
-    else if (k === 'dport' && cur) cur.dport = Number(v);
-    else if (k === 'type' && cur) cur.icmp = true;
-    else if (k === 'id' && cur?.icmp && cur.sport === 0) cur.sport = cur.dport = Number(v);
-    else if (k === 'id') id = Number(v);
-  }
-  if (tuples.length < 2 || id < 0) return null;
-  const strip = ({ icmp: _i, ...t }: (typeof tuples)[number]) => t;
-  return { event: ev ? ev[1]!.toLowerCase() : null, proto: rest[0], state, orig: strip(tuples[0]!), reply: strip(tuples[1]!), id };
 }
 
 describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft, traffic)', () => {
