@@ -19,7 +19,7 @@ const color = {
 type Paint = (s: string) => string;
 const plain: Paint = (s) => s;
 
-export function keyText(key: Alert['key']): string {
+function keyText(key: Alert['key']): string {
   const k = key as Partial<PortKey> & { prefix?: string; group?: number };
   if (k.prefix !== undefined) return `nflog ${k.group} "${k.prefix.trim()}" ${k.proto ?? ''} → ${endpoint(k.dstIp ?? '?', k.dstPort ?? 0)}`;
   if (k.dstIp !== undefined) return `${k.proto} ${k.natIp} → ${endpoint(k.dstIp, k.dstPort ?? 0)}`;
@@ -64,7 +64,8 @@ export interface ViewState {
   firing: Map<string, Alert>;
 }
 
-export const alertId = (a: Alert): string => `${a.kind}|${JSON.stringify(a.key)}`;
+const idOf = (kind: Alert['kind'], key: Alert['key']): string => `${kind}|${JSON.stringify(key)}`;
+export const alertId = (a: Alert): string => idOf(a.kind, a.key);
 
 function fit(s: string, width: number): string {
   return s.length > width ? s.slice(0, Math.max(0, width - 1)) + '…' : s;
@@ -95,7 +96,7 @@ export function renderBlock(st: ViewState, width: number, useColor: boolean): st
 function topRow(e: TopEntry, st: ViewState, width: number, c: typeof color): string {
   let alert: Alert | undefined;
   for (const kind of ['nat_port_exhaustion', 'local_port_exhaustion'] as const) {
-    alert ??= st.firing.get(`${kind}|${JSON.stringify(e.key)}`);
+    alert ??= st.firing.get(idOf(kind, e.key));
   }
   const row =
     `${fit(keyText(e.key), 44).padEnd(44)} ${bar(e.utilization, 20)} ${(e.utilization * 100).toFixed(0).padStart(4)}%` +
