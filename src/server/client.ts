@@ -70,7 +70,7 @@ export class StreamClient {
       this.send(frames.get(this.sub.format));
       return;
     }
-    if (b.type === 'stats' ? !statsMatches(f, b.msg) : !eventMatches(f, b.msg)) {
+    if (b.type === 'stats' ? !statsMatches(f) : !eventMatches(f, b.msg)) {
       this.flushGap();
       return;
     }

@@ -7,13 +7,16 @@ import type { Alert, PortKey, NflogKey, StatsMessage, WireEvent } from '../types
  * event.severity is numeric and source-defined in ECS; these follow the scale of Elastic's
  * detection rules (47 medium, 73 high) so dashboards sort alerts sensibly.
  */
+/** The ECS release these documents follow. */
+const ECS_VERSION = '8.11.0';
+
 export const ECS_SEVERITY = { warning: 47, critical: 73 } as const;
 
 export function alertToEcs(a: Alert): Record<string, unknown> {
   const key = a.key as Partial<PortKey & NflogKey>;
   const doc: Record<string, unknown> = {
     '@timestamp': a.ts,
-    ecs: { version: '8.11.0' },
+    ecs: { version: ECS_VERSION },
     event: {
       kind: 'alert',
       category: ['network'],
@@ -52,7 +55,7 @@ export function alertToEcs(a: Alert): Record<string, unknown> {
 export function statsToEcs(s: StatsMessage): Record<string, unknown> {
   return {
     '@timestamp': s.ts,
-    ecs: { version: '8.11.0' },
+    ecs: { version: ECS_VERSION },
     event: { kind: 'metric', category: ['network'], type: ['info'], dataset: 'natwatch.stats' },
     natwatch: { type: 'stats', conntrack: s.conntrack, counters: s.counters, rates: s.rates, top: s.top },
   };
@@ -61,7 +64,7 @@ export function statsToEcs(s: StatsMessage): Record<string, unknown> {
 export function eventToEcs(e: WireEvent): Record<string, unknown> {
   const base = {
     '@timestamp': e.ts,
-    ecs: { version: '8.11.0' },
+    ecs: { version: ECS_VERSION },
   };
   if (e.source === 'conntrack') {
     const nat = e.nat === 'snat' || e.nat === 'both' ? { nat: { ip: e.reply.dst, port: e.reply.dport } } : {};

@@ -2,7 +2,7 @@
 // and wire format. Parsed from the upgrade query or a `subscribe` message; every bad value is a
 // one-line FilterError naming the field.
 import { isIP } from 'node:net';
-import type { Alert, Severity, StatsMessage, WireEvent } from '../types.js';
+import type { Alert, Severity, WireEvent } from '../types.js';
 import { endpoint } from '../endpoint.js';
 
 export type StreamType = 'alert' | 'stats' | 'event' | 'gap';
@@ -135,7 +135,7 @@ export function alertMatches(f: StreamFilter, a: Alert): boolean {
   return dstMatches(f, key.dstIp, key.dstPort);
 }
 
-export function statsMatches(f: StreamFilter, _s: StatsMessage): boolean {
+export function statsMatches(f: StreamFilter): boolean {
   return f.types.has('stats');
 }
 
