@@ -4,14 +4,15 @@
 // (`conntrack -E -o id`, `conntrack -L -o id`, `conntrack -S`) for the tests to compare with.
 //   node scripts/capture-fixtures.mjs        (needs root, a built addon and `npm run build`)
 import { execFileSync, spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'inherit' });
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
-const addon = createRequire(import.meta.url)('node-gyp-build')(ROOT);
+const { loadNative } = await import(`${ROOT}dist/source/native.js`);
+const { CtBatchView, readHeader } = await import(`${ROOT}dist/source/codec.js`);
+const addon = loadNative();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const out = (name, text) => writeFileSync(`${ROOT}test/fixtures/${name}.hex`, text);
 
@@ -70,12 +71,14 @@ function fixture(name, title, datagram, refs) {
 }
 
 // --- capture ------------------------------------------------------------------------------------
+// Through the codec, not hand-written offsets (they went stale when the header grew to 48 bytes).
 const decodeCt = (d) => {
   const b = addon.decodeForTest('conntrack', d);
-  const n = b.readUInt32LE(8);
-  return Array.from({ length: n }, (_, i) => ({
-    id: b.readUInt32LE(40 + i * 104 + 8), kind: b[40 + i * 104 + 26], family: b[40 + i * 104 + 27], proto: b[40 + i * 104 + 28],
-  }));
+  const v = new CtBatchView().reset(b, readHeader(b).count);
+  return Array.from({ length: v.count }, (_, i) => {
+    v.seek(i);
+    return { id: v.id, kind: v.kind, family: v.family, proto: v.proto };
+  });
 };
 const idOf = (line) => Number(/\bid=(\d+)(?!.*\bid=)/.exec(line)?.[1] ?? -1);
 
@@ -146,7 +149,7 @@ table inet filter { chain forward { type filter hook forward priority 0; tcp dpo
   await sleep(300);
   await lab.runPeer(lab.client, ['connect', '--proto', 'tcp', '--to', `${ADDR.server}:9999`, '--count', '3', '--timeout-ms', '300']);
   const nl = (await nflog).filter((d) => d.readUInt16LE(4) === 0x0400); // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET
-  const batch = nl.find((d) => addon.decodeForTest('nflog', d).readUInt32LE(8) >= 3) ?? Buffer.concat(nl.slice(0, 3));
+  const batch = nl.find((d) => readHeader(addon.decodeForTest('nflog', d)).count >= 3) ?? Buffer.concat(nl.slice(0, 3));
   fixture('nflog-ipv4-batch3', 'NFULNL_MSG_PACKET x3 (log prefix "blocked-9999 " group 5, copy 128 bytes, F_SEQ)', batch,
     [`client=${ADDR.client} server=${ADDR.server} dport=9999 indev-ifindex/outdev-ifindex of r-in/r-out`]);
 
