@@ -92,12 +92,15 @@ export async function run(argv: string[]): Promise<number> {
       log.info({ signal }, 'shutting down');
       void (async () => {
         let code = 0;
-        try {
-          await server.close();
-          await streamer.close();
-        } catch (err) {
-          log.error({ err: (err as Error).message }, 'shutdown failed');
-          code = 1;
+        // Each part is closed even when the other fails: the netlink sockets must not outlive
+        // a server that could not close cleanly.
+        for (const [part, close] of [['server', () => server.close()], ['streamer', () => streamer.close()]] as const) {
+          try {
+            await close();
+          } catch (err) {
+            log.error({ err: (err as Error).message, part }, 'shutdown failed');
+            code = 1;
+          }
         }
         log.info('stopped');
         flushLogs();
