@@ -1,6 +1,6 @@
 // Module init: per-environment data through SetInstanceData (no static objects with
-// destructors), the Source class, the test/capture entry points, and the batch layout so the
-// TypeScript codec can check it mirrors batch-layout.h.
+// destructors), the Source class, the test/capture entry points, and every batch-layout.h
+// constant (reserved bytes aside) so that the layout test can hold codec.ts's LAYOUT to it.
 #include <napi.h>
 
 #include "batch-layout.h"
@@ -19,7 +19,17 @@ Napi::Object Layout(Napi::Env env) {
   auto set = [&](const char* k, uint32_t v) { o.Set(k, Napi::Number::New(env, v)); };
   set("magic", kBatchMagic);
   set("version", kBatchVersion);
-  set("headerSize", kHeaderSize);
+  set("kindConntrack", kKindConntrack);
+  set("kindNflog", kKindNflog);
+  set("kindStats", kKindStats);
+  set("flagDumpBegin", kFlagDumpBegin);
+  set("flagDumpEnd", kFlagDumpEnd);
+  set("flagDumpEndBefore", kFlagDumpEndBefore);
+  set("flagDumpError", kFlagDumpError);
+  set("hdrMagic", kHdrMagic);
+  set("hdrVersion", kHdrVersion);
+  set("hdrKind", kHdrKind);
+  set("hdrFlags", kHdrFlags);
   set("hdrCount", kHdrCount);
   set("hdrRecordSize", kHdrRecordSize);
   set("hdrEnobufs", kHdrEnobufs);
@@ -29,19 +39,63 @@ Napi::Object Layout(Napi::Env env) {
   set("hdrUnknownAttrs", kHdrUnknownAttrs);
   set("hdrErrno", kHdrErrno);
   set("hdrKernelDrops", kHdrKernelDrops);
-  set("ctRecordSize", kCtRecordSize);
-  set("ctOrigSrc", kCtOrigSrc);
-  set("ctReplyDst", kCtReplyDst);
+  set("headerSize", kHeaderSize);
+  set("ctTs", kCtTs);
+  set("ctId", kCtId);
+  set("ctStatus", kCtStatus);
+  set("ctTimeout", kCtTimeout);
+  set("ctMark", kCtMark);
+  set("ctZone", kCtZone);
+  set("ctKind", kCtKind);
+  set("ctFamily", kCtFamily);
+  set("ctProto", kCtProto);
   set("ctTcpState", kCtTcpState);
   set("ctOrigSport", kCtOrigSport);
+  set("ctOrigDport", kCtOrigDport);
+  set("ctReplySport", kCtReplySport);
   set("ctReplyDport", kCtReplyDport);
-  set("nlRecordSize", kNlRecordSize);
-  set("nlPrefix", kNlPrefix);
+  set("ctOrigSrc", kCtOrigSrc);
+  set("ctOrigDst", kCtOrigDst);
+  set("ctReplySrc", kCtReplySrc);
+  set("ctReplyDst", kCtReplyDst);
+  set("ctRecordSize", kCtRecordSize);
+  set("nlTs", kNlTs);
+  set("nlSeq", kNlSeq);
+  set("nlMark", kNlMark);
+  set("nlLen", kNlLen);
+  set("nlGroup", kNlGroup);
+  set("nlFamily", kNlFamily);
+  set("nlProto", kNlProto);
+  set("nlSport", kNlSport);
+  set("nlDport", kNlDport);
+  set("nlHook", kNlHook);
+  set("nlFlags", kNlFlags);
+  set("nlPrefixLen", kNlPrefixLen);
+  set("nlIndex", kNlIndex);
+  set("nlOutdex", kNlOutdex);
+  set("nlSrc", kNlSrc);
+  set("nlDst", kNlDst);
   set("nlIndevName", kNlIndevName);
   set("nlOutdevName", kNlOutdevName);
-  set("nlSeq", kNlSeq);
-  set("stRecordSize", kStRecordSize);
+  set("nlPrefix", kNlPrefix);
+  set("nlPrefixMax", kNlPrefixMax);
+  set("nlRecordSize", kNlRecordSize);
+  set("nlFlagSeq", kNlFlagSeq);
+  set("nlFlagIndev", kNlFlagIndev);
+  set("nlFlagOutdev", kNlFlagOutdev);
+  set("stFound", kStFound);
+  set("stInvalid", kStInvalid);
+  set("stInsert", kStInsert);
+  set("stInsertFailed", kStInsertFailed);
+  set("stDrop", kStDrop);
+  set("stEarlyDrop", kStEarlyDrop);
+  set("stError", kStError);
+  set("stSearchRestart", kStSearchRestart);
+  set("stClashResolve", kStClashResolve);
+  set("stChainTooLong", kStChainTooLong);
+  set("stCpus", kStCpus);
   set("stCount", kStCount);
+  set("stRecordSize", kStRecordSize);
   return o;
 }
 

@@ -9,6 +9,15 @@ import { IPPROTO_TCP, natOf, protoName, tcpStateName } from './names.js';
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
   version: 2,
+  kindConntrack: 1,
+  kindNflog: 2,
+  kindStats: 3,
+  flagDumpBegin: 1,
+  flagDumpEnd: 2,
+  /** The end of a dump whose last batch was dropped: dumpEnd() before this batch's begin. */
+  flagDumpEndBefore: 4,
+  flagDumpError: 8,
+
   headerSize: 48,
   hdrMagic: 0,
   hdrVersion: 4,
@@ -63,26 +72,40 @@ export const LAYOUT = {
   nlIndevName: 72,
   nlOutdevName: 88,
   nlPrefix: 104,
+  nlPrefixMax: 128,
   nlRecordSize: 232,
+  nlFlagSeq: 1,
+  nlFlagIndev: 2,
+  nlFlagOutdev: 4,
 
-  stRecordSize: 96,
+  // Stats record: f64 sums, CTA_STATS_* in this order.
+  stFound: 0,
+  stInvalid: 8,
+  stInsert: 16,
+  stInsertFailed: 24,
+  stDrop: 32,
+  stEarlyDrop: 40,
+  stError: 48,
+  stSearchRestart: 56,
+  stClashResolve: 64,
+  stChainTooLong: 72,
   stCpus: 80,
   stCount: 88,
+  stRecordSize: 96,
 } as const;
 
-export const BATCH_CONNTRACK = 1;
-export const BATCH_NFLOG = 2;
-export const BATCH_STATS = 3;
+export const BATCH_CONNTRACK = LAYOUT.kindConntrack;
+export const BATCH_NFLOG = LAYOUT.kindNflog;
+export const BATCH_STATS = LAYOUT.kindStats;
 
-export const FLAG_DUMP_BEGIN = 1;
-export const FLAG_DUMP_END = 2;
-/** The end of a dump whose last batch was dropped: dumpEnd() before this batch's begin. */
-export const FLAG_DUMP_END_BEFORE = 4;
-export const FLAG_DUMP_ERROR = 8;
+export const FLAG_DUMP_BEGIN = LAYOUT.flagDumpBegin;
+export const FLAG_DUMP_END = LAYOUT.flagDumpEnd;
+export const FLAG_DUMP_END_BEFORE = LAYOUT.flagDumpEndBefore;
+export const FLAG_DUMP_ERROR = LAYOUT.flagDumpError;
 
-const NL_FLAG_SEQ = 1;
-const NL_FLAG_INDEV = 2;
-const NL_FLAG_OUTDEV = 4;
+const NL_FLAG_SEQ = LAYOUT.nlFlagSeq;
+const NL_FLAG_INDEV = LAYOUT.nlFlagIndev;
+const NL_FLAG_OUTDEV = LAYOUT.nlFlagOutdev;
 
 export interface BatchHeader {
   kind: number;
@@ -332,9 +355,12 @@ export interface StatsRecord {
   count: number;
 }
 
-const STAT_FIELDS = [
-  'found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong',
-] as const;
+const STAT_FIELDS: ReadonlyArray<readonly [keyof KernelCounters, number]> = [
+  ['found', LAYOUT.stFound], ['invalid', LAYOUT.stInvalid], ['insert', LAYOUT.stInsert],
+  ['insert_failed', LAYOUT.stInsertFailed], ['drop', LAYOUT.stDrop], ['early_drop', LAYOUT.stEarlyDrop],
+  ['error', LAYOUT.stError], ['search_restart', LAYOUT.stSearchRestart], ['clash_resolve', LAYOUT.stClashResolve],
+  ['chaintoolong', LAYOUT.stChainTooLong],
+];
 
 /** Reads a stats batch (kind 3). */
 export function readStats(buf: Uint8Array): StatsRecord {
@@ -343,6 +369,6 @@ export function readStats(buf: Uint8Array): StatsRecord {
   const dv = dataView(buf);
   const at = LAYOUT.headerSize;
   const counters = {} as KernelCounters;
-  STAT_FIELDS.forEach((k, i) => { counters[k] = dv.getFloat64(at + i * 8, true); });
+  for (const [k, off] of STAT_FIELDS) counters[k] = dv.getFloat64(at + off, true);
   return { counters, cpus: dv.getFloat64(at + LAYOUT.stCpus, true), count: dv.getFloat64(at + LAYOUT.stCount, true) };
 }

@@ -11,6 +11,7 @@ describe('batch layout', () => {
   it('batch-layout.h and codec.ts agree on every exported constant', () => {
     const native = addon.layout;
     expect(Object.keys(native).length).toBeGreaterThan(20);
+    expect(Object.keys(LAYOUT).sort()).toEqual(Object.keys(native).sort());
     for (const [k, v] of Object.entries(native)) {
       expect([k, LAYOUT[k as keyof typeof LAYOUT]]).toEqual([k, v]);
     }
