@@ -3,8 +3,12 @@
 #include <arpa/inet.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_log.h>
+#include <netinet/icmp6.h>    // ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY
 #include <netinet/in.h>
+#include <netinet/ip.h>       // IP_OFFMASK
+#include <netinet/ip_icmp.h>  // ICMP_ECHO, ICMP_ECHOREPLY
 
+#include <cstddef>
 #include <cstring>
 
 #include "attr-reader.h"
@@ -28,7 +32,7 @@ void L4(uint8_t proto, const uint8_t* l4, size_t n, uint8_t* rec) {
   } else if ((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) && n >= 8) {
     // Echo request/reply id, as conntrack keys ICMP by it.
     uint8_t t = l4[0];
-    if (t == 8 || t == 0 || t == 128 || t == 129) {
+    if (t == ICMP_ECHO || t == ICMP_ECHOREPLY || t == ICMP6_ECHO_REQUEST || t == ICMP6_ECHO_REPLY) {
       Put<uint16_t>(rec, kNlSport, Be16At(l4 + 4));
       Put<uint16_t>(rec, kNlDport, Be16At(l4 + 4));
     }
@@ -46,7 +50,7 @@ void Packet(const uint8_t* p, size_t n, uint8_t* rec) {
     Put<uint8_t>(rec, kNlProto, p[9]);
     std::memcpy(rec + kNlSrc, p + 12, 4);
     std::memcpy(rec + kNlDst, p + 16, 4);
-    bool first_fragment = (Be16At(p + 6) & 0x1fff) == 0;
+    bool first_fragment = (Be16At(p + 6) & IP_OFFMASK) == 0;
     if (ihl >= 20 && ihl <= n && first_fragment) L4(p[9], p + ihl, n - ihl, rec);
   } else if (version == 6 && n >= 40) {
     Put<uint8_t>(rec, kNlFamily, 6);
@@ -66,7 +70,7 @@ void Packet(const uint8_t* p, size_t n, uint8_t* rec) {
       } else if (next == IPPROTO_FRAGMENT) {
         if (n - off < 8) break;
         uint8_t nh = p[off];
-        bool first = (Be16At(p + off + 2) & 0xfff8) == 0;
+        bool first = (Be16At(p + off + 2) & 0xfff8) == 0;  // ip6f_offlg's offset bits
         off += 8;
         next = nh;
         if (!first) {
@@ -103,7 +107,7 @@ bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters
           a.Fail();
           break;
         }
-        Put<uint8_t>(rec, kNlHook, a.Data()[2]);
+        Put<uint8_t>(rec, kNlHook, a.Data()[offsetof(nfulnl_msg_packet_hdr, hook)]);
         break;
       case NFULA_MARK: Put<uint32_t>(rec, kNlMark, a.Be32()); break;
       case NFULA_IFINDEX_INDEV:
