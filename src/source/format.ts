@@ -1,5 +1,5 @@
 // One readable line per event for `natwatch events` (text mode), read straight off the views.
-import { natOf, protoName, tcpStateName } from './names.js';
+import { IPPROTO_TCP, natOf, protoName, tcpStateName } from './names.js';
 import { CtKind, type ConntrackView, type LossReport, type NflogView } from './types.js';
 
 const KIND_LABEL: Record<number, string> = {
@@ -20,7 +20,7 @@ function clock(ms: number): string {
 /** `12:00:01.234 [NEW]     tcp  192.0.2.5:41000 -> 198.51.100.8:80  reply 198.51.100.8:80 -> 198.51.100.1:50003  SYN_SENT snat id=12` */
 export function formatConntrack(v: ConntrackView): string {
   const f = v.family;
-  const state = v.proto === 6 ? tcpStateName(v.tcpState) : null;
+  const state = v.proto === IPPROTO_TCP ? tcpStateName(v.tcpState) : null;
   const nat = natOf(v.status);
   return (
     `${clock(v.tsMs)} ${KIND_LABEL[v.kind] ?? `[${v.kind}]`} ${protoName(v.proto).padEnd(4)} ` +

@@ -3,16 +3,22 @@
 import { IPS_DST_NAT, IPS_SRC_NAT } from './types.js';
 
 export const IPPROTO_ICMP = 1;
+export const IPPROTO_IGMP = 2;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_DCCP = 33;
+export const IPPROTO_IPV6 = 41;
+export const IPPROTO_GRE = 47;
+export const IPPROTO_ESP = 50;
+export const IPPROTO_AH = 51;
 export const IPPROTO_ICMPV6 = 58;
 export const IPPROTO_SCTP = 132;
 export const IPPROTO_UDPLITE = 136;
 
 const PROTO_NAMES: Record<number, string> = {
-  1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 41: 'ipv6', 47: 'gre', 50: 'esp', 51: 'ah',
-  58: 'icmpv6', 132: 'sctp', 136: 'udplite',
+  [IPPROTO_ICMP]: 'icmp', [IPPROTO_IGMP]: 'igmp', [IPPROTO_TCP]: 'tcp', [IPPROTO_UDP]: 'udp',
+  [IPPROTO_DCCP]: 'dccp', [IPPROTO_IPV6]: 'ipv6', [IPPROTO_GRE]: 'gre', [IPPROTO_ESP]: 'esp',
+  [IPPROTO_AH]: 'ah', [IPPROTO_ICMPV6]: 'icmpv6', [IPPROTO_SCTP]: 'sctp', [IPPROTO_UDPLITE]: 'udplite',
 };
 export const protoName = (p: number): string => PROTO_NAMES[p] ?? String(p);
 
