@@ -1,28 +1,40 @@
 #!/usr/bin/env node
-// Ingest benchmark (root, ≤ 60 s per row): in a throwaway lab, a raw-socket generator in the
+// Ingest benchmark (root, ≤ 20 s per row): in a throwaway lab, a raw-socket generator in the
 // client namespace creates conntrack entries through the masquerading router as fast as this
-// machine allows (or paced), then one flush destroys them all in a burst. Two listeners run
-// side by side in the router namespace: `natwatch events --json >/dev/null` and
-// `conntrack -E >/dev/null`. Ground truth for loss is the kernel's: the Drops column of
-// /proc/net/netlink for each listener's socket; natwatch's own ENOBUFS count (its stderr loss
-// lines) is reported beside it. Events generated = entries created (conntrack -C) x 2
-// (NEW + DESTROY).
-//   node scripts/bench-ingest.mjs [--count N] [--rates full,100000,25000]
+// machine allows (or paced), then one flush destroys them all in a burst. Four listeners run
+// side by side on the router namespace: `natwatch events --json >/dev/null`,
+// `conntrack -E >/dev/null`, a bare EventSource, and the full daemon `natwatch serve` (source →
+// tracker → alert rules → stats each second), without a WebSocket client or, in the --ws-rates
+// rows, with one client subscribed to alert,stats; the --alone-rates rows run serve as the only
+// listener (DESIGN.md's target is for one listener on this 2-core machine). Ground truth for loss is the kernel's: the
+// Drops column of /proc/net/netlink for each listener's socket; natwatch's own counts (events'
+// ENOBUFS loss lines, serve's /metrics) are reported beside it. Events generated = entries
+// created (conntrack -C) x 2 (NEW + DESTROY).
+//   node scripts/bench-ingest.mjs [--count N] [--rates full,50000,20000] [--ws-rates full] [--alone-rates full,20000]
 import { execFileSync, spawn } from 'node:child_process';
-import { openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const { values } = parseArgs({ options: { count: { type: 'string', default: '200000' }, rates: { type: 'string', default: 'full,100000,25000' } } });
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '200000' }, rates: { type: 'string', default: 'full,50000,20000' }, 'ws-rates': { type: 'string', default: 'full' }, 'alone-rates': { type: 'string', default: 'full,20000' } },
+});
 const COUNT = Math.min(Number(values.count), 1_000_000);
-const RATES = values.rates.split(',').map((r) => (r === 'full' ? 0 : Number(r)));
+const rateList = (v) => (v ? v.split(',').map((r) => (r === 'full' ? 0 : Number(r))) : []);
+const RUNS = [
+  ...rateList(values.rates).map((rate) => ({ rate, ws: false, alone: false })),
+  ...rateList(values['ws-rates']).map((rate) => ({ rate, ws: true, alone: false })),
+  ...rateList(values['alone-rates']).map((rate) => ({ rate, ws: false, alone: true })),
+];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'inherit' });
 const GEN = `/tmp/nwa-bench-gen-${process.pid}`;
 execFileSync('gcc', ['-O2', '-o', GEN, `${ROOT}scripts/bench-ingest.c`]);
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
+const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
 
 // Third listener: the EventSource alone, reading each record's kind and id (what the tracker
 // touches) and counting them; prints its exact totals when told to stop.
@@ -49,6 +61,40 @@ function cpuSeconds(pid) {
 }
 const hwmMiB = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 
+// A port free right now on loopback, for serve's --listen.
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const srv = createServer().once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+async function getText(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return res.text();
+}
+// serve is up once /healthz answers (it has subscribed and dumped by then); bounded wait.
+async function waitHealthy(base, proc, ms) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (proc.exitCode !== null) throw new Error(`natwatch serve exited with ${proc.exitCode}`);
+    try {
+      await getText(`${base}/healthz`);
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error(`natwatch serve not healthy after ${ms} ms`);
+}
+const metric = (text, name, source) => {
+  const m = new RegExp(`^${name}\\{source="${source}"\\} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+};
+const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
+
 const lab = await createLab({ prefix: 'nwa' });
 const rows = [];
 try {
@@ -73,49 +119,95 @@ try {
     return out;
   };
 
-  for (const rate of RATES) {
+  for (const { rate, ws, alone } of RUNS) {
     await lab.exec(lab.router, 'conntrack', ['-F']);
     await sleep(300);
     const devnull = openSync('/dev/null', 'w');
-    const ct = spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });
-    const nw = spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'events', '--netns', lab.router, '--json', '--no-dump'], { stdio: ['ignore', devnull, 'pipe'] });
-    const src = spawn(process.execPath, ['--input-type=module', '-e', COUNTER, lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let srcOut = '';
-    src.stdout.on('data', (d) => (srcOut += d));
-    let nwErr = '';
-    nw.stderr.on('data', (d) => (nwErr += d));
-    await sleep(1500); // both subscribed
-    const cpu0 = { nw: cpuSeconds(nw.pid), ct: cpuSeconds(ct.pid), src: cpuSeconds(src.pid) };
-    const before = await count();
-    const args = [lab.client, GEN, ADDR.client, ADDR.server, String(COUNT), ...(rate ? [String(rate)] : [])];
-    const gen = JSON.parse(execFileSync('ip', ['netns', 'exec', ...args], { timeout: 40_000 }).toString());
-    await sleep(500);
-    const created = (await count()) - before;
-    const dCreate = await drops([nw.pid, ct.pid, src.pid]);
-    const t0 = Date.now();
-    await lab.exec(lab.router, 'conntrack', ['-F']);
-    const flushMs = Date.now() - t0;
-    await sleep(3000); // let both drain the burst
-    const d = await drops([nw.pid, ct.pid, src.pid]);
-    const cpu = { nw: cpuSeconds(nw.pid) - cpu0.nw, ct: cpuSeconds(ct.pid) - cpu0.ct, src: cpuSeconds(src.pid) - cpu0.src };
-    const rss = { nw: hwmMiB(nw.pid), ct: hwmMiB(ct.pid), src: hwmMiB(src.pid) };
-    for (const p of [nw, ct, src]) p.kill('SIGTERM');
-    await Promise.all([nw, ct, src].map((p) => new Promise((r) => (p.exitCode === null ? p.once('exit', r) : r()))));
-    const counted = JSON.parse(srcOut.trim().split('\n').pop());
-    const enobufs = [...nwErr.matchAll(/(\d+) receive-buffer overflows?/g)].reduce((a, m) => a + Number(m[1]), 0);
-    const events = created * 2;
-    const row = {
-      target: rate ? `${rate}/s` : 'full speed',
-      created,
-      createRate: Math.round(created / gen.seconds),
-      flushMs,
-      events,
-      natwatch: { drops: d.get(nw.pid), dropsCreating: dCreate.get(nw.pid), enobufs, cpu: cpu.nw, rssMiB: rss.nw },
-      conntrackE: { drops: d.get(ct.pid), dropsCreating: dCreate.get(ct.pid), cpu: cpu.ct, rssMiB: rss.ct },
-      source: { drops: d.get(src.pid), dropsCreating: dCreate.get(src.pid), ...counted, cpu: cpu.src, rssMiB: rss.src },
-    };
-    rows.push(row);
-    console.log(JSON.stringify(row));
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const sv = spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'pipe'] });
+    let svErr = '';
+    sv.stderr.on('data', (d) => (svErr += d));
+    const ct = alone ? null : spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });
+    const nw = alone ? null : spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'events', '--netns', lab.router, '--json', '--no-dump'], { stdio: ['ignore', devnull, 'pipe'] });
+    const src = alone ? null : spawn(process.execPath, ['--input-type=module', '-e', COUNTER, lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const procs = [sv, ct, nw, src].filter(Boolean);
+    let client = null;
+    const wsSeen = { alert: 0, stats: 0, other: 0 };
+    try {
+      let srcOut = '';
+      src?.stdout.on('data', (d) => (srcOut += d));
+      let nwErr = '';
+      nw?.stderr.on('data', (d) => (nwErr += d));
+      await waitHealthy(base, sv, 8000);
+      if (ws) {
+        client = new WebSocket(`ws://127.0.0.1:${port}/v1/stream?types=alert,stats`);
+        client.on('message', (data) => {
+          const t = JSON.parse(data.toString()).type;
+          wsSeen[t === 'alert' || t === 'stats' ? t : 'other']++;
+        });
+        await new Promise((resolve, reject) => {
+          client.once('open', resolve);
+          client.once('error', reject);
+          setTimeout(() => reject(new Error('ws client: no open within 3 s')), 3000).unref();
+        });
+      }
+      await sleep(1500); // all subscribed
+      const cpu0 = procs.map((p) => cpuSeconds(p.pid));
+      const before = await count();
+      const args = [lab.client, GEN, ADDR.client, ADDR.server, String(COUNT), ...(rate ? [String(rate)] : [])];
+      const gen = JSON.parse(execFileSync('ip', ['netns', 'exec', ...args], { timeout: 12_000 }).toString());
+      await sleep(500);
+      const created = (await count()) - before;
+      const pids = procs.map((p) => p.pid);
+      const dCreate = await drops(pids);
+      const lostCreating = metric(await getText(`${base}/metrics`), 'natwatch_events_lost_total', 'conntrack');
+      const t0 = Date.now();
+      await lab.exec(lab.router, 'conntrack', ['-F']);
+      const flushMs = Date.now() - t0;
+      await sleep(3000); // let all drain the burst (and serve tick its stats)
+      const d = await drops(pids);
+      const cpuOf = new Map(procs.map((p, i) => [p, cpuSeconds(p.pid) - cpu0[i]]));
+      const rssOf = new Map(procs.map((p) => [p, hwmMiB(p.pid)]));
+      const [cpu, rss] = [cpuOf, rssOf].map((m) => ({ nw: m.get(nw), ct: m.get(ct), src: m.get(src), sv: m.get(sv) }));
+      const dd = (p) => d.get(p?.pid), dc = (p) => dCreate.get(p?.pid);
+      const metrics = await getText(`${base}/metrics`);
+      client?.close();
+      for (const p of procs) p.kill('SIGTERM');
+      await Promise.all(procs.map(exited));
+      const counted = src ? JSON.parse(srcOut.trim().split('\n').pop()) : null;
+      const enobufs = [...nwErr.matchAll(/(\d+) receive-buffer overflows?/g)].reduce((a, m) => a + Number(m[1]), 0);
+      const events = created * 2;
+      const row = {
+        target: (rate ? `${rate}/s` : 'full speed') + (ws ? ' + ws client' : '') + (alone ? ', serve alone' : ''),
+        created,
+        createRate: Math.round(created / gen.seconds),
+        flushMs,
+        events,
+        natwatch: nw && { drops: dd(nw), dropsCreating: dc(nw), enobufs, cpu: cpu.nw, rssMiB: rss.nw },
+        conntrackE: ct && { drops: dd(ct), dropsCreating: dc(ct), cpu: cpu.ct, rssMiB: rss.ct },
+        source: src && { drops: dd(src), dropsCreating: dc(src), ...counted, cpu: cpu.src, rssMiB: rss.src },
+        serve: {
+          drops: dd(sv),
+          dropsCreating: dc(sv),
+          received: metric(metrics, 'natwatch_events_received_total', 'conntrack'),
+          lost: metric(metrics, 'natwatch_events_lost_total', 'conntrack'),
+          lostCreating,
+          cpu: cpu.sv,
+          rssMiB: rss.sv,
+          exit: sv.exitCode,
+          ...(ws ? { ws: wsSeen } : {}),
+          ...(svErr.trim() ? { log: svErr.trim().split('\n').slice(-3) } : {}),
+        },
+      };
+      rows.push(row);
+      console.log(JSON.stringify(row));
+    } finally {
+      client?.terminate();
+      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+      await Promise.race([Promise.all(procs.map(exited)), sleep(5000)]);
+      closeSync(devnull);
+    }
   }
 } finally {
   await lab.destroy();
@@ -124,9 +216,30 @@ try {
 
 const pct = (lost, total) => `${((100 * lost) / total).toFixed(1)}%`;
 const us = (cpu, n) => ((cpu * 1e6) / n).toFixed(2);
-console.log('\n| generator target | entries created | create rate (/s) | flush burst | events (NEW+DESTROY) | natwatch events --json: lost (Drops; while creating) / ENOBUFS | CPU s (µs/event) | peak RSS | conntrack -E: lost (Drops; while creating) | CPU s (µs/event) | peak RSS | EventSource only: received / lost (Drops) | CPU s (µs/event) | peak RSS |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-for (const r of rows) {
-  const n = r.natwatch, c = r.conntrackE, s = r.source;
-  console.log(`| ${r.target} | ${r.created} | ${r.createRate} | ${r.flushMs} ms | ${r.events} | ${n.drops} (${pct(n.drops, r.events)}; ${n.dropsCreating}) / ${n.enobufs} | ${n.cpu.toFixed(2)} (${us(n.cpu, r.events - n.drops)}) | ${n.rssMiB.toFixed(0)} MiB | ${c.drops} (${pct(c.drops, r.events)}; ${c.dropsCreating}) | ${c.cpu.toFixed(2)} (${us(c.cpu, r.events - c.drops)}) | ${c.rssMiB.toFixed(0)} MiB | ${s.received} / ${s.drops} | ${s.cpu.toFixed(2)} (${us(s.cpu, s.received)}) | ${s.rssMiB.toFixed(0)} MiB |`);
-}
+const table = (title, head, cells) => {
+  console.log(`\n${title}\n\n| generator target | ${head.join(' | ')} |\n|---|${head.map(() => '---|').join('')}`);
+  for (const r of rows) {
+    const c = cells(r);
+    if (c) console.log(`| ${r.target} | ${c.join(' | ')} |`);
+  }
+};
+const mib = (x) => `${x.toFixed(0)} MiB`;
+table('Runs', ['entries created', 'create rate (/s)', 'flush burst', 'events (NEW+DESTROY)'], (r) => [r.created, r.createRate, `${r.flushMs} ms`, r.events]);
+table('natwatch serve (source → tracker → alerts → stats)', ['kernel Drops (while creating)', '/metrics received / lost (lost %; while creating)', 'CPU s (µs per kernel event / per received)', 'peak RSS', 'ws client got'], ({ serve: v, events }) => [
+  `${v.drops} (${v.dropsCreating})`,
+  `${v.received} / ${v.lost} (${pct(v.lost, events)}; ${v.lostCreating})`,
+  `${v.cpu.toFixed(2)} (${us(v.cpu, events)} / ${us(v.cpu, v.received)})`,
+  mib(v.rssMiB),
+  v.ws ? `${v.ws.stats} stats, ${v.ws.alert} alerts` : '—',
+]);
+table('natwatch events --json', ['lost (Drops; while creating) / ENOBUFS', 'CPU s (µs/event)', 'peak RSS'], ({ natwatch: n, events }) => n && [
+  `${n.drops} (${pct(n.drops, events)}; ${n.dropsCreating}) / ${n.enobufs}`,
+  `${n.cpu.toFixed(2)} (${us(n.cpu, events - n.drops)})`,
+  mib(n.rssMiB),
+]);
+table('EventSource only', ['received / lost (Drops)', 'CPU s (µs/event)', 'peak RSS'], ({ source: v }) => v && [`${v.received} / ${v.drops}`, `${v.cpu.toFixed(2)} (${us(v.cpu, v.received)})`, mib(v.rssMiB)]);
+table('conntrack -E', ['lost (Drops; while creating)', 'CPU s (µs/event)', 'peak RSS'], ({ conntrackE: c, events }) => c && [
+  `${c.drops} (${pct(c.drops, events)}; ${c.dropsCreating})`,
+  `${c.cpu.toFixed(2)} (${us(c.cpu, events - c.drops)})`,
+  mib(c.rssMiB),
+]);
