@@ -75,7 +75,8 @@ bool DecodeTuple(AttrReader a, uint8_t* rec, const TupleOut& o, DecodeCounters& 
 bool DecodeProtoinfo(AttrReader a, uint8_t* rec, DecodeCounters& c) {
   while (a.Next()) {
     if (a.Type() != CTA_PROTOINFO_TCP) {
-      c.unknown++;  // DCCP/SCTP state is not used downstream
+      // DCCP/SCTP state is known and not used downstream; only a newer kernel's is unknown.
+      if (a.Type() != CTA_PROTOINFO_DCCP && a.Type() != CTA_PROTOINFO_SCTP) c.unknown++;
       continue;
     }
     AttrReader t = a.Nested();

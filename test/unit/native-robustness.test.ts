@@ -123,4 +123,17 @@ describe('native decoders under hostile input', () => {
     expect([h.count, h.unknownAttrs, h.decodeErrors]).toEqual([1, 1, 0]);
     expect(LAYOUT.ctRecordSize).toBe(h.recordSize);
   });
+
+  it('SCTP/DCCP protocol info is known (not counted as unknown); a newer protoinfo is', () => {
+    const f = fixtures.find((x) => x.name === 'ct-new-tcp-snat')!;
+    const withProtoinfo = (inner: number) => {
+      // CTA_PROTOINFO (4, nested) holding one empty nested attribute of type `inner`.
+      const extra = Buffer.from([8, 0, 4, 0x80, 4, 0, inner, 0x80]);
+      const b = Buffer.concat([f.bytes, extra]);
+      b.writeUInt32LE(b.length, 0);
+      return decode('conntrack', b);
+    };
+    for (const inner of [2, 3]) expect([withProtoinfo(inner).count, withProtoinfo(inner).unknownAttrs]).toEqual([1, 0]); // DCCP, SCTP
+    expect([withProtoinfo(9).count, withProtoinfo(9).unknownAttrs]).toEqual([1, 1]);
+  });
 });
