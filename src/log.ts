@@ -55,7 +55,7 @@ export function setupLogging(opts: LogOptions = {}): Logger {
   return root;
 }
 
-export function rootLogger(): Logger {
+function rootLogger(): Logger {
   return root ?? setupLogging();
 }
 

@@ -39,6 +39,6 @@ export class ConntrackDropsRule {
   }
 }
 
-export function dropsMessage(total: number, d: Record<string, number>): string {
+function dropsMessage(total: number, d: Record<string, number>): string {
   return `Conntrack dropped ${total} packet${total === 1 ? '' : 's'} (last second: insert_failed +${d.insert_failed}, drop +${d.drop}, clash_resolve +${d.clash_resolve}, chaintoolong +${d.chaintoolong}) while no NAT destination is at capacity and the table has room; check for tuple clashes (parallel UDP/DNS from one socket), long hash chains (raise nf_conntrack_buckets) or rules dropping invalid packets`;
 }

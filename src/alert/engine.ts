@@ -159,7 +159,7 @@ export class AlertEngine {
   }
 }
 
-export function ratio(used: number | null, capacity: number | null): number | null {
+function ratio(used: number | null, capacity: number | null): number | null {
   if (used === null || capacity === null || capacity <= 0) return null;
   return Math.min(used / capacity, 1);
 }

@@ -135,7 +135,7 @@ export class EventLossRule {
   }
 }
 
-export function lossMessage(total: number, ct: LossCounts, nf: LossCounts): string {
+function lossMessage(total: number, ct: LossCounts, nf: LossCounts): string {
   const parts: string[] = [];
   if (lostEvents(ct) > 0) parts.push(`conntrack: ${sources(ct)}`);
   if (lostEvents(nf) > 0) parts.push(`nflog: ${sources(nf)}${nf.seqGap ? `, ${nf.seqGap} sequence numbers skipped` : ''}`);

@@ -77,7 +77,7 @@ export class NflogDropRule {
 
 const keyId = (k: NflogKey) => `${k.prefix}|${k.group}|${k.proto}|${k.dstIp}|${k.dstPort}`;
 
-export function nflogMessage(k: NflogKey, packets: number): string {
+function nflogMessage(k: NflogKey, packets: number): string {
   const prefix = k.prefix.trim();
   const rule = prefix ? `the rule logging "${prefix}" (NFLOG group ${k.group})` : `a rule logging to NFLOG group ${k.group}`;
   return `Packets to ${k.proto} ${endpoint(k.dstIp, k.dstPort)} are dropped by ${rule}: ${packets} packet${packets === 1 ? '' : 's'} so far; if this traffic is wanted, change that rule`;

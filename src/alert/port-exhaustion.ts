@@ -118,7 +118,7 @@ const kindOf = (keyStr: string) => (keyStr.endsWith('|L') ? 'local_port_exhausti
   | 'local_port_exhaustion'
   | 'nat_port_exhaustion';
 
-export function portMessage(
+function portMessage(
   local: boolean,
   key: PortKey,
   used: number,

@@ -43,7 +43,7 @@ export class TableFullRule {
   }
 }
 
-export function tableMessage(count: number, max: number, drops: number): string {
+function tableMessage(count: number, max: number, drops: number): string {
   const state = count >= max ? 'is full' : `is ${Math.floor((count / max) * 100)}% full`;
   const dropped = drops > 0 ? `, ${drops} packet${drops === 1 ? '' : 's'} dropped` : '';
   return `The conntrack table ${state}: ${count}/${max} entries${dropped}; raise net.netfilter.nf_conntrack_max (with nf_conntrack_buckets at max/4), shorten conntrack timeouts or exempt traffic that needs no tracking (notrack)`;

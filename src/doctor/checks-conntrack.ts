@@ -53,7 +53,7 @@ export function conntrackCount(f: Facts): CheckResult {
   return { id, verdict: 'ok', finding: `${count} of ${max} entries (${(u * 100).toFixed(1)}%)`, fix: null };
 }
 
-export const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 export function conntrackBuckets(f: Facts): CheckResult {
   const id = 'conntrack-buckets';

@@ -7,7 +7,7 @@ import type { NatRule, RulesetScan } from './ruleset-scan.js';
 import type { CheckResult } from './types.js';
 
 /** natwatch's netlink receive buffer (set with SO_RCVBUFFORCE). */
-export const WANTED_RCVBUF = 64 << 20;
+const WANTED_RCVBUF = 64 << 20;
 /** Socket-buffer cost of one conntrack event (skb truesize), for the "holds N events" estimate. */
 const EVENT_TRUESIZE = 1280;
 

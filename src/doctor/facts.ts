@@ -8,7 +8,7 @@ import { NatwatchError } from '../errors.js';
 import { parseConntrackList, type CtSummary } from './conntrack-list.js';
 import { scanIptablesSave, scanRuleset, type RulesetScan } from './ruleset-scan.js';
 
-export const SYSCTLS = [
+const SYSCTLS = [
   'net/netfilter/nf_conntrack_count',
   'net/netfilter/nf_conntrack_max',
   'net/netfilter/nf_conntrack_buckets',
@@ -22,7 +22,7 @@ export const SYSCTLS = [
 export type SysctlName = (typeof SYSCTLS)[number];
 
 /** Dumping a table larger than this just for advice costs more than it tells. */
-export const DUMP_LIMIT = 200_000;
+const DUMP_LIMIT = 200_000;
 
 export interface Facts {
   /** Namespace path, null = the current one. */
@@ -44,7 +44,7 @@ export interface Exec {
   (cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-export const execTool: Exec = (cmd, args) =>
+const execTool: Exec = (cmd, args) =>
   new Promise((resolve) => {
     execFile(cmd, args, { timeout: 15_000, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
       const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
@@ -65,7 +65,7 @@ export function checkNetns(path: string): void {
 }
 
 /** Name for `ip netns exec NAME` when the path is one `ip netns add` made. */
-export function fixPrefix(netns: string | null): string {
+function fixPrefix(netns: string | null): string {
   if (netns === null) return '';
   const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(netns);
   return m ? `ip netns exec ${m[1]} ` : `nsenter --net=${netns} `;

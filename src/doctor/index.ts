@@ -7,7 +7,7 @@ import type { CheckResult, DoctorReport } from './types.js';
 export type { CheckResult, DoctorReport, Verdict } from './types.js';
 export { gatherFacts, type Facts } from './facts.js';
 
-export const CHECKS: ReadonlyArray<(f: Facts) => CheckResult> = [
+const CHECKS: ReadonlyArray<(f: Facts) => CheckResult> = [
   conntrackActive,
   conntrackCount,
   conntrackBuckets,
@@ -18,7 +18,7 @@ export const CHECKS: ReadonlyArray<(f: Facts) => CheckResult> = [
   tcpTimeouts,
 ];
 
-export function runChecks(facts: Facts): CheckResult[] {
+function runChecks(facts: Facts): CheckResult[] {
   return CHECKS.map((check) => check(facts));
 }
 

@@ -79,7 +79,7 @@ function range(lo: string | undefined, hi: string | undefined): [number, number]
 }
 
 /** `A`, `A-B`, `A:P`, `A-B:P-Q`, `[v6]:P`; a map or set expression counts as unknown (1). */
-export function targetOf(spec: string): { ports: [number, number] | null; addresses: number } {
+function targetOf(spec: string): { ports: [number, number] | null; addresses: number } {
   let addr = spec;
   let ports: [number, number] | null = null;
   const v6 = /^\[([^\]]+)\](?::(\d+)(?:-(\d+))?)?$/.exec(spec);

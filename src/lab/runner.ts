@@ -52,7 +52,7 @@ export interface ScenarioResult {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Does alert `a` satisfy the expectation (firing side)? */
-export function firingMatches(e: Expectation, a: Alert): boolean {
+function firingMatches(e: Expectation, a: Alert): boolean {
   return (
     a.kind === e.kind &&
     a.state === 'firing' &&
@@ -64,12 +64,12 @@ export function firingMatches(e: Expectation, a: Alert): boolean {
   );
 }
 
-export function resolvedMatches(e: Expectation, a: Alert): boolean {
+function resolvedMatches(e: Expectation, a: Alert): boolean {
   return a.kind === e.kind && a.state === 'resolved' && matchesKey(e.key, a.key);
 }
 
 /** First alert (past or future) matching `pred`, or null after `ms`. */
-export async function waitAlert(w: LabWatcher, pred: (a: Alert) => boolean, ms: number): Promise<Alert | null> {
+async function waitAlert(w: LabWatcher, pred: (a: Alert) => boolean, ms: number): Promise<Alert | null> {
   const deadline = Date.now() + ms;
   let from = 0;
   while (Date.now() < deadline) {

@@ -20,7 +20,7 @@ export interface SysctlGuard {
 }
 
 /** net.netfilter.nf_conntrack_max -> /proc/sys/net/netfilter/nf_conntrack_max */
-export function sysctlPath(key: string): string {
+function sysctlPath(key: string): string {
   if (!/^[a-z0-9_]+(\.[a-z0-9_-]+)+$/i.test(key)) throw new NatwatchError('EUSAGE', `bad sysctl name '${key}'`);
   return '/proc/sys/' + key.replaceAll('.', '/');
 }

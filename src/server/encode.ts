@@ -12,7 +12,7 @@ export interface EncodedFrame {
   binary: boolean;
 }
 
-export function encodeMessage(msg: object, format: StreamFormat): EncodedFrame {
+function encodeMessage(msg: object, format: StreamFormat): EncodedFrame {
   if (format === 'msgpack') return { data: packr.pack(msg), binary: true };
   return { data: Buffer.from(JSON.stringify(msg)), binary: false };
 }

@@ -10,7 +10,7 @@ export type StreamFormat = 'json' | 'msgpack' | 'ecs';
 
 const TYPES: readonly StreamType[] = ['alert', 'stats', 'event', 'gap'];
 const FORMATS: readonly StreamFormat[] = ['json', 'msgpack', 'ecs'];
-export const DEFAULT_TYPES: readonly StreamType[] = ['alert', 'stats', 'gap'];
+const DEFAULT_TYPES: readonly StreamType[] = ['alert', 'stats', 'gap'];
 
 const SEVERITY_RANK: Record<Severity, number> = { warning: 1, critical: 2 };
 
@@ -36,7 +36,7 @@ export class FilterError extends Error {
   }
 }
 
-export function defaultFilter(): StreamFilter {
+function defaultFilter(): StreamFilter {
   return { types: new Set(DEFAULT_TYPES), severity: null, dstIp: null, dstPort: null };
 }
 

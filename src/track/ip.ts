@@ -3,7 +3,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 /** Address as a bigint (IPv4 as its 32-bit value), or null when not an address. */
-export function ipValue(ip: string): bigint | null {
+function ipValue(ip: string): bigint | null {
   if (isIPv4(ip)) {
     const p = ip.split('.');
     return BigInt(((+p[0]! << 24) | (+p[1]! << 16) | (+p[2]! << 8) | +p[3]!) >>> 0);

@@ -3,7 +3,7 @@
 // recently active key loses its ring, idle keys (no live flows) before active ones, so a scan
 // across millions of destinations costs a bounded amount of memory.
 
-export const RING_SECONDS = 300;
+const RING_SECONDS = 300;
 
 export const C_NEW = 0;
 export const C_DESTROY = 1;

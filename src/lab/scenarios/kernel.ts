@@ -11,7 +11,7 @@ async function must(lab: Lab, ns: string, cmd: string, args: string[]): Promise<
 }
 
 /** `conntrack -S` lines ("cpu=0 found=0 invalid=3 ...") summed over CPUs. */
-export function parseConntrackStats(text: string): Record<string, number> {
+function parseConntrackStats(text: string): Record<string, number> {
   const sum: Record<string, number> = {};
   for (const line of text.split('\n')) {
     for (const m of line.matchAll(/(\w+)=(\d+)/g)) {

@@ -17,7 +17,7 @@ export interface PortExhaustionOptions {
 }
 
 /** Namespace-local: closed flows leave R's table in seconds, so the alert can resolve. */
-export const FAST_CLOSE_SYSCTLS = [
+const FAST_CLOSE_SYSCTLS = [
   'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1',
   'net.netfilter.nf_conntrack_tcp_timeout_close=1',
   'net.netfilter.nf_conntrack_tcp_timeout_fin_wait=1',

@@ -5,7 +5,7 @@ import type { Lab } from '../topology.js';
 import type { Load } from './types.js';
 
 /** Upper bound on how long any lab client holds its sockets, whatever the caller forgets. */
-export const MAX_HOLD_MS = 120_000;
+const MAX_HOLD_MS = 120_000;
 
 export async function holdConnect(
   lab: Lab,
