@@ -35,30 +35,27 @@ export function createMetrics(src: MetricsSources): Registry {
   const registry = new Registry();
   const s = src.streamer;
 
-  new Counter({
-    name: 'natwatch_events_received_total',
-    help: 'Events received from the kernel, by source.',
-    labelNames: ['source'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const t = s.totals().eventsReceived;
-      setCounter(this, { source: 'conntrack' }, t.conntrack);
-      setCounter(this, { source: 'nflog' }, t.nflog);
-    },
-  });
-  new Counter({
-    name: 'natwatch_events_lost_total',
-    help: 'Events the kernel produced that never reached natwatch (socket overflow, queue full, nflog sequence gaps).',
-    labelNames: ['source'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const t = s.totals().eventsLost;
-      setCounter(this, { source: 'conntrack' }, t.conntrack);
-      setCounter(this, { source: 'nflog' }, t.nflog);
-    },
-  });
+  type Totals = ReturnType<StreamerLike['totals']>;
+  const perSource = (name: string, help: string, pick: (t: Totals) => { conntrack: number; nflog: number }): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const t = pick(s.totals());
+        setCounter(this, { source: 'conntrack' }, t.conntrack);
+        setCounter(this, { source: 'nflog' }, t.nflog);
+      },
+    });
+  };
+  perSource('natwatch_events_received_total', 'Events received from the kernel, by source.', (t) => t.eventsReceived);
+  perSource(
+    'natwatch_events_lost_total',
+    'Events the kernel produced that never reached natwatch (socket overflow, queue full, nflog sequence gaps).',
+    (t) => t.eventsLost,
+  );
   const ct = (name: string, help: string, pick: (c: { count: number; max: number; buckets: number }) => number): void => {
     new Gauge({
       name,
