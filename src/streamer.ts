@@ -107,8 +107,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (this.netns !== null && !existsSync(this.netns)) throw new NatwatchError('ENETNS', `network namespace ${this.netns} does not exist`);
     const detect = this.opts.detectRuleset ?? this.opts.source === undefined;
     if (detect) {
-      await this.refreshRuleset(true);
-      if (!this.opts.localAddrs) await this.refreshAddrs(true);
+      await this.refreshRuleset();
+      if (!this.opts.localAddrs) await this.refreshAddrs();
     }
     const source = this.opts.source ?? (await this.nativeSource());
     this.source = source;
@@ -127,8 +127,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
     every(this.opts.statsIntervalMs ?? 1000, () => this.tick());
     if (detect) {
-      every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset(false));
-      if (!this.opts.localAddrs) every(this.opts.addrsIntervalMs ?? 30_000, () => this.refreshAddrs(false));
+      every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
+      if (!this.opts.localAddrs) every(this.opts.addrsIntervalMs ?? 30_000, () => this.refreshAddrs());
     }
   }
 
@@ -227,23 +227,24 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.publish('stats', this.last);
   }
 
-  private async refreshRuleset(first: boolean): Promise<void> {
+  private async refreshRuleset(): Promise<void> {
     try {
       const { changed, info } = await this.ruleset.refresh();
       if (changed) this.tracker.capacity.setDetected(info.nat);
     } catch (err) {
-      // Capacity falls back to the defaults; say why once at start, then on each failure.
-      if (first || !this.closed) this.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
+      // Capacity falls back to the defaults: say why (fail() repeats a recurring cause once a
+      // minute). A read that was in flight when close() ran has nobody left to tell.
+      if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
     }
   }
 
-  private async refreshAddrs(first: boolean): Promise<void> {
+  private async refreshAddrs(): Promise<void> {
     try {
       const ifs = await readInterfaces(this.netns);
       this.tracker.setLocalAddrs([...ifs.values()].flat());
       this.tracker.capacity.setInterfaces(ifs);
     } catch (err) {
-      if (first || !this.closed) this.fail(new NatwatchError('ERUNTIME', `reading interface addresses: ${(err as Error).message}`, { cause: err }));
+      if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading interface addresses: ${(err as Error).message}`, { cause: err }));
     }
   }
 
