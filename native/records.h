@@ -17,6 +17,9 @@ uint8_t* AppendConntrack(const nlmsghdr* nlh, bool dump, double ts_ms, BatchWrit
 /** NFLOG packet message → record in w (interface names left empty); nullptr otherwise. */
 uint8_t* AppendNflog(const nlmsghdr* nlh, double ts_ms, BatchWriter& w, DecodeCounters& c);
 
+/** NFLOG groups one source binds at most (Source drops the rest; netlink-source.ts refuses). */
+constexpr uint32_t kMaxNflogGroups = 32;
+
 /** Per-group NFLOG sequence tracking: returns how many numbers were skipped before seq. */
 class SeqTracker {
  public:
@@ -45,7 +48,7 @@ class SeqTracker {
     uint32_t last = 0;
     bool used = false;
   };
-  Slot slots_[32];
+  Slot slots_[kMaxNflogGroups];
 };
 
 }  // namespace nw

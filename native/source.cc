@@ -85,7 +85,7 @@ Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) 
   Napi::Value groups = o.Get("nflogGroups");
   if (groups.IsArray()) {
     Napi::Array a = groups.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length() && i < 32; i++) {
+    for (uint32_t i = 0; i < a.Length() && i < kMaxNflogGroups; i++) {
       Napi::Value g = a.Get(i);
       if (g.IsNumber()) groups_.push_back(uint16_t(g.As<Napi::Number>().Uint32Value()));
     }
@@ -180,7 +180,7 @@ Napi::Value Source::Start(const Napi::CallbackInfo& info) {
     delete reader_;
     reader_ = nullptr;
     Shutdown();
-    ThrowSys(env, e, "pthread_create");
+    ThrowSys(env, e, "reader-start");  // eventfd, buffer or thread
     return env.Undefined();
   }
   napi_add_env_cleanup_hook(env, CleanupHook, this);

@@ -4,7 +4,7 @@
 //
 // Process lifetime: a started source is ref'd (like a listening server, it keeps Node alive:
 // `natwatch events` waits on it); embedders call unref() to let the process exit while idle.
-import { NatwatchError } from '../errors.js';
+import { NatwatchError, UsageError } from '../errors.js';
 import type { KernelCounters } from '../types.js';
 import {
   BATCH_CONNTRACK,
@@ -68,6 +68,17 @@ export function createNetlinkSource(opts: NetlinkSourceOptions): NetlinkSource {
 }
 
 const DEFAULT_RCVBUF = 64 << 20;
+/** native/records.h kMaxNflogGroups: the reader tracks sequence numbers for this many groups. */
+const MAX_NFLOG_GROUPS = 32;
+
+/** Distinct NFLOG groups, each a u16 as nfgenmsg.res_id carries it; a bad list is an error. */
+function nflogGroups(groups: readonly number[]): number[] {
+  const out = [...new Set(groups)];
+  const bad = out.find((g) => !Number.isInteger(g) || g < 0 || g > 65535);
+  if (bad !== undefined) throw new UsageError(`NFLOG group ${bad} is not a number in 0-65535`);
+  if (out.length > MAX_NFLOG_GROUPS) throw new UsageError(`${out.length} NFLOG groups: at most ${MAX_NFLOG_GROUPS} per source`);
+  return out;
+}
 
 class NativeNetlinkSource implements NetlinkSource {
   rcvbuf = { conntrack: 0, nflog: 0 };
@@ -92,13 +103,14 @@ class NativeNetlinkSource implements NetlinkSource {
 
   async start(handlers: SourceHandlers): Promise<void> {
     if (this.native || this.closed) throw new NatwatchError('ERUNTIME', 'source already started or closed');
+    const groups = nflogGroups(this.opts.nflogGroups ?? []);
     const addon = this.opts.addon ?? loadNative();
     this.handlers = handlers;
     const native = new addon.Source(
       {
         netns: this.opts.netns,
         conntrack: this.opts.conntrack ?? true,
-        nflogGroups: [...new Set(this.opts.nflogGroups ?? [])],
+        nflogGroups: groups,
         rcvbuf: this.opts.rcvbufBytes ?? DEFAULT_RCVBUF,
         batchRecords: this.opts.batchRecords ?? 4096,
         batchMs: this.opts.batchMs ?? 5,
