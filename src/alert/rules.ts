@@ -1,7 +1,6 @@
 // Every rule, evaluated once per counter snapshot: the kernel counter deltas are computed here
 // once and handed to the rules that read them. The streamer owns the timing, this owns the order.
 import type { CounterSnapshot } from '../source/types.js';
-import { C_DROP } from '../track/rings.js';
 import type { Tracker } from '../track/tracker.js';
 import type { Alert, KernelCounters } from '../types.js';
 import type { Clock } from './clock.js';
@@ -58,7 +57,6 @@ export class AlertRules {
     this.drops.evaluate(drops, tableFull || port.atCapacity > 0, delta);
     this.nflog.tick();
     this.loss.tick();
-    if (drops > 0) this.tracker.global.add(0, C_DROP, nowSec, drops, true);
     return delta;
   }
 }

@@ -42,8 +42,6 @@ export class Tracker {
   readonly flows: FlowTable;
   readonly occ = new Occupancy();
   readonly rings: KeyRings;
-  /** Global per-second counters (one series, key 0). */
-  readonly global: KeyRings;
   readonly capacity: CapacityResolver;
   readonly totals: TrackerTotals = {
     news: 0, updates: 0, destroys: 0, dumpRecords: 0, unknownDestroys: 0, staleDumpRecords: 0, resyncRemoved: 0,
@@ -55,7 +53,6 @@ export class Tracker {
   constructor(opts: TrackerOptions = {}) {
     this.flows = new FlowTable(opts.initialFlows ?? 1024);
     this.rings = new KeyRings(opts.ringKeys ?? 2048, opts.ringSeconds);
-    this.global = new KeyRings(1, opts.ringSeconds);
     this.capacity = opts.capacity ?? new CapacityResolver();
     if (opts.localAddrs) this.setLocalAddrs(opts.localAddrs);
     this.rings.onEvict = (k) => {
@@ -198,7 +195,6 @@ export class Tracker {
       }
     }
     const slot = this.flows.insert(id, zone, flags, key, port, this.gen);
-    if (isNew) this.global.add(0, C_NEW, nowSec, 1, true);
     if (key < 0) return slot;
     if (this.occ.add(key, port)) this.rings.setActive(key, true);
     if (isNew) this.rings.add(key, C_NEW, nowSec, 1, true);
@@ -211,10 +207,12 @@ export class Tracker {
     return this.flows.portAt(slot) !== (f & F_LOCAL ? view.origSport : view.replyDport);
   }
 
-  /** Takes the flow in slot out of occupancy (the slot itself is left to the caller). */
+  /**
+   * Takes the flow in slot out of occupancy (the slot itself is left to the caller). nowSec < 0:
+   * a dump sweep found it gone, which is not a DESTROY of that second.
+   */
   private release(slot: number, nowSec: number): void {
     const key = this.flows.keyAt(slot);
-    if (nowSec >= 0) this.global.add(0, C_DESTROY, nowSec, 1, true);
     if (key < 0) return;
     const idle = this.occ.remove(key, this.flows.portAt(slot));
     if (nowSec >= 0) this.rings.add(key, C_DESTROY, nowSec, 1, !idle);
