@@ -34,8 +34,10 @@ int NlSend(int fd, const nlmsghdr* nlh);
 
 /**
  * Reads replies to `seq` until the ack / NLMSG_DONE (or an NLMSG_ERROR), calling
- * fn(ctx, nlh) for each data message; messages with another seq are skipped. Returns 0 or the
- * kernel's errno (positive), ETIMEDOUT after timeout_ms.
+ * fn(ctx, nlh) for each data message; messages with another seq are skipped (on an NFLOG
+ * socket that includes packets of a group bound a moment earlier). Returns 0 or the kernel's
+ * errno (positive; from NLMSG_ERROR or a failed dump's NLMSG_DONE), EPROTO for a malformed
+ * reply, ETIMEDOUT after timeout_ms.
  */
 int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlmsghdr*),
                void* ctx);
