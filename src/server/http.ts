@@ -21,10 +21,22 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(data);
 }
 
+/**
+ * The request target as a URL, or null when it is not one (`GET //` makes the URL parser
+ * throw, and a throw inside a 'request' or 'upgrade' listener would take the process down).
+ */
+export function requestUrl(req: IncomingMessage): URL | null {
+  try {
+    return new URL(req.url ?? '/', 'http://x');
+  } catch {
+    return null;
+  }
+}
+
 /** Serves our routes; returns false (and writes nothing) for any other path. */
 export function handleHttp(ctx: HttpContext, req: IncomingMessage, res: ServerResponse): boolean {
-  const url = new URL(req.url ?? '/', 'http://x');
-  if (!ROUTES.has(url.pathname)) return false;
+  const url = requestUrl(req);
+  if (url === null || !ROUTES.has(url.pathname)) return false;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     sendJson(res, 405, { error: 'method not allowed' });

@@ -11,6 +11,7 @@ import { alertMatches, describeSubscription, FilterError, parseSubscription, typ
 import { FrameCache } from './encode.js';
 import { CLOSE_TRY_AGAIN_LATER, StreamClient, type BackpressureLimits } from './client.js';
 import type { TokenCheck } from './auth.js';
+import { requestUrl } from './http.js';
 
 export interface StreamOptions extends BackpressureLimits {
   path: string;
@@ -49,8 +50,8 @@ export class StreamHub {
 
   /** Handles an HTTP upgrade; returns false when the path is not ours (left to the host app). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-    const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname !== this.opts.path) return false;
+    const url = requestUrl(req);
+    if (url === null || url.pathname !== this.opts.path) return false;
     socket.on('error', () => socket.destroy());
     if (!this.token.allows(req, url)) return reject(socket, 401, 'missing or wrong token');
     let sub: Subscription;

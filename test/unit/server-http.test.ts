@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { attachServer, startServer, type NatwatchServer, type StandaloneServer } from '../../src/server/index.js';
 import { FakeStreamer, TestClient } from '../helpers/fake-streamer.js';
 
@@ -77,6 +77,22 @@ describe('HTTP endpoints', () => {
     expect(await (await fetch(base() + '/v1/top')).json()).toEqual(s.topEntries);
     expect((await fetch(base() + '/nope')).status).toBe(404);
     expect((await fetch(base() + '/v1/alerts', { method: 'POST' })).status).toBe(405);
+  });
+
+  it('a request target the URL parser rejects (GET //) is a 404, not a crash, for requests and upgrades', async () => {
+    srv = await startServer(streamer, { port: 0 });
+    const raw = (head: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const sock = connect(srv!.address.port, '127.0.0.1', () => sock.end(head));
+        let text = '';
+        sock.on('data', (d) => (text += d.toString()));
+        sock.on('close', () => resolve(text));
+        sock.on('error', reject);
+      });
+    expect(await raw('GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 404 /);
+    const upgrade = 'GET // HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+    expect(await raw(upgrade)).toMatch(/^HTTP\/1\.1 404 /);
+    expect((await fetch(base() + '/healthz')).status).toBe(200);
   });
 
   it('/metrics is Prometheus text with the contract series', async () => {
