@@ -36,8 +36,13 @@ export class TailClient extends EventEmitter<TailClientEvents> {
 
   constructor(private readonly opts: TailClientOptions) {
     super();
-    const u = new URL(opts.url);
-    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new UsageError(`'${opts.url}' is not a ws:// or wss:// URL`);
+    let u: URL | null = null;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      // reported below, as a usage error naming the URL
+    }
+    if (u?.protocol !== 'ws:' && u?.protocol !== 'wss:') throw new UsageError(`'${opts.url}' is not a ws:// or wss:// URL`);
   }
 
   start(): void {

@@ -84,6 +84,7 @@ describe('natwatch tail (JSON lines)', () => {
 
   it.each([
     [['tail', 'http://127.0.0.1:1'], 'not a ws://'],
+    [['tail', 'ws://['], 'not a ws://'],
     [['tail', 'ws://127.0.0.1:1', '--type', 'alert,bogus'], '--type'],
     [['tail', 'ws://127.0.0.1:1', '--netns', 'x'], '--netns'],
     [['tail', '--bogus'], '--bogus'],
