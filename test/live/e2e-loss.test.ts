@@ -1,7 +1,8 @@
 // End to end: event_loss. natwatch's event socket gets an 8 KiB receive buffer and a burst of
-// 2000 UDP flows overflows it. `natwatch serve` has no setting for the buffer size, so this
-// runs the library's streamer (createStreamer({ rcvbufBytes })) behind the library's real
-// WebSocket server (startServer) and checks the stream as a client sees it.
+// 2000 UDP flows overflows it. The streamer runs in this process (createStreamer({ rcvbufBytes })
+// behind the library's real WebSocket server, startServer) so the test can find natwatch's own
+// netlink sockets among its fds and compare their kernel drop counts with the alert, and it
+// checks the stream as a client sees it.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createStreamer, startServer, type StandaloneServer, type Streamer } from '../../src/index.js';
