@@ -263,14 +263,17 @@ void Reader::DrainConntrack() {
 }
 
 void Reader::DrainDump() {
-  for (int i = 0; i < kMaxDatagramsPerWake && dump_active_; i++) {
+  for (int i = 0; i < kMaxDatagramsPerWake; i++) {
     ssize_t n = recv(fds_.dump, rxbuf_, kRxBuf, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
-      EndDump(errno);  // ENOBUFS etc.: this dump is incomplete; the caller may resync
+      if (dump_active_) EndDump(errno);  // this dump is incomplete; the caller may resync
       return;
     }
+    // The rest of a dump abandoned on an error is read and dropped: the kernel refuses a new
+    // dump (EBUSY) on a socket whose previous one is still running, and only reads advance it.
+    if (!dump_active_) continue;
     now_ms_ = WallMs();
     DecodeCounters c;
     int end = -1;
@@ -348,7 +351,7 @@ void Reader::Run() {
     p[n++] = {wake_fd_, POLLIN, 0};
     const int ct_i = fds_.ct >= 0 ? n : -1;
     if (ct_i >= 0) p[n++] = {fds_.ct, POLLIN, 0};
-    const int dump_i = fds_.dump >= 0 && dump_active_ ? n : -1;
+    const int dump_i = fds_.dump >= 0 ? n : -1;
     if (dump_i >= 0) p[n++] = {fds_.dump, POLLIN, 0};
     const int nl_i = fds_.nflog >= 0 ? n : -1;
     if (nl_i >= 0) p[n++] = {fds_.nflog, POLLIN, 0};
