@@ -17,10 +17,6 @@ export class TokenCheck {
     this.expected = token ? digest(token) : null;
   }
 
-  get enabled(): boolean {
-    return this.expected !== null;
-  }
-
   /** True when no token is configured or the request carries the right one. */
   allows(req: IncomingMessage, url: URL): boolean {
     if (this.expected === null) return true;

@@ -70,10 +70,6 @@ export class CapacityResolver {
     this.version++;
   }
 
-  get rules(): readonly DetectedNat[] {
-    return this.detected;
-  }
-
   /** Interface name → its addresses; masquerade rules with `oifname` match through it. */
   setInterfaces(ifs: Map<string, string[]>): void {
     if (JSON.stringify([...ifs]) === JSON.stringify([...this.ifAddrs])) return;
