@@ -53,10 +53,6 @@ export class AlertEngine {
     return this.live.has(AlertEngine.id(kind, key));
   }
 
-  get(kind: AlertKind, key: string): Alert | undefined {
-    return this.live.get(AlertEngine.id(kind, key))?.alert;
-  }
-
   /**
    * The rule says the condition holds at `severity` (or, with null, that it still holds at
    * whatever severity it fired with: the hysteresis band). A null for a key not firing is a no-op.
@@ -104,14 +100,6 @@ export class AlertEngine {
   /** Firing alerts, latest numbers, each with the seq it was last sent under. */
   firing(): Alert[] {
     return [...this.live.values()].map((l) => ({ ...l.alert }));
-  }
-
-  /** Keys (rule-local ids) firing for a kind. */
-  firingKeys(kind: AlertKind): string[] {
-    const p = `${kind}|`;
-    const out: string[] = [];
-    for (const id of this.live.keys()) if (id.startsWith(p)) out.push(id.slice(p.length));
-    return out;
   }
 
   alertsSince(since: number): Alert[] {

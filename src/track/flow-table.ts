@@ -130,8 +130,6 @@ export class FlowTable {
   portAt(i: number): number { return this.ports[i]!; }
   genAt(i: number): number { return this.gens[i]!; }
   setGen(i: number, g: number): void { this.gens[i] = g; }
-  idAt(i: number): number { return this.ids[i]!; }
-  zoneAt(i: number): number { return this.zones[i]!; }
 
   /**
    * Removes every slot for which drop(slot) is true; drop() may read the slot. Collected first
@@ -148,12 +146,6 @@ export class FlowTable {
       if (s >= 0) this.remove(s);
     }
     return doomed.length / 2;
-  }
-
-  /** Calls fn for every occupied slot. */
-  forEach(fn: (slot: number) => void): void {
-    const n = this.slots;
-    for (let i = 0; i < n; i++) if (this.flags[i] !== 0) fn(i);
   }
 
   private grow(): void {
