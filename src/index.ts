@@ -1,6 +1,7 @@
 // natwatch as a library: the pipeline (createStreamer), the WebSocket/HTTP server to attach to
 // an existing http.Server or run standalone, the doctor, and the wire types.
 export { createStreamer, Streamer, type StreamerOptions, type StreamMessage } from './streamer.js';
+export type { MessageQueue } from './message-queue.js';
 export { DEFAULT_THRESHOLDS, type Thresholds } from './alert/thresholds.js';
 export {
   attachServer,

@@ -11,6 +11,7 @@ export class MessageQueue implements AsyncIterableIterator<StreamMessage> {
   private buf: StreamMessage[] = [];
   private waiter: ((r: IteratorResult<StreamMessage>) => void) | null = null;
   private done = false;
+  /** Messages shed because the consumer fell `max` behind. */
   dropped = 0;
 
   constructor(

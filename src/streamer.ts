@@ -298,8 +298,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
   }
 
-  /** Alerts, stats and (if asked for) events as an async iterator with a bounded buffer. */
-  messages(types: Array<StreamMessage['type']> = ['alert', 'stats'], bufferSize = 10_000): AsyncIterableIterator<StreamMessage> {
+  /**
+   * Alerts, stats and (if asked for) events as an async iterator with a bounded buffer; what a
+   * slow consumer lost to the bound is in the iterator's `dropped`.
+   */
+  messages(types: Array<StreamMessage['type']> = ['alert', 'stats'], bufferSize = 10_000): MessageQueue {
     const q = new MessageQueue(new Set(types), bufferSize, () => this.queues.delete(q));
     if (this.closed) q.end();
     else this.queues.add(q);
