@@ -35,7 +35,8 @@ export class AlertEngine {
   constructor(
     private readonly clock: Clock,
     private readonly emit: (a: Alert) => void,
-    private readonly resendMs = 5000,
+    /** Read on every decision: the streamer's thresholds object, changed in place on SIGHUP. */
+    private readonly t: { readonly resendMs: number } = { resendMs: 5000 },
     ringSize = 1000,
   ) {
     this.ring = new Array<Alert | undefined>(ringSize);
@@ -74,7 +75,7 @@ export class AlertEngine {
     a.ts = prev.ts;
     cur.alert = a;
     const escalated = sev !== prev.severity;
-    const dropsGrew = a.drops > cur.lastSentDrops && this.clock.now() - cur.lastSentMs >= this.resendMs;
+    const dropsGrew = a.drops > cur.lastSentDrops && this.clock.now() - cur.lastSentMs >= this.t.resendMs;
     if (escalated || dropsGrew) this.send(cur);
   }
 

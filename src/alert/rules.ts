@@ -30,7 +30,7 @@ export class AlertRules {
     emit: (a: Alert) => void,
     ringSize?: number,
   ) {
-    this.engine = new AlertEngine(clock, emit, t.resendMs, ringSize);
+    this.engine = new AlertEngine(clock, emit, t, ringSize);
     this.port = new PortExhaustionRule(tracker, this.engine, t);
     this.table = new TableFullRule(this.engine, t);
     this.drops = new ConntrackDropsRule(this.engine, clock, t);

@@ -127,7 +127,7 @@ describe('Streamer', () => {
   it('issues strictly increasing seq and replays from the bounded ring', async () => {
     const clock = new FakeClock();
     const sent: Alert[] = [];
-    const e = new AlertEngine(clock, (a) => sent.push(a), 5000, 3);
+    const e = new AlertEngine(clock, (a) => sent.push(a), { resendMs: 5000 }, 3);
     for (let i = 0; i < 5; i++) {
       e.observe('nflog_drop', String(i), {}, 'warning', { used: null, capacity: null, dropsDelta: 1, message: () => 'm' });
     }
@@ -136,6 +136,21 @@ describe('Streamer', () => {
     expect(e.alertsSince(0).map((a) => a.seq)).toEqual([3, 4, 5]); // ring of 3
     expect(e.alertsSince(4).map((a) => a.seq)).toEqual([5]);
     expect(e.firing()).toHaveLength(5);
+  });
+
+  it('reconfigure() reaches the engine too: a shorter resendMs re-sends growing drops sooner', async () => {
+    const { s, clock } = await make();
+    const sent: Alert[] = [];
+    s.on('alert', (a) => sent.push(a));
+    const engine = (s as unknown as { rules: { engine: AlertEngine } }).rules.engine;
+    const grow = () => engine.observe('nflog_drop', 'k', {}, 'warning', { used: null, capacity: null, dropsDelta: 1, message: () => 'm' });
+    grow();
+    clock.t += 2000;
+    grow();
+    expect(sent).toHaveLength(1); // default resendMs 5000: too soon
+    s.reconfigure({ thresholds: { resendMs: 1000 } });
+    grow();
+    expect(sent.map((a) => a.drops)).toEqual([1, 3]);
   });
 
   it('close() releases the source and every timer', async () => {
