@@ -3,6 +3,9 @@
 import type { Facts } from './facts.js';
 import type { CheckResult } from './types.js';
 
+/** nf_conntrack_proto_tcp.c: tcp_timeouts[TCP_CONNTRACK_ESTABLISHED] = 5 DAYS, in seconds. */
+const DEFAULT_ESTABLISHED = 432000;
+
 const num = (f: Facts, k: keyof Facts['sysctl']): number | null => {
   const v = f.sysctl[k];
   if (v === undefined) return null;
@@ -35,7 +38,7 @@ export function conntrackActive(f: Facts): CheckResult {
     finding:
       `conntrack still holds ${count} entries${natted} but no rule uses NAT or conntrack any more${chains}: ` +
       'flushing rules does not unload the modules nor drop entries; established TCP flows keep their state ' +
-      `(and NAT binding) for nf_conntrack_tcp_timeout_established = ${num(f, 'net/netfilter/nf_conntrack_tcp_timeout_established') ?? 432000} s`,
+      `(and NAT binding) for nf_conntrack_tcp_timeout_established = ${num(f, 'net/netfilter/nf_conntrack_tcp_timeout_established') ?? DEFAULT_ESTABLISHED} s`,
     fix: `${f.inNs}conntrack -F   # drop the stale entries; to stop tracking for good keep no nat/ct rules (or add 'notrack' at priority raw)`,
   };
 }
@@ -85,8 +88,6 @@ export function conntrackEvents(f: Facts): CheckResult {
   const how = v === 2 ? 'events are generated once a listener subscribes (natwatch does)' : 'events are generated for every entry';
   return { id, verdict: 'ok', finding: `net.netfilter.nf_conntrack_events = ${v}: ${how}`, fix: null };
 }
-
-const DEFAULT_ESTABLISHED = 432000;
 
 export function tcpTimeouts(f: Facts): CheckResult {
   const id = 'tcp-timeouts';
