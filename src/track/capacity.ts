@@ -51,6 +51,7 @@ export class CapacityResolver {
   version = 0;
   private detected: DetectedNat[] = [];
   private ifAddrs = new Map<string, string[]>();
+  /** Until the first snapshot: the kernel's default ip_local_port_range (af_inet.c, inet_init_net). */
   private localCap = portSpan([32768, 60999]);
 
   constructor(private opts: CapacityOptions = {}) {}
