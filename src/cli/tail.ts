@@ -119,20 +119,21 @@ function ttySink(types: string[]): Sink {
   };
 }
 
+/** Runs until SIGINT/SIGTERM (exit 0) or a fatal error (rejects with it); cleans up once either way. */
 function untilSignal(cleanup: () => Promise<void> | void, fatal?: (fail: (err: Error) => void) => void): Promise<number> {
   return new Promise((resolve, reject) => {
-    const done = (): void => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      Promise.resolve(cleanup()).then(() => resolve(0), reject);
+    let finished = false;
+    const finish = (err?: Error): void => {
+      if (finished) return;
+      finished = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      Promise.resolve(cleanup()).then(() => (err ? reject(err) : resolve(0)), reject);
     };
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-    fatal?.((err) => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      Promise.resolve(cleanup()).then(() => reject(err), reject);
-    });
+    const onSignal = (): void => finish();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    fatal?.(finish);
   });
 }
 
