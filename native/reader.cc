@@ -21,6 +21,7 @@ constexpr size_t kRxBuf = 1 << 17;  // a dump datagram is at most 32 KiB on curr
 constexpr int kMaxDatagramsPerWake = 512;  // fairness between sockets and timely flushes
 constexpr int kSlots = 32;                 // event datagrams per recvmmsg
 constexpr size_t kSlotSize = kRxBuf / kSlots;  // 4 KiB: an event message is ≈ 150–400 bytes
+constexpr long kQueueRetryNs = 200 * 1000;     // 0.2 ms between hand-over retries while JS is behind
 
 int64_t MonoMs() {
   timespec ts;
@@ -161,8 +162,17 @@ void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
   Batch b = w.Take(loss);
   if (!b.data) return;
   napi_status st = tsfn_.NonBlockingCall(b.data);
+  // Queue full: JavaScript is behind (a burst, a GC pause). Wait rather than drop: while this
+  // thread waits it reads nothing, so events queue in the large socket buffer instead, and if
+  // that overflows too the kernel counts every drop exactly (SO_MEMINFO). Waiting in place also
+  // keeps the records of a half-walked datagram. Only stop() or a closing TSFN drops a batch.
+  while (st == napi_queue_full && !stop_.load(std::memory_order_relaxed)) {
+    timespec ts{0, kQueueRetryNs};
+    nanosleep(&ts, nullptr);
+    st = tsfn_.NonBlockingCall(b.data);
+  }
   if (st == napi_ok) return;
-  // Queue full (or closing): count the records, keep the dump brackets for the next batch.
+  // Stopping or closing: count the records, keep the dump brackets for the next batch.
   loss.dropped += BatchCount(b.data);
   std::memcpy(&loss.enobufs, b.data + kHdrEnobufs, 4);
   std::memcpy(&loss.kernel_drops, b.data + kHdrKernelDrops, 4);
