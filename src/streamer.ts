@@ -8,6 +8,7 @@ import { addLoss, lostEvents, zeroLoss } from './alert/event-loss.js';
 import { systemClock, type Clock } from './alert/clock.js';
 import { thresholds as makeThresholds, type Thresholds } from './alert/thresholds.js';
 import { NatwatchError } from './errors.js';
+import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
@@ -46,12 +47,6 @@ export interface StreamerOptions {
   alertRing?: number;
 }
 
-
-export function resolveNetns(netns: string | null | undefined): string | null {
-  if (netns === undefined || netns === null || netns === '') return null;
-  return netns.includes('/') ? netns : `/var/run/netns/${netns}`;
-}
-
 export class Streamer extends EventEmitter implements StreamerLike {
   readonly netns: string | null;
   readonly startedAt: string;
@@ -76,7 +71,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   constructor(private readonly opts: StreamerOptions = {}) {
     super();
-    this.netns = resolveNetns(opts.netns);
+    this.netns = netnsPath(opts.netns);
     this.clock = opts.clock ?? systemClock;
     this.startedAt = new Date(this.clock.now()).toISOString();
     this.thresholds = makeThresholds(opts.thresholds);

@@ -13,11 +13,7 @@ export function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof p
   }
 }
 
-/** `--netns NAME` means /var/run/netns/NAME; anything with a slash is a path used as is. */
-export function netnsPath(value: string | undefined): string | null {
-  if (value === undefined || value === '') return null;
-  return value.includes('/') ? value : `/var/run/netns/${value}`;
-}
+export { netnsPath } from '../netns.js';
 
 export function intFlag(flag: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;

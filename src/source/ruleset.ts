@@ -9,9 +9,23 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
-import type { DetectedNat } from '../track/capacity.js';
-import { prefixRange, type AddrRange } from '../track/ip.js';
+import { prefixRange, type AddrRange } from './ip.js';
 import { protoName } from './names.js';
+
+/** A source NAT statement found in the ruleset. */
+export interface DetectedNat {
+  kind: 'masquerade' | 'snat';
+  /** nft family: ip, ip6 or inet (iptables: ip / ip6). */
+  family: string;
+  /** Protocols the rule is limited to (null: any). */
+  protos: string[] | null;
+  /** `oifname` the rule matches (masquerade takes that interface's address). */
+  oifname: string | null;
+  /** snat target addresses; null for masquerade or a target we cannot read. */
+  addrs: AddrRange[] | null;
+  ports: [number, number] | null;
+  origin: 'nft' | 'iptables' | 'iptables-legacy';
+}
 
 export type Exec = (cmd: string, args: string[]) => Promise<string>;
 

@@ -2,7 +2,8 @@
 // address (operator override, per-rule config, or what the namespace's ruleset says), or the
 // local port range for the host's own connections. Resolved when a key is first seen and again
 // when any input changes (`version`).
-import { inRange, ipFamily, rangeSize, type AddrRange } from './ip.js';
+import { inRange, ipFamily, rangeSize } from '../source/ip.js';
+import type { DetectedNat } from '../source/ruleset.js';
 
 /** The kernel's NAT source port range when a rule names none (nf_nat_core.c: 1024-65535). */
 export const DEFAULT_NAT_PORTS: [number, number] = [1024, 65535];
@@ -14,21 +15,6 @@ export interface NatRuleConfig {
   dstPort?: number;
   proto?: string;
   ports: [number, number];
-}
-
-/** A source NAT statement found in the ruleset. */
-export interface DetectedNat {
-  kind: 'masquerade' | 'snat';
-  /** nft family: ip, ip6 or inet (iptables: ip / ip6). */
-  family: string;
-  /** Protocols the rule is limited to (null: any). */
-  protos: string[] | null;
-  /** `oifname` the rule matches (masquerade takes that interface's address). */
-  oifname: string | null;
-  /** snat target addresses; null for masquerade or a target we cannot read. */
-  addrs: AddrRange[] | null;
-  ports: [number, number] | null;
-  origin: 'nft' | 'iptables' | 'iptables-legacy';
 }
 
 export interface Capacity {

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/alert/clock.js';
 import { AlertEngine } from '../../src/alert/engine.js';
-import { createStreamer, resolveNetns, Streamer } from '../../src/streamer.js';
+import { createStreamer, Streamer } from '../../src/streamer.js';
+import { netnsPath } from '../../src/netns.js';
 import { SyntheticSource, snatFlow } from '../../src/source/synthetic.js';
 import { CtKind } from '../../src/source/types.js';
 import type { Alert, StatsMessage, WireEvent } from '../../src/types.js';
@@ -51,9 +52,9 @@ describe('Streamer', () => {
   });
 
   it('resolves a namespace name to /var/run/netns/NAME and keeps paths', () => {
-    expect(resolveNetns('lab1')).toBe('/var/run/netns/lab1');
-    expect(resolveNetns('/proc/1/ns/net')).toBe('/proc/1/ns/net');
-    expect(resolveNetns(undefined)).toBeNull();
+    expect(netnsPath('lab1')).toBe('/var/run/netns/lab1');
+    expect(netnsPath('/proc/1/ns/net')).toBe('/proc/1/ns/net');
+    expect(netnsPath(undefined)).toBeNull();
   });
 
   it('publishes stats every interval with counters, rates and the top keys by utilization', async () => {
