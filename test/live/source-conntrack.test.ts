@@ -8,9 +8,9 @@ import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/t
 import type { ConntrackEvent } from '../../src/types.js';
 import { NatwatchError } from '../../src/errors.js';
 import { parseConntrackLine as parseCt } from '../fixtures/fixtures.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Seen {
   events: Array<ConntrackEvent & { dump: boolean }>;
@@ -36,14 +36,6 @@ function collector(): { seen: Seen; handlers: SourceHandlers } {
     error: (e) => seen.errors.push(e),
   };
   return { seen, handlers };
-}
-
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft, traffic)', () => {
@@ -229,8 +221,8 @@ describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft,
     handlers.conntrack = (v) => {
       inner(v);
       count(v.count);
-      const until = Date.now() + ms;
-      while (Date.now() < until);
+      const end = Date.now() + ms;
+      while (Date.now() < end);
     };
   };
 

@@ -3,11 +3,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { sleep, until as untilMs } from '../helpers/wait.js';
+
+const until = (what: string, cond: () => boolean, ms = 8000): Promise<void> => untilMs(what, cond, ms, 25);
 
 const isRoot = process.getuid?.() === 0;
 const BIN = new URL('../../bin/natwatch.js', import.meta.url).pathname;
 const ROOT = new URL('../../', import.meta.url).pathname;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Run {
   child: ChildProcess;
@@ -26,14 +28,6 @@ function natwatch(args: string[], wrap: string[] = []): Run {
   child.stderr!.on('data', (d) => (err += d));
   const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   return { child, out: () => out, err: () => err, exit };
-}
-
-async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 describe.runIf(isRoot)('natwatch events CLI (root: namespaces, traffic)', () => {
