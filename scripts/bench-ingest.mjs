@@ -10,7 +10,8 @@
 // Drops column of /proc/net/netlink for each listener's socket; natwatch's own counts (events'
 // ENOBUFS loss lines, serve's /metrics) are reported beside it. Events generated = entries
 // created (conntrack -C) x 2 (NEW + DESTROY).
-//   node scripts/bench-ingest.mjs [--count N] [--rates full,50000,20000] [--ws-rates full] [--alone-rates full,20000]
+//   node scripts/bench-ingest.mjs [--count N] [--rates full,50000,20000] [--ws-rates full] [--alone-rates full,20000] [--prof DIR]
+//   (--prof DIR: serve runs with --cpu-prof into DIR; summarise with scripts/profile-summary.mjs)
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const { values } = parseArgs({
-  options: { count: { type: 'string', default: '200000' }, rates: { type: 'string', default: 'full,50000,20000' }, 'ws-rates': { type: 'string', default: 'full' }, 'alone-rates': { type: 'string', default: 'full,20000' } },
+  options: { count: { type: 'string', default: '200000' }, rates: { type: 'string', default: 'full,50000,20000' }, 'ws-rates': { type: 'string', default: 'full' }, 'alone-rates': { type: 'string', default: 'full,20000' }, prof: { type: 'string' } },
 });
 const COUNT = Math.min(Number(values.count), 1_000_000);
 const rateList = (v) => (v ? v.split(',').map((r) => (r === 'full' ? 0 : Number(r))) : []);
@@ -125,7 +126,9 @@ try {
     const devnull = openSync('/dev/null', 'w');
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const sv = spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'pipe'] });
+    // --prof DIR: serve writes a V8 CPU profile there when it exits (NODE_OPTIONS refuses --cpu-prof).
+    const prof = values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : [];
+    const sv = spawn(process.execPath, [...prof, `${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'pipe'] });
     let svErr = '';
     sv.stderr.on('data', (d) => (svErr += d));
     const ct = alone ? null : spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });

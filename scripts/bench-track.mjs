@@ -65,6 +65,7 @@ class PackedView {
   origDst() { return ip4(this.dst[this.i]); }
   replySrc() { return ip4(this.dst[this.i]); }
   replyDst() { return ip4(this.nat[this.i]); }
+  addrWord(which) { return which === 0 ? this.src[this.i] : which === 3 ? this.nat[this.i] : this.dst[this.i]; }
   get tsMs() { return 0; }
   toEvent() { throw new Error('not used'); }
 }

@@ -3,7 +3,7 @@
 // Views are cursors: numeric fields read straight from the buffer, strings only when asked.
 import { NatwatchError } from '../errors.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
-import { CtKind, type ConntrackView, type NflogView } from './types.js';
+import { CtAddr, CtKind, type ConntrackView, type NflogView } from './types.js';
 import { IPPROTO_TCP, natOf, protoName, tcpStateName } from './names.js';
 
 export const LAYOUT = {
@@ -193,6 +193,32 @@ export function addrText(dv: DataView, off: number, family: number): string {
   return family === 6 ? ipv6(dv, off) : ipv4(dv, off);
 }
 
+/**
+ * The inverse for text in the forms above (dotted quad; hex groups with at most one '::'):
+ * the address as 32-bit words in network order (one for IPv4, four for IPv6), null if it is
+ * not such an address. For views over text (synthetic) and for parsing configured addresses.
+ */
+export function addrWords(text: string): number[] | null {
+  if (text.includes('.')) {
+    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+    if (!m) return null;
+    const b = m.slice(1).map(Number);
+    if (b.some((x) => x > 255)) return null;
+    return [((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0];
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const part = (s: string) => (s === '' ? [] : s.split(':'));
+  const head = part(halves[0]!);
+  const tail = halves.length === 2 ? part(halves[1]!) : [];
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 2 ? fill < 1 : fill !== 0) return null;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill('0'), ...tail];
+  if (!groups.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return null;
+  const g = groups.map((x) => parseInt(x, 16));
+  return [0, 1, 2, 3].map((i) => ((g[2 * i]! << 16) | g[2 * i + 1]!) >>> 0);
+}
+
 // --- event objects --------------------------------------------------------------------------
 
 /** Event names by CtKind; a dump record reads as 'new' (the flow is new to the reader). */
@@ -289,6 +315,10 @@ export class CtBatchView implements ConntrackView {
   origDst(): string { return addrText(this.dv, this.base + LAYOUT.ctOrigDst, this.family); }
   replySrc(): string { return addrText(this.dv, this.base + LAYOUT.ctReplySrc, this.family); }
   replyDst(): string { return addrText(this.dv, this.base + LAYOUT.ctReplyDst, this.family); }
+  /** The four 16-byte addresses follow each other from ctOrigSrc in CtAddr order. */
+  addrWord(which: CtAddr, w: number): number {
+    return this.dv.getUint32(this.base + LAYOUT.ctOrigSrc + which * 16 + w * 4, false);
+  }
 
   toEvent(): ConntrackEvent { return conntrackEvent(this); }
 }

@@ -1,9 +1,10 @@
 // A fixture EventSource over plain arrays: tests and demos drive the tracker, the alert rules
 // and the streamer through the same EventSource boundary as the native netlink source, without
 // root or the addon. Batches are delivered synchronously, so a test controls ordering exactly.
-import { conntrackEvent, nflogEvent } from './codec.js';
+import { addrWords, conntrackEvent, nflogEvent } from './codec.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent, Tuple } from '../types.js';
 import {
+  CtAddr,
   CtKind,
   IPS_SRC_NAT,
   type ConntrackView,
@@ -104,6 +105,11 @@ class ArrayCtView implements ConntrackView {
   origDst(): string { return this.r.orig.dst; }
   replySrc(): string { return this.r.reply.src; }
   replyDst(): string { return this.r.reply.dst; }
+  addrWord(which: CtAddr, w: number): number {
+    const r = this.r;
+    const text = which === CtAddr.OrigSrc ? r.orig.src : which === CtAddr.OrigDst ? r.orig.dst : which === CtAddr.ReplySrc ? r.reply.src : r.reply.dst;
+    return addrWords(text)?.[w] ?? 0;
+  }
   get tsMs(): number { return this.r.tsMs ?? this.now; }
   toEvent(): ConntrackEvent { return conntrackEvent(this); }
 }

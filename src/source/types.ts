@@ -20,6 +20,14 @@ export const IPS_SRC_NAT = 1 << 4;
 export const IPS_DST_NAT = 1 << 5;
 export const IPS_DYING = 1 << 9;
 
+/** The four addresses of a conntrack record, in batch order (ConntrackView.addrWord). */
+export const enum CtAddr {
+  OrigSrc = 0,
+  OrigDst = 1,
+  ReplySrc = 2,
+  ReplyDst = 3,
+}
+
 /**
  * A cursor over one batch of conntrack records. `seek(i)` moves it; numeric fields read
  * straight from the packed buffer, address strings are formatted only when asked for.
@@ -48,6 +56,12 @@ export interface ConntrackView {
   origDst(): string;
   replySrc(): string;
   replyDst(): string;
+  /**
+   * Word w (0-3) of an address as an unsigned 32-bit number in network order (IPv4: word 0,
+   * 192.0.2.1 → 0xc0000201): the tracker compares and interns addresses by number and formats
+   * text only for a key it has not seen. Optional: without it the tracker reads the strings.
+   */
+  addrWord?(which: CtAddr, w: number): number;
   /** Receive time, ms since the epoch. */
   readonly tsMs: number;
   /** DESIGN.md's event object (allocates: for output paths, not for tracking). */

@@ -1,6 +1,8 @@
 // Occupancy per destination key {proto, natIp, dstIp, dstPort}: live flows and the source
 // ports they hold. Keys are interned to small integer ids when a flow is first seen (NEW or
-// dump), the only moment strings are formatted; updates and destroys work on the id.
+// dump), the only moment strings are formatted; updates and destroys work on the id. IPv4 keys
+// are also found by their numbers (findV4), so a NEW record of a key already interned formats
+// no text at all: on real traffic most NEW records are to a key that exists.
 import type { PortKey } from '../types.js';
 import { protoName } from '../source/names.js';
 import { PortSet } from './port-set.js';
@@ -20,6 +22,11 @@ export class Occupancy {
   /** Capacity version the cap entry was computed under. */
   capVer = new Int32Array(64);
   readonly ports = new PortSet();
+  /** IPv4 keys by number: open addressing over key ids (-1 empty), load ≤ 0.5. */
+  private v4Slots = new Int32Array(64).fill(-1);
+  private v4Filled = 0;
+  /** Per key id: [meta, natIp, dstIp] of its entry in v4Slots; meta 0 = none. */
+  private v4Words = new Int32Array(64 * 3);
   /** Interned keys. */
   count = 0;
   /** Key ids handed out so far (upper bound of ids in use). */
@@ -43,6 +50,81 @@ export class Occupancy {
     this.capVer[k] = -1;
     this.count++;
     return k;
+  }
+
+  /** Numeric part of an IPv4 key (proto, dstPort, local); never 0, which marks "no entry". */
+  static metaV4(proto: number, dstPort: number, local: boolean): number {
+    return (proto | (local ? 0x100 : 0) | 0x200 | (dstPort << 16)) | 0;
+  }
+
+  private homeV4(meta: number, nat: number, dst: number): number {
+    let h = Math.imul(meta, 0x9e3779b1) ^ Math.imul(nat, 0x85ebca77) ^ Math.imul(dst ^ (dst >>> 16), 0xc2b2ae35);
+    h ^= h >>> 15;
+    h = Math.imul(h, 0x27d4eb2f);
+    h ^= h >>> 13;
+    return h & (this.v4Slots.length - 1);
+  }
+
+  /** Id of the IPv4 key (metaV4, natIp, dstIp as u32), or -1 if not interned by number. */
+  findV4(meta: number, nat: number, dst: number): number {
+    nat |= 0;
+    dst |= 0;
+    const slots = this.v4Slots;
+    const w = this.v4Words;
+    const mask = slots.length - 1;
+    for (let i = this.homeV4(meta, nat, dst); ; i = (i + 1) & mask) {
+      const k = slots[i]!;
+      if (k < 0) return -1;
+      if (w[k * 3] === meta && w[k * 3 + 1] === nat && w[k * 3 + 2] === dst) return k;
+    }
+  }
+
+  /** Makes key k (interned from the same key's text) findable by number. */
+  addV4(k: number, meta: number, nat: number, dst: number): void {
+    if (this.v4Words[k * 3] !== 0) return;
+    if ((this.v4Filled + 1) * 2 > this.v4Slots.length) this.rehashV4(this.v4Slots.length * 2);
+    this.v4Words[k * 3] = meta;
+    this.v4Words[k * 3 + 1] = nat;
+    this.v4Words[k * 3 + 2] = dst;
+    this.placeV4(k);
+    this.v4Filled++;
+  }
+
+  private placeV4(k: number): void {
+    const w = this.v4Words;
+    const mask = this.v4Slots.length - 1;
+    let i = this.homeV4(w[k * 3]!, w[k * 3 + 1]!, w[k * 3 + 2]!);
+    while (this.v4Slots[i]! >= 0) i = (i + 1) & mask;
+    this.v4Slots[i] = k;
+  }
+
+  private removeV4(k: number): void {
+    const w = this.v4Words;
+    if (w[k * 3] === 0) return;
+    const slots = this.v4Slots;
+    const mask = slots.length - 1;
+    let i = this.homeV4(w[k * 3]!, w[k * 3 + 1]!, w[k * 3 + 2]!);
+    while (slots[i] !== k) i = (i + 1) & mask;
+    // Backward-shift deletion (as in FlowTable.remove): no deleted markers.
+    let hole = i;
+    for (let j = (i + 1) & mask; slots[j]! >= 0; j = (j + 1) & mask) {
+      const m = slots[j]!;
+      const h = this.homeV4(w[m * 3]!, w[m * 3 + 1]!, w[m * 3 + 2]!);
+      const between = hole <= j ? h > hole && h <= j : h > hole || h <= j;
+      if (!between) {
+        slots[hole] = m;
+        hole = j;
+      }
+    }
+    slots[hole] = -1;
+    w[k * 3] = 0;
+    this.v4Filled--;
+  }
+
+  private rehashV4(n: number): void {
+    const old = this.v4Slots;
+    this.v4Slots = new Int32Array(n).fill(-1);
+    for (let i = 0; i < old.length; i++) if (old[i]! >= 0) this.placeV4(old[i]!);
   }
 
   idOf(str: string): number {
@@ -70,6 +152,7 @@ export class Occupancy {
     const s = this.strs[k];
     if (s === undefined || this.used[k] !== 0) return;
     this.ids.delete(s);
+    this.removeV4(k);
     this.strs[k] = undefined;
     this.free.push(k);
     this.count--;
@@ -97,5 +180,8 @@ export class Occupancy {
     this.cap = grow(this.cap, (n) => new Int32Array(n));
     this.addrs = grow(this.addrs, (n) => new Uint16Array(n));
     this.capVer = grow(this.capVer, (n) => new Int32Array(n));
+    const w = new Int32Array(size * 3);
+    w.set(this.v4Words);
+    this.v4Words = w;
   }
 }

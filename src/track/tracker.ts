@@ -8,7 +8,8 @@
 // - a Dump record for a known id only refreshes it;
 // - dumpEnd removes flows not stamped (the kernel no longer has them: their DESTROY was lost)
 //   and clears tombstones. After a resync, occupancy equals the kernel's live flows again.
-import { CtKind, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
+import { CtAddr, CtKind, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
+import { addrWords } from '../source/codec.js';
 import { CapacityResolver } from './capacity.js';
 import { FlowTable, F_EVENT, F_LIVE, F_LOCAL, F_TOMB } from './flow-table.js';
 import { Occupancy } from './occupancy.js';
@@ -47,6 +48,8 @@ export class Tracker {
     news: 0, updates: 0, destroys: 0, dumpRecords: 0, unknownDestroys: 0, staleDumpRecords: 0, resyncRemoved: 0,
   };
   private local = new Set<string>();
+  /** The IPv4 ones as numbers (network order), for views with addrWord. */
+  private local4 = new Set<number>();
   private gen = 0;
   private dumping = false;
 
@@ -63,6 +66,11 @@ export class Tracker {
   /** The namespace's own addresses: flows from them without SNAT are local port users. */
   setLocalAddrs(addrs: Iterable<string>): void {
     this.local = new Set(addrs);
+    this.local4 = new Set();
+    for (const a of this.local) {
+      const w = a.includes('.') ? addrWords(a) : null;
+      if (w) this.local4.add(w[0]!);
+    }
   }
 
   get inDump(): boolean {
@@ -182,7 +190,19 @@ export class Tracker {
     let port = 0;
     let flags = F_LIVE;
     const proto = view.proto;
-    if (hasPorts(proto)) {
+    if (hasPorts(proto) && view.family === 4 && view.addrWord !== undefined) {
+      // By number: the same decisions as the text path below, without formatting.
+      const origSrc = view.addrWord(CtAddr.OrigSrc, 0);
+      const natIp = view.addrWord(CtAddr.ReplyDst, 0);
+      if ((view.status & IPS_SRC_NAT) !== 0 || natIp !== origSrc) {
+        key = this.keyV4(view, proto, natIp, false);
+        port = view.replyDport;
+      } else if (this.local4.has(origSrc)) {
+        key = this.keyV4(view, proto, origSrc, true);
+        port = view.origSport;
+        flags |= F_LOCAL;
+      }
+    } else if (hasPorts(proto)) {
       const origSrc = view.origSrc();
       const natIp = view.replyDst();
       if ((view.status & IPS_SRC_NAT) !== 0 || natIp !== origSrc) {
@@ -200,6 +220,20 @@ export class Tracker {
     if (isNew) this.rings.add(key, C_NEW, nowSec, 1, true);
     else if (!this.rings.has(key)) this.rings.touch(key, true);
     return slot;
+  }
+
+  /** Key id of an IPv4 record's key; its text is formatted only when the key is new. */
+  private keyV4(view: ConntrackView, proto: number, natIp: number, local: boolean): number {
+    const dst = view.addrWord!(CtAddr.OrigDst, 0);
+    const dport = view.origDport;
+    const meta = Occupancy.metaV4(proto, dport, local);
+    let k = this.occ.findV4(meta, natIp, dst);
+    if (k < 0) {
+      const nat = local ? view.origSrc() : view.replyDst();
+      k = this.occ.intern(Occupancy.keyString(proto, nat, view.origDst(), dport, local));
+      this.occ.addV4(k, meta, natIp, dst);
+    }
+    return k;
   }
 
   private portChanged(view: ConntrackView, slot: number, f: number): boolean {

@@ -1,7 +1,8 @@
 // Pins the batch layout on both sides: batch-layout.h (exported by the addon) against codec.ts's
 // LAYOUT, and a C++-produced batch read byte by byte at the TypeScript offsets.
 import { describe, expect, it } from 'vitest';
-import { LAYOUT, readHeader } from '../../src/source/codec.js';
+import { CtBatchView, LAYOUT, readHeader } from '../../src/source/codec.js';
+import { CtAddr } from '../../src/source/types.js';
 import { loadNative } from '../../src/source/native.js';
 import { readFixture } from '../fixtures/fixtures.js';
 
@@ -41,6 +42,10 @@ describe('batch layout', () => {
     expect([...b.subarray(r + LAYOUT.ctOrigSrc, r + LAYOUT.ctOrigSrc + 4)]).toEqual([192, 0, 2, 5]);
     expect([...b.subarray(r + LAYOUT.ctOrigDst, r + LAYOUT.ctOrigDst + 4)]).toEqual([198, 51, 100, 8]);
     expect([...b.subarray(r + LAYOUT.ctReplyDst, r + LAYOUT.ctReplyDst + 4)]).toEqual([198, 51, 100, 1]);
+    // addrWord reads the same addresses as numbers, in CtAddr order from ctOrigSrc.
+    const v = new CtBatchView().reset(b, 1).seek(0);
+    expect([CtAddr.OrigSrc, CtAddr.OrigDst, CtAddr.ReplyDst].map((a) => v.addrWord(a, 0))).toEqual([0xc0000205, 0xc6336408, 0xc6336401]);
+    expect(v.addrWord(CtAddr.ReplySrc, 0)).toBe(0xc6336408);
     expect(b.readUInt16LE(r + LAYOUT.ctOrigDport)).toBe(80);
     expect(b.readUInt16LE(r + LAYOUT.ctReplySport)).toBe(80);
     // The CTA_ID in the captured message (big-endian on the wire) lands host-order in the record.
