@@ -1,13 +1,21 @@
 // Occupancy per destination key {proto, natIp, dstIp, dstPort}: live flows and the source
 // ports they hold. Keys are interned to small integer ids when a flow is first seen (NEW or
 // dump), the only moment strings are formatted; updates and destroys work on the id. IPv4 keys
-// are also found by their numbers (findV4), so a NEW record of a key already interned formats
-// no text at all: on real traffic most NEW records are to a key that exists.
+// are found by their numbers (findV4), so a NEW record of a key already interned formats no
+// text at all (on real traffic most NEW records are to a key that exists); only other keys
+// (IPv6) are in the string map, which keeps the memory per key below the string path's.
 import type { PortKey } from '../types.js';
-import { protoName } from '../source/names.js';
+import { addrWords } from '../source/codec.js';
+import { IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, protoName } from '../source/names.js';
 import { PortSet } from './port-set.js';
 
+/** Protocols with ports (the only ones with keys) by name, to read a key string back. */
+const PORT_PROTOS = new Map([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_UDPLITE].map((p) => [protoName(p), p]));
+
+const ip4Text = (n: number) => `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+
 export class Occupancy {
+  /** Keys that are not IPv4 (those are in the numeric index only). */
   private readonly ids = new Map<string, number>();
   private strs: Array<string | undefined> = [];
   private free: number[] = [];
@@ -39,17 +47,54 @@ export class Occupancy {
 
   /** Id of the key, interning it if new (a released id is reused first). */
   intern(str: string): number {
+    if (this.parseV4(str)) {
+      const known = this.findV4(this.pMeta, this.pNat, this.pDst);
+      return known >= 0 ? known : this.internV4(this.pMeta, this.pNat, this.pDst, str);
+    }
     const known = this.ids.get(str);
     if (known !== undefined) return known;
+    const k = this.newId(str);
+    this.ids.set(str, k);
+    return k;
+  }
+
+  /** Interns an IPv4 key that findV4 does not know; str is its keyString. */
+  internV4(meta: number, nat: number, dst: number, str: string): number {
+    const k = this.newId(str);
+    this.addV4(k, meta, nat, dst);
+    return k;
+  }
+
+  private newId(str: string): number {
     const k = this.free.length > 0 ? this.free.pop()! : this.high++;
     if (k >= this.used.length) this.growTo(k + 1);
-    this.ids.set(str, k);
     this.strs[k] = str;
     this.used[k] = 0;
     this.local[k] = str.endsWith('|L') ? 1 : 0;
     this.capVer[k] = -1;
     this.count++;
     return k;
+  }
+
+  // parseV4's result (no object per call).
+  private pMeta = 0;
+  private pNat = 0;
+  private pDst = 0;
+
+  /** Reads an IPv4 key string back into numbers; false for any other key (or not exactly keyString's text). */
+  private parseV4(str: string): boolean {
+    const p = str.split('|');
+    if (p.length !== 5 || !p[1]!.includes('.') || !p[2]!.includes('.')) return false;
+    const proto = PORT_PROTOS.get(p[0]!);
+    const nat = addrWords(p[1]!)?.[0];
+    const dst = addrWords(p[2]!)?.[0];
+    const port = Number(p[3]);
+    if (proto === undefined || nat === undefined || dst === undefined || (p[4] !== 'L' && p[4] !== 'N')) return false;
+    if (ip4Text(nat) !== p[1] || ip4Text(dst) !== p[2] || String(port & 0xffff) !== p[3]) return false;
+    this.pMeta = Occupancy.metaV4(proto, port, p[4] === 'L');
+    this.pNat = nat;
+    this.pDst = dst;
+    return true;
   }
 
   /** Numeric part of an IPv4 key (proto, dstPort, local); never 0, which marks "no entry". */
@@ -79,9 +124,7 @@ export class Occupancy {
     }
   }
 
-  /** Makes key k (interned from the same key's text) findable by number. */
-  addV4(k: number, meta: number, nat: number, dst: number): void {
-    if (this.v4Words[k * 3] !== 0) return;
+  private addV4(k: number, meta: number, nat: number, dst: number): void {
     if ((this.v4Filled + 1) * 2 > this.v4Slots.length) this.rehashV4(this.v4Slots.length * 2);
     this.v4Words[k * 3] = meta;
     this.v4Words[k * 3 + 1] = nat;
@@ -128,6 +171,7 @@ export class Occupancy {
   }
 
   idOf(str: string): number {
+    if (this.parseV4(str)) return this.findV4(this.pMeta, this.pNat, this.pDst);
     return this.ids.get(str) ?? -1;
   }
 
@@ -151,8 +195,8 @@ export class Occupancy {
   release(k: number): void {
     const s = this.strs[k];
     if (s === undefined || this.used[k] !== 0) return;
-    this.ids.delete(s);
-    this.removeV4(k);
+    if (this.v4Words[k * 3] !== 0) this.removeV4(k);
+    else this.ids.delete(s);
     this.strs[k] = undefined;
     this.free.push(k);
     this.count--;

@@ -230,8 +230,7 @@ export class Tracker {
     let k = this.occ.findV4(meta, natIp, dst);
     if (k < 0) {
       const nat = local ? view.origSrc() : view.replyDst();
-      k = this.occ.intern(Occupancy.keyString(proto, nat, view.origDst(), dport, local));
-      this.occ.addV4(k, meta, natIp, dst);
+      k = this.occ.internV4(meta, natIp, dst, Occupancy.keyString(proto, nat, view.origDst(), dport, local));
     }
     return k;
   }

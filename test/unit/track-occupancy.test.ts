@@ -39,8 +39,7 @@ describe('Occupancy IPv4 index', () => {
         for (const [add, n] of ops) {
           const p = parts(n);
           if (add && !model.has(n)) {
-            const k = occ.intern(`k${n}`);
-            occ.addV4(k, p.meta, p.nat, p.dst);
+            const k = occ.internV4(p.meta, p.nat, p.dst, `k${n}`);
             model.set(n, k);
           } else if (!add && model.has(n)) {
             occ.release(model.get(n)!);
@@ -54,6 +53,32 @@ describe('Occupancy IPv4 index', () => {
       }),
       { numRuns: 50 },
     );
+  });
+});
+
+describe('Occupancy keys by text and by number', () => {
+  it('an IPv4 key interned by text is the one found by number, and released from both', () => {
+    const occ = new Occupancy();
+    const text = 'tcp|203.0.113.1|198.51.100.8|80|N';
+    const k = occ.intern(text);
+    const meta = Occupancy.metaV4(6, 80, false);
+    expect(occ.findV4(meta, 0xcb007101, 0xc6336408)).toBe(k);
+    expect(occ.idOf(text)).toBe(k);
+    expect(occ.intern(text)).toBe(k);
+    expect(occ.findV4(Occupancy.metaV4(6, 80, true), 0xcb007101, 0xc6336408)).toBe(-1);
+    const local = occ.internV4(Occupancy.metaV4(17, 53, true), 0xc0000201, 0xc6336408, 'udp|192.0.2.1|198.51.100.8|53|L');
+    expect(occ.idOf('udp|192.0.2.1|198.51.100.8|53|L')).toBe(local);
+    expect(occ.local[local]).toBe(1);
+    // Not keyString's text: a key of its own, by text only.
+    const odd = occ.intern('tcp|203.0.113.01|198.51.100.8|80|N');
+    expect(odd).not.toBe(k);
+    const v6 = occ.intern('tcp|2001:db8::1|2001:db8::8|80|N');
+    expect(occ.idOf('tcp|2001:db8::1|2001:db8::8|80|N')).toBe(v6);
+    expect(occ.count).toBe(4);
+    occ.release(k);
+    expect(occ.idOf(text)).toBe(-1);
+    expect(occ.findV4(meta, 0xcb007101, 0xc6336408)).toBe(-1);
+    expect(occ.intern(text)).toBe(k); // the released id, reused
   });
 });
 
