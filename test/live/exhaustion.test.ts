@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, type Lab, type PeerProcess } from '../../src/lab/topology.js';
 import { createStreamer, type Streamer } from '../../src/streamer.js';
 import type { Alert, PortKey } from '../../src/types.js';
+import { natLab } from '../helpers/nat-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -44,12 +45,9 @@ describe.runIf(isRoot)('nat_port_exhaustion live (lab scenario 1)', () => {
   let client: PeerProcess | undefined;
 
   beforeAll(async () => {
-    lab = await createLab({ prefix: 'nwb' });
+    lab = await natLab('nwb');
     const r = await lab.exec(lab.router, 'sysctl', ['-qw', ...FAST_CLOSE]);
     expect(r.code, r.stderr).toBe(0);
-    await lab.nft(lab.router, 'table ip nwb_nat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname "r-out" meta l4proto { tcp, udp } masquerade to :50000-50009\n }\n}\n');
-    const srv = lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']);
-    await srv.ready;
   });
 
   afterAll(async () => {

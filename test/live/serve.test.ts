@@ -5,11 +5,12 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLab, ADDR, type Lab } from '../../src/lab/topology.js';
+import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { ensureBuilt, ROOT, spawnCli } from '../helpers/cli-build.js';
 import { TestClient } from '../helpers/fake-streamer.js';
+import { natLab } from '../helpers/nat-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -45,9 +46,7 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
 
   beforeAll(async () => {
     ensureBuilt();
-    lab = await createLab({ prefix: 'nwc' });
-    await lab.nft(lab.router, 'table ip nwcnat {\n chain post {\n type nat hook postrouting priority 100;\n oifname "r-out" meta l4proto tcp masquerade to :50000-50009\n }\n}\n');
-    await lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']).ready;
+    lab = await natLab('nwc');
   }, 180_000);
   afterAll(async () => {
     if (serve && serve.exitCode === null) {

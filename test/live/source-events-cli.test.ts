@@ -2,8 +2,9 @@
 // router, text and JSON output, signals, EPIPE and the one-line errors.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { sleep, until as untilMs } from '../helpers/wait.js';
+import { natLab } from '../helpers/nat-lab.js';
 
 const until = (what: string, cond: () => boolean, ms = 8000): Promise<void> => untilMs(what, cond, ms, 25);
 
@@ -41,10 +42,8 @@ describe.runIf(isRoot)('natwatch events CLI (root: namespaces, traffic)', () => 
 
   beforeAll(async () => {
     execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'pipe' });
-    lab = await createLab({ prefix: 'nwa' });
-    await lab.nft(lab.router, `table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" meta l4proto { tcp, udp } masquerade to :50000-50009; }; }`);
+    lab = await natLab('nwa');
     await lab.nft(lab.router, `table inet filter { chain forward { type filter hook forward priority 0; tcp dport 9999 log prefix "blocked-9999 " group 5 drop; }; }`);
-    await lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']).ready;
   }, 60_000);
   afterAll(async () => {
     for (const r of runs) if (r.child.exitCode === null) r.child.kill('SIGKILL');

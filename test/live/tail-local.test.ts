@@ -2,10 +2,11 @@
 // events and the port-exhaustion alert from real traffic through a lab router.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { createLab, ADDR, type Lab } from '../../src/lab/topology.js';
+import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { ensureBuilt, spawnCli } from '../helpers/cli-build.js';
+import { natLab } from '../helpers/nat-lab.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -15,9 +16,7 @@ describe.runIf(isRoot)('natwatch tail in-process (root: lab namespaces)', () => 
   const loads: Load[] = [];
   beforeAll(async () => {
     ensureBuilt();
-    lab = await createLab({ prefix: 'nwc' });
-    await lab.nft(lab.router, 'table ip nwcnat {\n chain post {\n type nat hook postrouting priority 100;\n oifname "r-out" meta l4proto tcp masquerade to :50000-50009\n }\n}\n');
-    await lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']).ready;
+    lab = await natLab('nwc');
   }, 180_000);
   afterAll(async () => {
     if (tail && tail.exitCode === null) tail.kill('SIGKILL');
