@@ -5,13 +5,14 @@
 #   scripts/fuzz.sh MINUTES [TARGET...]     fuzz (0 = just replay the corpus), then coverage
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 60   also stop a target after that many inputs
 #   FUZZ_SEED=1234 ...                      libFuzzer's -seed (default: random, printed)
+#   FUZZ_FLAGS='-use_value_profile=1' ...   extra libFuzzer flags
 #   FUZZ_MERGE=0 ...                        do not merge new coverage into test/fuzz/corpus
 #   FUZZ_COVERAGE_FUNCTIONS=1 ...           also print coverage per function
 #
 # Each target starts from its seeds (the fixtures captured from the kernel,
 # test/fixtures/<prefix>*.hex), the committed corpus (test/fuzz/corpus/TARGET) and the
 # reproducers of past findings (test/fuzz/crashes/TARGET). New inputs collect in
-# build/fuzz/corpus/TARGET; a crash is saved as build/fuzz/crashes/TARGET-crash-<sha1> and makes
+# tmp/fuzz/corpus/TARGET; a crash is saved as tmp/fuzz/crashes/TARGET-crash-<sha1> and makes
 # the script exit 1 (copy it to test/fuzz/crashes/TARGET/ once fixed: the unit tests replay it).
 # The inputs that add coverage are merged into test/fuzz/corpus/TARGET for commit. Last, line
 # and branch coverage per decoder from a coverage build replaying that corpus (llvm-cov-14).
@@ -27,7 +28,8 @@ shift
 mapfile -t TARGETS < <(if [[ $# -gt 0 ]]; then printf '%s\n' "$@"; else node "$ROOT/test/fuzz/targets.mjs" list; fi)
 SEED="${FUZZ_SEED:-$((RANDOM * 32768 + RANDOM))}"
 RUNS="${FUZZ_RUNS:--1}"
-OUT="$ROOT/build/fuzz"
+# Not under build/: node-gyp rebuild empties that. tmp/ is ignored by git.
+OUT="$ROOT/tmp/fuzz"
 mkdir -p "$OUT/bin" "$OUT/seeds" "$OUT/crashes" "$OUT/logs"
 
 echo "fuzz: targets ${TARGETS[*]}, ${MINUTES} min each, runs ${RUNS}, seed ${SEED}"
@@ -42,7 +44,8 @@ for t in "${TARGETS[@]}"; do
   crashes="$ROOT/test/fuzz/crashes/$t"
   mkdir -p "$corpus" "$committed" "$crashes"
   log="$OUT/logs/$t.log"
-  args=(-seed="$SEED" -print_final_stats=1 -artifact_prefix="$OUT/crashes/$t-" -max_total_time=$((MINUTES * 60)) -runs="$RUNS")
+  # shellcheck disable=SC2206
+  args=(${FUZZ_FLAGS:-} -seed="$SEED" -print_final_stats=1 -artifact_prefix="$OUT/crashes/$t-" -max_total_time=$((MINUTES * 60)) -runs="$RUNS")
   [[ "$MINUTES" == 0 ]] && args=(-runs=0 -print_final_stats=1)
   set +e
   nice -n 19 "$OUT/bin/fuzz-$t" "${args[@]}" "$corpus" "$OUT/seeds/$t" "$committed" "$crashes" >"$log" 2>&1
