@@ -20,7 +20,8 @@ const DECODERS = ['native/ct-decoder.cc', 'native/nflog-decoder.cc', 'native/rec
 
 /**
  * name → its source, the native files it links, the fixtures that seed it (by file-name
- * prefix) and the decoder files whose coverage BENCHMARKS.md reports.
+ * prefix), the decoder files whose coverage BENCHMARKS.md reports, and netlink: false for
+ * inputs that are not netlink messages.
  */
 export const TARGETS = {
   ct: { source: 'test/fuzz/fuzz-ct.cc', links: DECODERS, seeds: ['ct-'], covers: ['native/ct-decoder.cc', 'native/records.cc'] },
@@ -38,16 +39,39 @@ export function fixtureBytes(path) {
   return Buffer.from(hex.join(''), 'hex');
 }
 
-/** Writes the target's seed fixtures as binary files into dir; returns their paths. */
+/** The netlink messages of a datagram (or of captured replies back to back), each whole. */
+function netlinkMessages(b) {
+  const out = [];
+  for (let off = 0; off + 16 <= b.length;) {
+    const len = b.readUInt32LE(off);
+    if (len < 16 || off + len > b.length) break;
+    out.push(b.subarray(off, off + len));
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+/**
+ * Writes the target's seed fixtures as binary files into dir, and for netlink targets each
+ * message of a fixture with several as a seed of its own too (small inputs fuzz faster);
+ * returns their paths.
+ */
 export function writeSeeds(name, dir) {
   mkdirSync(dir, { recursive: true });
   const t = TARGETS[name];
   const out = [];
+  const put = (file, bytes) => {
+    const p = join(dir, file);
+    writeFileSync(p, bytes);
+    out.push(p);
+  };
   for (const f of readdirSync(FIXTURES).sort()) {
     if (!f.endsWith('.hex') || !t.seeds.some((p) => f.startsWith(p))) continue;
-    const p = join(dir, f.replace(/\.hex$/, '.bin'));
-    writeFileSync(p, fixtureBytes(join(FIXTURES, f)));
-    out.push(p);
+    const bytes = fixtureBytes(join(FIXTURES, f));
+    const base = f.replace(/\.hex$/, '');
+    put(`${base}.bin`, bytes);
+    const msgs = t.netlink === false ? [] : netlinkMessages(bytes);
+    if (msgs.length > 1) msgs.forEach((m, i) => put(`${base}.${i}.bin`, m));
   }
   return out;
 }
@@ -92,7 +116,8 @@ export function llvmTool(tool) {
 }
 
 const COMMON = ['-std=c++17', '-g', '-fno-exceptions', `-I${join(ROOT, 'native')}`, `-I${join(ROOT, 'test/fuzz')}`];
-const SANITIZE = ['-fsanitize=address,undefined', '-fno-sanitize-recover=all'];
+// _GLIBCXX_SANITIZE_VECTOR: ASan also sees accesses between a std::vector's size and capacity.
+const SANITIZE = ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-D_GLIBCXX_SANITIZE_VECTOR'];
 
 /** Builds target name in mode into outDir; returns the binary's path. */
 export function build(name, mode, outDir) {
