@@ -51,14 +51,15 @@ for t in "${TARGETS[@]}"; do
   nice -n 19 "$OUT/bin/fuzz-$t" "${args[@]}" "$corpus" "$OUT/seeds/$t" "$committed" "$crashes" >"$log" 2>&1
   rc=$?
   set -e
-  execs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)"
-  secs="$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -1)"
+  execs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | awk '{print $2}' | tail -1)"
+  secs="$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | awk '{print $2}' | tail -1)"
   cov="$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
+  wall="$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | awk '{print $5}' | tail -1)"
   if [[ $rc -ne 0 ]]; then
     failed=1
     summary+=("$t: CRASH after ${execs:-?} inputs (exit $rc): $(grep -m1 -E 'ERROR:|FUZZ_CHECK|runtime error' "$log" || true); see $log")
   else
-    summary+=("$t: ${execs:-?} inputs, ${secs:-?}/s, no crash, ${cov:-?}")
+    summary+=("$t: ${execs:-?} inputs in ${wall:-?} s (${secs:-?}/s), no crash, ${cov:-?}")
   fi
   if [[ "${FUZZ_MERGE:-1}" != 0 && $rc -eq 0 ]]; then
     nice -n 19 "$OUT/bin/fuzz-$t" -merge=1 "$committed" "$corpus" "$OUT/seeds/$t" >>"$log" 2>&1
@@ -89,7 +90,8 @@ done
 mapfile -t files < <(printf '%s\n' "${files[@]}" | sort -u)
 echo
 echo "coverage of the corpus over all targets (llvm-cov report; -show-functions for detail):"
-"$LLVMCOV" report "${objects[@]:1}" -instr-profile="$OUT/fuzz.profdata" "${files[@]}" |
+# Every target defines LLVMFuzzerTestOneInput: llvm-cov warns that those "have mismatched data".
+"$LLVMCOV" report "${objects[@]:1}" -instr-profile="$OUT/fuzz.profdata" "${files[@]}" 2> >(grep -v 'mismatched data' >&2) |
   awk 'NR > 2 && $1 != "" && $1 !~ /^-/ {
     n = split($1, p, "/"); printf "  %-20s lines %4d/%-4d (%s)  branches %4d/%-4d (%s)\n", p[n], $8 - $9, $8, $10, $11 - $12, $11, $13 }'
 if [[ -n "${FUZZ_COVERAGE_FUNCTIONS:-}" ]]; then
