@@ -5,7 +5,9 @@
 #   scripts/fuzz.sh MINUTES [TARGET...]     fuzz (0 = just replay the corpus), then coverage
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 60   also stop a target after that many inputs
 #   FUZZ_SEED=1234 ...                      libFuzzer's -seed (default: random, printed)
-#   FUZZ_FLAGS='-use_value_profile=1' ...   extra libFuzzer flags
+#   FUZZ_FLAGS='...' ...                    libFuzzer flags (default -use_value_profile=1: it
+#                                           found a planted one-byte overflow in 6 of 6 runs,
+#                                           3 of 5 without; FUZZ_FLAGS= turns it off)
 #   FUZZ_MERGE=0 ...                        do not merge new coverage into test/fuzz/corpus
 #   FUZZ_COVERAGE_FUNCTIONS=1 ...           also print coverage per function
 #
@@ -45,7 +47,7 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$corpus" "$committed" "$crashes"
   log="$OUT/logs/$t.log"
   # shellcheck disable=SC2206
-  args=(${FUZZ_FLAGS:-} -seed="$SEED" -print_final_stats=1 -artifact_prefix="$OUT/crashes/$t-" -max_total_time=$((MINUTES * 60)) -runs="$RUNS")
+  args=(${FUZZ_FLAGS--use_value_profile=1} -seed="$SEED" -print_final_stats=1 -artifact_prefix="$OUT/crashes/$t-" -max_total_time=$((MINUTES * 60)) -runs="$RUNS")
   [[ "$MINUTES" == 0 ]] && args=(-runs=0 -print_final_stats=1)
   set +e
   nice -n 19 "$OUT/bin/fuzz-$t" "${args[@]}" "$corpus" "$OUT/seeds/$t" "$committed" "$crashes" >"$log" 2>&1
