@@ -3,7 +3,7 @@
 // what each rule matches and does, set elements, links, addresses, sockets, sysctls and
 // per-section errors. Layout constants here mirror facts-writer.h; docs/kernel-facts.md
 // describes the items.
-import { addrText as viewAddrText } from './codec.js';
+import { formatBytes } from './ip.js';
 
 export const ITEM = {
   table: 1,
@@ -153,7 +153,7 @@ function strz(b: Uint8Array, off: number, end: number, n: number): [string[], nu
 }
 
 function addrText(b: Uint8Array, off: number, family: 4 | 6): string {
-  return viewAddrText(new DataView(b.buffer, b.byteOffset, b.byteLength), off, family);
+  return formatBytes(b.subarray(off, off + (family === 4 ? 4 : 16)));
 }
 
 function operand(b: Uint8Array, dv: DataView, base: number, i: number, nfproto: number): NatOperand {
