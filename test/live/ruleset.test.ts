@@ -6,6 +6,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from '../../src/source/ruleset.js';
 import { CapacityResolver } from '../../src/track/capacity.js';
+import { watchKernelChanges, type ChangeKind } from '../../src/source/kernel-watch.js';
+import { until } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
 if (process.env.CI && !isRoot) throw new Error('live ruleset tests need root under CI');
@@ -128,5 +130,23 @@ describe.runIf(isRoot)('ruleset capacity detection (live nft in a namespace)', (
     expect(await nflogGroupsFromRuleset(ns)).toEqual([5, 7]);
     await lab.exec(lab.router, 'nft', ['flush', 'ruleset']);
     expect(await nflogGroupsFromRuleset(ns)).toEqual([]);
+  });
+
+  it('change notifications: an nft change and an address change each arrive once, debounced', async () => {
+    const seen: ChangeKind[] = [];
+    const w = watchKernelChanges(ns, { ruleset: true, addresses: true }, (k) => seen.push(k), 100);
+    try {
+      await chain('ip t1', 'type filter hook input priority 0', 'tcp dport 1 accept');
+      await lab.exec(lab.router, 'nft', ['add', 'rule', 'ip', 't1', 'c', 'tcp', 'dport', '2', 'accept']);
+      await until('a ruleset notification', () => seen.includes('ruleset'), 3000);
+      expect(seen.filter((k) => k === 'ruleset')).toHaveLength(1);
+      const r = await lab.exec(lab.router, 'ip', ['addr', 'add', '203.0.113.77/32', 'dev', 'r-out']);
+      expect(r.code, r.stderr).toBe(0);
+      await until('an address notification', () => seen.includes('addresses'), 3000);
+      expect((await readInterfaces(ns)).get('r-out')).toContain('203.0.113.77');
+      await lab.exec(lab.router, 'ip', ['addr', 'del', '203.0.113.77/32', 'dev', 'r-out']);
+    } finally {
+      w.close();
+    }
   });
 });
