@@ -12,6 +12,7 @@ import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
+import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
@@ -42,6 +43,8 @@ export interface StreamerOptions {
   /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
   rulesetIntervalMs?: number;
   addrsIntervalMs?: number;
+  /** Local socket counts (sock_diag) period; default 1 s. */
+  socketsIntervalMs?: number;
   rcvbufBytes?: number;
   /** Keys with per-second rings (LRU beyond). */
   ringKeys?: number;
@@ -121,7 +124,20 @@ export class Streamer extends EventEmitter implements StreamerLike {
     await this.tick();
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
     every(this.opts.statsIntervalMs ?? 1000, () => this.tick());
-    if (detect) this.watchChanges(every);
+    if (detect) {
+      this.watchChanges(every);
+      every(this.opts.socketsIntervalMs ?? 1000, () => this.refreshSockets());
+    }
+  }
+
+  /** Local sockets from sock_diag (local_port_exhaustion where conntrack does not see them). */
+  private async refreshSockets(): Promise<void> {
+    try {
+      const counts = await readLocalSockets(this.netns);
+      if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
+    } catch (err) {
+      if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
+    }
   }
 
   /**
