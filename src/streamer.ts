@@ -142,17 +142,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   /**
    * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
-   * tables send no notification: they are re-read every rulesetIntervalMs (60 s) while they
-   * exist. Without notifications (the subscription failed) both are polled.
+   * tables send no notification: a slow re-read every rulesetIntervalMs (60 s; one read of a
+   * 100-rule ruleset costs about a millisecond, BENCHMARKS.md) covers them. Without
+   * notifications (the subscription failed) both are polled faster.
    */
   private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
     try {
       this.watch = watchKernelChanges(this.netns, { ruleset: true, addresses: true }, (kind) => {
         void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
       });
-      every(this.opts.rulesetIntervalMs ?? 60_000, async () => {
-        if (this.ruleset.current.natRules.some((r) => r.text.startsWith('legacy ')) || this.ruleset.current.unreadable.length) await this.refreshRuleset();
-      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, () => this.refreshRuleset());
     } catch (err) {
       this.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());

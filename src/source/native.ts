@@ -139,6 +139,9 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
     const name = dirname(netns) === '/var/run/netns' || dirname(netns) === '/run/netns' ? basename(netns) : netns;
     return new NatwatchError('ENETNS', `network namespace '${name}' not found (${netns})`, { cause: err });
   }
+  if (syscall === 'setns' && errno === E.EPERM) {
+    return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
+  }
   if (syscall === 'setns' && errno === E.EINVAL) {
     return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
   }
