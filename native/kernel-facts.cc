@@ -162,7 +162,7 @@ nfgenmsg NfGen(uint8_t family) {
   return g;
 }
 
-/** The (family, table, set) of every lookup in the items written from `from` on. */
+/** The (family, table, set) of the lookups capacity needs, in the items written from `from` on. */
 std::set<std::tuple<uint8_t, std::string, std::string>> LookupsIn(const std::vector<uint8_t>& d, size_t from) {
   std::set<std::tuple<uint8_t, std::string, std::string>> out;
   size_t off = from;
@@ -171,7 +171,11 @@ std::set<std::tuple<uint8_t, std::string, std::string>> LookupsIn(const std::vec
     std::memcpy(&type, d.data() + off, 2);
     std::memcpy(&len, d.data() + off + 2, 2);
     const uint8_t* p = d.data() + off + 4;
-    if (type == kItemLookup && len > 6) {
+    // Only what capacity needs: maps (NAT targets) and protocol sets; an address set (a
+    // blocklist of 100k elements) is never read.
+    const bool wanted = len > 6 && (p[1] == 1 || (p[2] == kSrcMeta && p[3] == NFT_META_L4PROTO) ||
+                                     (p[2] == kSrcPayload && (p[3] == 9 || p[3] == 6)));
+    if (type == kItemLookup && wanted) {
       const char* s = reinterpret_cast<const char*>(p + 4);
       size_t tl = strnlen(s, len - 4);
       if (4 + tl + 1 < len) {
