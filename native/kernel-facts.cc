@@ -209,6 +209,7 @@ void ReadNft(FactsWriter& w, std::vector<uint8_t>& buf) {
     }
     if (!err) {
       w.Data().resize(start);
+      w.Capture(kSecNft, msgs.data(), msgs.size());
       w.DecodeErrors(kSecNft, DecodeNftMessages(msgs.data(), msgs.size(), w));
       // Set and map contents the rules look up (protocol sets, snat address maps).
       std::vector<uint8_t> elems;
@@ -224,7 +225,10 @@ void ReadNft(FactsWriter& w, std::vector<uint8_t>& buf) {
           break;
         }
       }
-      if (!err) w.DecodeErrors(kSecNft, DecodeNftMessages(elems.data(), elems.size(), w));
+      if (!err) {
+        w.Capture(kSecNft, elems.data(), elems.size());
+        w.DecodeErrors(kSecNft, DecodeNftMessages(elems.data(), elems.size(), w));
+      }
     }
     if (err || !intr || attempt == 2) {
       if (err) {
@@ -253,6 +257,7 @@ void ReadRtnl(FactsWriter& w, std::vector<uint8_t>& buf) {
   }
   close(fd);
   if (r.err) return w.Error(kSecRtnl, r.err, "dump");
+  w.Capture(kSecRtnl, msgs.data(), msgs.size());
   w.DecodeErrors(kSecRtnl, DecodeRtnlMessages(msgs.data(), msgs.size(), w));
 }
 
@@ -274,6 +279,7 @@ void ReadDiag(FactsWriter& w, std::vector<uint8_t>& buf) {
         if (!(family == AF_INET6 && (r.err == ENOENT || r.err == EAFNOSUPPORT))) w.Error(kSecDiag, r.err, "dump");
         continue;
       }
+      w.Capture(uint8_t(proto == IPPROTO_UDP ? kSecDiag + 16 : kSecDiag), msgs.data(), msgs.size());
       errors += DecodeInetDiagMessages(proto, msgs.data(), msgs.size(), w);
     }
   }
@@ -310,7 +316,7 @@ bool SafeSysctl(const std::string& s) {
 
 struct FactsRequest {
   std::string netns;
-  bool nft = false, legacy = false, rtnl = false, diag = false;
+  bool nft = false, legacy = false, rtnl = false, diag = false, raw = false;
   std::vector<std::string> sysctls;
 };
 
@@ -323,6 +329,7 @@ class FactsWorker : public Napi::AsyncWorker {
   void Execute() override {
     std::vector<uint8_t> buf(kRecvBuf);
     FactsWriter& w = out_;
+    w.capture = req_.raw;
     ns_ = RunInNetns(req_.netns, [&](const char**) -> int {
       if (req_.nft) ReadNft(w, buf);
       if (req_.legacy) {
@@ -344,7 +351,7 @@ class FactsWorker : public Napi::AsyncWorker {
       deferred_.Reject(e.Value());
       return;
     }
-    const auto& d = out_.Data();
+    const auto& d = req_.raw ? out_.captured : out_.Data();
     deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(env, d.data(), d.size()));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -452,7 +459,8 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
 
 }  // namespace
 
-// kernelFacts({netns, nft, legacy, rtnl, diag, sysctls}) → Promise<Buffer>
+// kernelFacts({netns, nft, legacy, rtnl, diag, sysctls, raw}) → Promise<Buffer> (raw: the
+// kernel bytes the decoders saw, FactsWriter::Capture, instead of the items)
 Napi::Value KernelFacts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -471,6 +479,7 @@ Napi::Value KernelFacts(const Napi::CallbackInfo& info) {
   req.legacy = flag("legacy");
   req.rtnl = flag("rtnl");
   req.diag = flag("diag");
+  req.raw = flag("raw");
   Napi::Value sys = o.Get("sysctls");
   if (sys.IsArray()) {
     Napi::Array a = sys.As<Napi::Array>();

@@ -74,6 +74,8 @@ export interface KernelFactsRequest {
   diag?: boolean;
   /** Paths under /proc/sys, `net/...` only. */
   sysctls?: string[];
+  /** Return the kernel bytes the decoders saw (fixtures, fuzz seeds) instead of the items. */
+  raw?: boolean;
 }
 
 /** The package root: two levels up from both src/source and dist/source. */
