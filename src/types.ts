@@ -156,6 +156,8 @@ export interface StreamerEvents {
   error: [Error];
 }
 
+export type Readiness = 'starting' | 'ok' | 'degraded';
+
 export interface StreamerLike {
   on<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
   off<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
@@ -169,6 +171,11 @@ export interface StreamerLike {
   lastStats(): StatsMessage | null;
   readonly netns: string | null;
   readonly startedAt: string;
+  /**
+   * For /healthz: 'starting' until the first table dump ended and the counters were read once,
+   * 'degraded' while a source has failed and is being re-opened, else 'ok'.
+   */
+  readiness(): Readiness;
   /** Totals for /metrics. */
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };
