@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { connect } from 'node:net';
 import { pino } from 'pino';
-import { startServer, type StandaloneServer } from '../../src/server/index.js';
+import { startServer, type StandaloneServer, type StartOptions } from '../../src/server/index.js';
 import { FakeStreamer, TestClient } from '../helpers/fake-streamer.js';
 
 let srv: StandaloneServer | null = null;
@@ -22,7 +22,7 @@ afterEach(async () => {
   logLines.length = 0;
 });
 
-const start = async (opts: Parameters<typeof startServer>[1] = {}): Promise<StandaloneServer> => (srv = await startServer(streamer, { port: 0, logger, ...opts }));
+const start = async (opts: StartOptions = {}): Promise<StandaloneServer> => (srv = await startServer(streamer, { port: 0, logger, ...opts }));
 const http = (path = ''): string => `http://127.0.0.1:${srv!.address.port}${path}`;
 
 /** One raw HTTP/1.1 exchange, so Host and Origin can be anything. */
