@@ -92,6 +92,11 @@ export interface Alert {
   utilization: number | null;
   drops: number;
   message: string;
+  /**
+   * nflog_drop aggregate only (key with dstIp/dstPort null): how many destinations the rule
+   * dropped packets to beyond the per-destination alerts.
+   */
+  destinations?: number;
   /** Predicted seconds until the key is exhausted at the current trend (port kinds only). */
   etaSeconds?: number | null;
   /** Kind-specific detail (counter deltas, loss counts, ...). */
