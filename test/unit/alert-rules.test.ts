@@ -385,6 +385,9 @@ describe('event_loss', () => {
     // No kernel drop count (unreadable): each ENOBUFS stands for at least one event.
     h.src.loss({ source: 'conntrack', enobufs: 2, dropped: 4 });
     expect(h.src.resyncs).toBe(1);
+    // The dump ran at once (synthetic table); the episode ends after the quiet period.
+    expect(h.of('event_loss')).toHaveLength(1);
+    await h.step(10_000);
     const [fire, resolved] = h.of('event_loss');
     expect(fire).toMatchObject({ severity: 'critical', state: 'firing', key: {}, drops: 6, detail: { conntrack: { enobufs: 2, dropped: 4, seqGap: 0 } } });
     expect(resolved).toMatchObject({ state: 'resolved' });
@@ -420,7 +423,7 @@ describe('event_loss', () => {
   });
 
   it('an NFLOG packet lost by the kernel is one event, though both its drop counter and the sequence gap show it', async () => {
-    const h = await harness({ thresholds: { lossQuietMs: 60_000 } });
+    const h = await harness({ thresholds: { lossQuietSeconds: 60 } });
     h.src.loss({ source: 'nflog', enobufs: 1, kernelDrops: 7 });
     expect(h.of('event_loss')[0]).toMatchObject({ drops: 7, detail: { nflog: { enobufs: 1, kernelDrops: 7, seqGap: 0, lost: 7 } } });
     await h.step(5000); // past resendMs
@@ -442,6 +445,9 @@ describe('event_loss', () => {
     await h.step(2000);
     expect(h.src.resyncs).toBe(2);
     h.src.dump([]);
+    // Clean dump, but the quiet period (10 s from the last loss) is not over yet.
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
+    await h.step(8000);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
   });
 
@@ -454,6 +460,7 @@ describe('event_loss', () => {
     expect(h.src.resyncs).toBe(1);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
     h.src.dump([]);
+    await h.step(10_000);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
   });
 
@@ -467,11 +474,51 @@ describe('event_loss', () => {
     await h.step(1000);
     expect(h.src.resyncs).toBe(2);
     h.src.dump([]);
+    await h.step(1000);
     expect(h.of('event_loss').at(-1)).toMatchObject({ state: 'resolved' });
   });
 
+  it('sustained overload is one episode: fires once, re-sent as it grows, resolved once with the total', async () => {
+    const h = await harness({ thresholds: { minResyncMs: 500, lossQuietSeconds: 10 } });
+    // 20 s of overload: loss every second, each resync dump ends clean between two bursts.
+    let total = 0;
+    for (let i = 0; i < 20; i++) {
+      h.src.loss({ source: 'conntrack', enobufs: 1, kernelDrops: 100 + i });
+      total += 100 + i;
+      await h.step(500);
+      h.src.dump([]);
+      await h.step(500);
+    }
+    const states = h.of('event_loss').map((a) => a.state);
+    expect(states.filter((x) => x === 'resolved')).toEqual([]);
+    // Re-sent as the count grew, at most once per resendMs (5 s) after the first.
+    expect(states.length).toBeGreaterThanOrEqual(2);
+    expect(states.length).toBeLessThanOrEqual(1 + 20 / 5);
+    await h.step(8000); // 9 s after the last loss
+    expect(h.of('event_loss').map((a) => a.state)).not.toContain('resolved');
+    await h.step(1000);
+    const all = h.of('event_loss');
+    expect(all.filter((a) => a.state === 'resolved')).toHaveLength(1);
+    const end = all.at(-1)!;
+    expect(end).toMatchObject({ state: 'resolved', drops: total, detail: { conntrack: { kernelDrops: total, lost: total } } });
+    expect(end.message).toMatch(new RegExp(`^Event loss is over \\(none for 10 s\\): ${total} events were lost in this episode; conntrack state was rebuilt`));
+    // The next overload is a new episode.
+    h.src.loss({ source: 'conntrack', kernelDrops: 5 });
+    expect(h.of('event_loss').at(-1)).toMatchObject({ state: 'firing', drops: 5 });
+  });
+
+  it('a resync that has not ended keeps the episode open past the quiet period', async () => {
+    const h = await harness({ thresholds: { lossQuietSeconds: 2, resyncTimeoutMs: 60_000 } });
+    h.src.loss({ source: 'conntrack', kernelDrops: 3 });
+    h.src.dumpBegin();
+    await h.step(5000);
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
+    h.src.dumpEnd();
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
+  });
+
   it('NFLOG loss resolves after the quiet period without a resync', async () => {
-    const h = await harness({ thresholds: { lossQuietMs: 5000 } });
+    const h = await harness({ thresholds: { lossQuietSeconds: 5 } });
     h.src.loss({ source: 'nflog', seqGap: 9 });
     expect(h.src.resyncs).toBe(0);
     expect(h.alerts[0]).toMatchObject({ kind: 'event_loss', drops: 9, detail: { nflog: { seqGap: 9 } } });
