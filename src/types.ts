@@ -77,7 +77,19 @@ export interface NflogKey {
   dstPort: number;
 }
 
-export type AlertKey = PortKey | NflogKey | Record<string, never>;
+/**
+ * An nflog_drop aggregate: one rule's drops to the destinations past the per-destination cap
+ * (their number is the alert's `destinations`, the top ones in its `detail.top`).
+ */
+export interface NflogRuleKey {
+  prefix: string;
+  group: number;
+  proto: null;
+  dstIp: null;
+  dstPort: null;
+}
+
+export type AlertKey = PortKey | NflogKey | NflogRuleKey | Record<string, never>;
 
 export interface Alert {
   type: 'alert';

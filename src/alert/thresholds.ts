@@ -36,8 +36,10 @@ export interface Thresholds {
   refreshDumpMs: number;
   /** ... but only while the table holds at most this many entries (a dump costs per entry). */
   refreshDumpMaxCount: number;
-  /** Distinct NFLOG keys tracked at once. */
+  /** Distinct NFLOG destinations tracked at once. */
   nflogMaxKeys: number;
+  /** Per-destination nflog_drop alerts firing at once per (group, prefix); past it, one aggregate. */
+  nflogMaxPerRule: number;
 }
 
 export const DEFAULT_THRESHOLDS: Thresholds = {
@@ -57,6 +59,7 @@ export const DEFAULT_THRESHOLDS: Thresholds = {
   refreshDumpMs: 10_000,
   refreshDumpMaxCount: 200_000,
   nflogMaxKeys: 10_000,
+  nflogMaxPerRule: 20,
 };
 
 const NAMES = Object.keys(DEFAULT_THRESHOLDS) as Array<keyof Thresholds>;

@@ -155,17 +155,18 @@ function normalizeIp(ip: string): string {
   }
 }
 
-function dstMatches(f: StreamFilter, ip: string | undefined, port: number | undefined): boolean {
+function dstMatches(f: StreamFilter, ip: string | null | undefined, port: number | null | undefined): boolean {
   if (f.dstIp === null) return true;
-  // Host-wide alerts (table full, event loss) carry no destination; they concern every one.
-  if (ip === undefined) return true;
+  // Host-wide alerts (table full, event loss) carry no destination, and an nflog aggregate a
+  // null one: they concern every destination, the filtered one too.
+  if (ip === undefined || ip === null) return true;
   return ip === f.dstIp && (f.dstPort === null || port === f.dstPort);
 }
 
 export function alertMatches(f: StreamFilter, a: Alert): boolean {
   if (!f.types.has('alert')) return false;
   if (f.severity !== null && SEVERITY_RANK[a.severity] < SEVERITY_RANK[f.severity]) return false;
-  const key = a.key as { dstIp?: string; dstPort?: number };
+  const key = a.key as { dstIp?: string | null; dstPort?: number | null };
   return dstMatches(f, key.dstIp, key.dstPort);
 }
 
