@@ -15,7 +15,12 @@ Prints decoded conntrack events and NFLOG packets, one per line, until interrupt
   --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
   --json              one JSON event object per line (the WebSocket 'event' shape)
   --no-dump           do not list the existing table first
-  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events`;
+  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events
+
+environment: none read
+
+example:
+  natwatch events --netns gw --json | head -20`;
 
 const LOSS_INTERVAL_MS = 1000;
 

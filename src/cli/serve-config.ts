@@ -139,7 +139,7 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}, env:
       throw new UsageError(`--listen: refusing non-loopback address ${listen} without --tls-cert/--tls-key (the token would cross the network in clear; --insecure-plaintext to accept that)`);
     }
   }
-  const logLevel = str('logLevel', pick('logLevel')) ?? 'info';
+  const logLevel = str('logLevel', pick('logLevel')) ?? (env.NATWATCH_LOG_LEVEL || undefined) ?? 'info';
   if (!isLogLevel(logLevel)) throw new UsageError(`--log-level: '${logLevel}' is not one of fatal, error, warn, info, debug, trace, silent`);
   const thresholds = pick('thresholds');
   if (thresholds !== undefined && (typeof thresholds !== 'object' || thresholds === null || Array.isArray(thresholds))) {

@@ -16,7 +16,15 @@ const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
   --nflog-group N     NFLOG group to bind in-process (repeatable)
   --type LIST         alert,stats,event,gap (default alert,stats,gap)
   --token T           bearer token for the server (or NATWATCH_TOKEN)
-  --json              one JSON message per line (also when stdout is not a terminal)`;
+  --json              one JSON message per line (also when stdout is not a terminal)
+
+environment:
+  NATWATCH_TOKEN      the token, when --token is not given
+  NATWATCH_LOG_LEVEL  log level (default warn)
+  NO_COLOR            no colours in the terminal view
+
+example:
+  NATWATCH_TOKEN=$(cat ~/.natwatch-token) natwatch tail wss://gw.example:7600 --type alert`;
 
 const TYPES = ['alert', 'stats', 'event', 'gap'];
 
