@@ -124,7 +124,7 @@ export class NflogDropRule {
       else if (now - a.lastMs >= this.t.nflogQuietMs) {
         rule.agg = null;
         this.aggDests -= a.dests.size;
-        this.engine.resolve('nflog_drop', ruleKeyId(a.key), { message: (total) => aggMessage(a, total, this.t.nflogMaxPerRule, true) });
+        this.engine.resolve('nflog_drop', ruleKeyId(a.key));
         this.forgetRule(ruleId, rule);
       }
     }
@@ -159,7 +159,7 @@ export class NflogDropRule {
       dropsDelta: n,
       destinations: a.dests.size,
       detail: { top: top(a) },
-      message: (total) => aggMessage(a, total, max, false),
+      message: (total) => aggMessage(a, total, max),
     });
   }
 }
@@ -181,12 +181,11 @@ function top(a: Aggregate): Destination[] {
   return [...a.dests.values()].sort((x, y) => y.packets - x.packets).slice(0, TOP).map((d) => ({ ...d }));
 }
 
-function aggMessage(a: Aggregate, packets: number, perRule: number, over: boolean): string {
+function aggMessage(a: Aggregate, packets: number, perRule: number): string {
   const n = a.dests.size;
   const list = top(a).map((d) => `${d.proto} ${endpoint(d.dstIp, d.dstPort)} (${d.packets})`).join(', ');
-  const head = over ? 'Over: packets' : 'Packets';
   return (
-    `${head} to ${n} more destination${n === 1 ? '' : 's'} (beyond the ${perRule} alerted one by one) were dropped by ${ruleText(a.key.prefix, a.key.group)}: ` +
+    `Packets to ${n} more destination${n === 1 ? '' : 's'} (beyond the ${perRule} alerted one by one) were dropped by ${ruleText(a.key.prefix, a.key.group)}: ` +
     `${packets} packet${packets === 1 ? '' : 's'} so far; top ${Math.min(n, TOP)}: ${list || 'none tracked'}; many destinations at once looks like a scan or a misrouted client`
   );
 }
