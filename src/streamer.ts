@@ -18,7 +18,7 @@ import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
-import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
+import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
 
 export type { StreamMessage };
 
@@ -70,6 +70,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private lastRefreshMs = 0;
   private lastError = { message: '', ms: 0 };
   private closed = false;
+  /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
+  private firstDumpEnded = false;
+  private countersRead = false;
+  private countersFailing = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
   /** Loss components since start; totals() turns them into events (lostEvents). */
@@ -205,6 +209,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private onDumpEnd(): void {
+    this.firstDumpEnded = true;
     this.tracker.dumpEnd();
     this.rules.loss.onDumpEnd();
     this.maybeResync();
@@ -238,7 +243,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
       let snap: CounterSnapshot;
       try {
         snap = await this.source.readCounters();
+        this.countersRead = true;
+        this.countersFailing = false;
       } catch (err) {
+        this.countersFailing = true;
         this.fail(err as Error);
         return;
       }
@@ -332,6 +340,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   lastStats(): StatsMessage | null {
     return this.last;
+  }
+
+  readiness(): Readiness {
+    if (!this.firstDumpEnded || !this.countersRead) return 'starting';
+    return this.countersFailing ? 'degraded' : 'ok';
   }
 
   totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {

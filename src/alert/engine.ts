@@ -16,6 +16,8 @@ export interface Observation {
   /** Where the capacity came from (port kinds): see CapacitySource. */
   capacitySource?: CapacitySource;
   capacityReason?: string | null;
+  /** nflog_drop aggregates: distinct destinations (Alert.destinations). */
+  destinations?: number;
   detail?: Record<string, unknown>;
   /** The message, given the alert's drops total and severity. */
   message: (drops: number, severity: Severity) => string;
@@ -136,6 +138,7 @@ export class AlertEngine {
       a.capacitySource = o.capacitySource;
       a.capacityReason = o.capacityReason ?? null;
     }
+    if (o.destinations !== undefined) a.destinations = o.destinations;
     if (o.detail !== undefined) a.detail = o.detail;
     return a;
   }
