@@ -64,6 +64,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private source: EventSource | null = null;
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
+  private saidUnreadable = '';
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
@@ -272,8 +273,12 @@ export class Streamer extends EventEmitter implements StreamerLike {
     try {
       const { changed, info, interfaces } = await this.ruleset.refresh();
       if (changed) this.tracker.capacity.setRuleset(info);
-      // What could not be read is said (once a minute at most) and marks capacities unknown.
-      if (info.unreadable.length && !this.closed) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${info.unreadable.join('; ')}`));
+      // What could not be read marks capacities unknown, and is said once (again only if it changes).
+      const unreadable = info.unreadable.join('; ');
+      if (unreadable !== this.saidUnreadable && !this.closed) {
+        this.saidUnreadable = unreadable;
+        if (unreadable) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
+      }
       this.applyInterfaces(interfaces);
     } catch (err) {
       // Capacities become unknown: say why (fail() repeats a recurring cause once a minute).
