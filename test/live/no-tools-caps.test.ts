@@ -132,3 +132,48 @@ describe.runIf(isRoot)('no external program, no root: an exhausted iptables-nft 
     expect(d.out()).toMatch(/iptables-legacy tables not checked: .*CAP_DAC_READ_SEARCH/);
   });
 });
+
+describe.runIf(isRoot)('a ruleset part that cannot be read is never a silent default', () => {
+  let lab: Lab;
+  let load: Load | undefined;
+  const daemons: Array<{ stop(): Promise<void> }> = [];
+
+  beforeAll(async () => {
+    ensureBuilt();
+    lab = await createLab({ prefix: 'nwu' });
+    // Only an iptables-legacy rule: uid 65534 cannot list the legacy tables (0440 root).
+    const r = await lab.exec(lab.router, 'iptables-legacy', ['-t', 'nat', '-A', 'POSTROUTING', '-o', 'r-out', '-p', 'tcp', '-j', 'MASQUERADE', '--to-ports', '60000-60004']);
+    expect(r.code, r.stderr).toBe(0);
+    await lab.spawnPeer(lab.server, ['serve', '--proto', 'tcp', '--port', '80']).ready;
+    load = await holdConnect(lab, lab.client, { proto: 'tcp', to: '198.51.100.8:80', count: 3, timeoutMs: 2000, holdMs: 60_000 });
+    expect(load.ok).toBe(3);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const d of daemons) await d.stop();
+    await load?.release();
+    await lab?.destroy();
+  });
+
+  it('serve as uid 65534: the key\'s capacity source is unknown, with the capability it lacks', async () => {
+    const port = await freePort();
+    const d = daemon(['ip', 'netns', 'exec', lab.router, ...NOBODY, process.execPath, BIN, 'serve', '--listen', `127.0.0.1:${port}`]);
+    daemons.push(d);
+    const script = `fetch('http://127.0.0.1:${port}/v1/top').then(r=>r.text()).then(t=>process.stdout.write(t),()=>process.stdout.write('[]'))`;
+    let top: Array<{ used: number; capacity: number; capacitySource: string; capacityReason: string | null }> = [];
+    const end = Date.now() + 15_000;
+    while (Date.now() < end && !(top[0]?.used === 3)) {
+      if (d.child.exitCode !== null) throw new Error(`serve exited: ${d.out()}`);
+      await sleep(300);
+      const r = await run('ip', ['netns', 'exec', lab.router, process.execPath, '-e', script], 10_000);
+      try {
+        top = JSON.parse(r.stdout || '[]');
+      } catch {
+        top = [];
+      }
+    }
+    expect(top[0]).toMatchObject({ used: 3, capacity: 64512, capacitySource: 'unknown' });
+    expect(top[0]!.capacityReason).toMatch(/iptables-legacy tables not checked: .*need CAP_DAC_READ_SEARCH/);
+  });
+});
+
