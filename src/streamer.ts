@@ -10,7 +10,7 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { readInterfaces, RulesetWatcher, type LogRule } from './source/ruleset.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
@@ -329,6 +329,14 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.lastError = { message: err.message, ms: now };
     // 'error' without a listener would throw and take a daemon down: only emit when heard.
     if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /**
+   * The ruleset's log rules: NFLOG group, prefix, and whether the same rule drops or rejects
+   * (ECS `event.type: denied` vs a log-only rule). Current as of the last ruleset read.
+   */
+  logRules(): LogRule[] {
+    return this.ruleset.current.logs;
   }
 
   firing(): Alert[] {
