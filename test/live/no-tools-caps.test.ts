@@ -175,5 +175,12 @@ describe.runIf(isRoot)('a ruleset part that cannot be read is never a silent def
     expect(top[0]).toMatchObject({ used: 3, capacity: 64512, capacitySource: 'unknown' });
     expect(top[0]!.capacityReason).toMatch(/iptables-legacy tables not checked: .*need CAP_DAC_READ_SEARCH/);
   });
-});
 
+  it('--netns without CAP_SYS_ADMIN: serve and doctor say so in one line, exit 1', async () => {
+    for (const cmd of [['serve', '--listen', '127.0.0.1:0'], ['doctor']]) {
+      const r = await run('setpriv', [...NOBODY.slice(1), process.execPath, BIN, cmd[0]!, '--netns', lab.nsPath(lab.router), ...cmd.slice(1)]);
+      expect(r.code, cmd[0]).toBe(1);
+      expect(r.stderr.trim(), cmd[0]).toBe(`natwatch: need CAP_SYS_ADMIN to enter network namespace ${lab.nsPath(lab.router)}`);
+    }
+  });
+});
