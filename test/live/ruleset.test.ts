@@ -1,14 +1,14 @@
 // Capacity detection against real rulesets in a lab router namespace: what `nft -j` and
 // iptables-nft-save actually print on this machine, through RulesetWatcher + CapacityResolver.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from '../../src/source/ruleset.js';
 import { CapacityResolver } from '../../src/track/capacity.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const NAT_IP = '198.51.100.1';
 
-describe.runIf(isRoot)('ruleset capacity detection (live nft in a namespace)', () => {
+describeLive('ruleset capacity detection (live nft in a namespace)', () => {
   let lab: Lab;
   let ns: string;
 
