@@ -63,7 +63,7 @@ export function inspect(file, target) {
     if (musl) problems.push(`needs ${v}: a musl build must not need glibc`);
     else if (cmp(num.split('.').map(Number), MAX_VERSIONS[lib]) > 0) problems.push(`needs ${v}, newer than ${lib}_${MAX_VERSIONS[lib].join('.')}`);
   }
-  if (!/^\S+\s+g\s+DF\s+\.text\s+\S+\s+\S+\s+napi_register_module_v1$/m.test(dynsyms)) problems.push('does not export napi_register_module_v1');
+  if (!/^\S+\s+g\s+DF\s+\.text\s+\S+\s+(\S+\s+)?napi_register_module_v1$/m.test(dynsyms)) problems.push('does not export napi_register_module_v1');
 
   const needed = [...run('readelf', ['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map((m) => m[1]);
   for (const lib of needed) if (!(musl ? MUSL_LIBS : GLIBC_LIBS).test(lib)) problems.push(`needs ${lib}, not a ${musl ? 'musl' : 'glibc'} system library`);
