@@ -45,14 +45,16 @@ export function judgeNotFired(e: Expectation, alerts: readonly Alert[], waitMs: 
 }
 
 /**
- * natwatch's drop count for the expectation. A burst can fire and resolve several times
- * (event_loss): each resolved alert closes one episode with its own drop count, so natwatch's
- * side is their sum.
+ * natwatch's side of the drop count. Each resolved alert closes one episode with its own drop
+ * count, so natwatch's side is their sum (a scenario may require exactly one: event_loss under
+ * one overload). Records natwatch dropped in its own queue were delivered by the kernel: they
+ * are counted apart (`inQueue`) so the sum can be held against the kernel's.
  */
-export function natwatchDrops(e: Expectation, alerts: readonly Alert[], last: Alert): { drops: number; episodes: number } {
+export function natwatchDrops(e: Expectation, alerts: readonly Alert[], last: Alert): { drops: number; episodes: number; inQueue: number } {
   const episodes = alerts.filter((a) => a.kind === e.kind && matchesKey(e.key, a.key) && a.state === 'resolved');
   const drops = episodes.length > 0 ? episodes.reduce((n, a) => n + a.drops, 0) : last.drops;
-  return { drops, episodes: episodes.length };
+  const inQueue = episodes.reduce((n, a) => n + Number((a.detail as { conntrack?: { dropped?: number } } | undefined)?.conntrack?.dropped ?? 0), 0);
+  return { drops, episodes: episodes.length, inQueue };
 }
 
 export interface FiredRun {
@@ -62,12 +64,20 @@ export interface FiredRun {
   /** When recovery was timed from (the firing, or the client's release). */
   since: number;
   occ: OccupancyComparison | null;
+  /** natwatch's drop count (natwatchDrops) and the kernel's own, when the scenario reads it. */
+  counted: { drops: number; episodes: number; inQueue: number };
+  kernel: { what: string; n: number } | null;
   waitMs: number;
 }
 
 export function judgeFired(r: FiredRun): Verdict {
-  const when = r.e.resolves === 'after-release' ? 'after the client closed' : 'after it fired, the load still on';
+  const { e, counted, kernel } = r;
+  const when = e.resolves === 'after-release' ? 'after the client closed' : 'after it fired, the load still on';
   if (!r.resolved) return { ok: false, reason: `${describeAlert(r.firing)} fired but no resolved followed within ${r.waitMs} ms` };
+  if (e.oneEpisode && counted.episodes !== 1) return { ok: false, reason: `${counted.episodes} ${e.kind} episodes for one overload, expected exactly one` };
+  if (e.oneEpisode && kernel && counted.drops - counted.inQueue !== kernel.n) {
+    return { ok: false, reason: `natwatch counted ${counted.drops - counted.inQueue} (+${counted.inQueue} in its queue), the kernel ${kernel.n}` };
+  }
   if (r.occ && !r.occ.ok) return { ok: false, reason: `occupancy mismatch: ${r.occ.line}` };
   const secs = ((Date.parse(r.resolved.ts) - r.since) / 1000).toFixed(1);
   return { ok: true, reason: `natwatch raised ${describeAlert(r.firing)}, resolved ${secs} s ${when}` };

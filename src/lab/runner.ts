@@ -21,7 +21,7 @@ import {
 export type { LabWatcher, WatchFactory } from './observe.js';
 
 /** Lab runs want recovery in seconds, not the production quiet windows (src/alert/thresholds.ts). */
-export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietMs: 3_000, dropsQuietMs: 3_000, minResyncMs: 500 };
+export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietSeconds: 3, dropsQuietMs: 3_000, minResyncMs: 500 };
 
 export interface RunOptions {
   watch: WatchFactory;
@@ -98,10 +98,10 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
       const last = resolved ?? firing;
       const k = sc.kernelDrops ? await sc.kernelDrops(lab, before) : null;
       const kernelSide = k ? `kernel: ${k.what} = ${k.n}` : `kernel counters: ${formatDeltas(deltas(before, await snapshot(lab, lab.router)))}`;
-      const n = natwatchDrops(e, watcher.alerts, last);
-      const across = n.episodes > 1 ? ` (${n.episodes} episodes)` : '';
-      say('compare', `${kernelSide}; natwatch: ${last.kind} drops = ${n.drops}${across}`);
-      result = judgeFired({ e, firing, resolved, since, occ, waitMs });
+      const counted = natwatchDrops(e, watcher.alerts, last);
+      const across = counted.episodes > 1 ? ` (${counted.episodes} episodes)` : '';
+      say('compare', `${kernelSide}; natwatch: ${last.kind} drops = ${counted.drops}${across}`);
+      result = judgeFired({ e, firing, resolved, since, occ, counted, kernel: k, waitMs });
     }
   } catch (err) {
     result = { ok: false, reason: `scenario failed: ${(err as Error).message.split('\n')[0]}` };
