@@ -14,6 +14,8 @@ import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
+import { natAddresses, type NatAddressEntry } from './track/nat-addresses.js';
+import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
 import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
@@ -66,6 +68,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private closed = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
+  private readonly nflogCounts = new NflogCounts();
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
 
@@ -155,6 +158,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private onNflog(v: NflogView): void {
     this.received.nflog += v.count;
+    this.nflogCounts.onBatch(v);
     this.rules.nflog.onBatch(v);
     if (!this.wantsEvents()) return;
     for (let i = 0; i < v.count; i++) this.publish('event', v.seek(i).toEvent());
@@ -289,8 +293,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return this.last;
   }
 
-  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
-    return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
+  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number }; nflogPackets: NflogCount[] } {
+    return {
+      eventsReceived: { ...this.received },
+      eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) },
+      nflogPackets: this.nflogCounts.list(),
+    };
+  }
+
+  natAddresses(): NatAddressEntry[] {
+    return natAddresses(this.tracker);
   }
 
   /**

@@ -173,6 +173,10 @@ export interface StreamerLike {
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };
     eventsLost: { conntrack: number; nflog: number };
+    /** Packets logged per NFLOG (group, trimmed prefix), bounded (see src/track/nflog-counts.ts). */
+    nflogPackets?: Array<{ group: number; prefix: string; packets: number }>;
   };
+  /** Per (proto, NAT address): the busiest destination's utilization (for /metrics). */
+  natAddresses?(): Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }>;
   close(): Promise<void>;
 }

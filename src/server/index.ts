@@ -73,12 +73,13 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
     token,
     log,
   );
-  const registry = createMetrics({
-    streamer,
+  const metrics = createMetrics({
+    streamers: () => [streamer],
     clients: () => hub.clients,
     slowClosed: () => hub.slowClosed,
     droppedByGone: () => hub.droppedByGone,
   });
+  const registry = metrics.registry;
   const ctx = { streamer, registry, token, clientCount: () => hub.clients.size };
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     try {
@@ -105,6 +106,7 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
     close() {
       closed ??= (async () => {
         server.off('upgrade', onUpgrade);
+        metrics.close();
         await hub.close(CLOSE_GOING_AWAY, 'server shutting down');
       })();
       return closed;
