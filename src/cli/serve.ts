@@ -11,6 +11,8 @@ import { startServer } from '../server/index.js';
 import { loadStreamerFactory } from './streamer-loader.js';
 import type { Streamer, StreamerOptions } from '../streamer.js';
 import { thresholds as makeThresholds, type Thresholds } from '../alert/thresholds.js';
+import { AlertmanagerPusher } from '../alertmanager/pusher.js';
+import type { Registry } from 'prom-client';
 
 const HELP = `usage: natwatch serve [options]
 
@@ -23,6 +25,8 @@ const HELP = `usage: natwatch serve [options]
   --config FILE          JSON or YAML with the same fields (flags win); re-read on SIGHUP
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --rcvbuf SIZE          netlink receive buffer, e.g. 64M (default); small values lose events
+  --alertmanager URL     push alerts to URL/api/v2/alerts (repeatable, e.g. an HA pair)
+  --instance NAME        'instance' label of pushed alerts (default: the host name)
 
 endpoints: ws(s)://HOST:PORT/v1/stream, /healthz, /metrics, /v1/alerts, /v1/top`;
 
@@ -40,6 +44,8 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'log-level': { type: 'string' },
       rcvbuf: { type: 'string' },
+      alertmanager: { type: 'string', multiple: true },
+      instance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -57,6 +63,8 @@ export async function run(argv: string[]): Promise<number> {
     tlsKey: values['tls-key'],
     logLevel: values['log-level'],
     rcvbuf: values.rcvbuf,
+    alertmanagers: values.alertmanager,
+    instance: values.instance,
   };
   const configPath = values.config;
   const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
@@ -83,6 +91,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   log.info({ url: server.url, netns: settings.netns, auth: settings.token !== null, tls: tls !== undefined }, 'listening');
+  const pusher = startPusher(settings, streamer, server.registry);
 
   return await new Promise<number>((resolve) => {
     let stopping = false;
@@ -94,7 +103,8 @@ export async function run(argv: string[]): Promise<number> {
         let code = 0;
         // Each part is closed even when the other fails: the netlink sockets must not outlive
         // a server that could not close cleanly.
-        for (const [part, close] of [['server', () => server.close()], ['streamer', () => streamer.close()]] as const) {
+        const parts = [['alertmanager', () => pusher?.close()], ['server', () => server.close()], ['streamer', () => streamer.close()]] as const;
+        for (const [part, close] of parts) {
           try {
             await close();
           } catch (err) {
@@ -126,6 +136,15 @@ function streamerOptions(s: ServeSettings): StreamerOptions {
     ...(s.natRules !== null ? { natRules: s.natRules } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
   };
+}
+
+/** `--alertmanager`: pushes this streamer's alerts; its counters go to the server's /metrics. */
+function startPusher(s: ServeSettings, streamer: Streamer, registry: Registry): AlertmanagerPusher | null {
+  if (s.alertmanagers.length === 0) return null;
+  const pusher = new AlertmanagerPusher({ urls: s.alertmanagers, ...(s.instance !== null ? { instance: s.instance } : {}) });
+  pusher.registerMetrics(registry);
+  pusher.attach(streamer);
+  return pusher;
 }
 
 function readPem(flag: string, path: string): Buffer {
@@ -166,7 +185,8 @@ function reload(
   }
   server.setToken(next.token);
   streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules });
-  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => next[k] !== current[k]);
+  const restart: string[] = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes', 'instance'] as const).filter((k) => next[k] !== current[k]);
+  if (next.alertmanagers.join(' ') !== current.alertmanagers.join(' ')) restart.push('alertmanagers');
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
   Object.assign(current, { token: next.token, natPorts: next.natPorts, natRules: next.natRules, thresholds: next.thresholds });
