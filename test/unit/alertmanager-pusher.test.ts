@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
+import type { Logger } from '../../src/log.js';
 import { Registry } from 'prom-client';
 import { AlertmanagerPusher } from '../../src/alertmanager/pusher.js';
 import type { AmAlert } from '../../src/alertmanager/payload.js';
@@ -54,10 +55,10 @@ const until = async (pred: () => boolean, ms = 5000): Promise<void> => {
   }
 };
 
-function capturingLogger(): { logger: ReturnType<typeof pino>; lines: Array<{ level: number; msg: string }> } {
+function capturingLogger(): { logger: Logger; lines: Array<{ level: number; msg: string }> } {
   const lines: Array<{ level: number; msg: string }> = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { level: number; msg: string }) });
-  return { logger, lines };
+  return { logger: logger as unknown as Logger, lines };
 }
 
 let cleanup: Array<() => Promise<void> | void> = [];
