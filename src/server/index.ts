@@ -15,7 +15,7 @@ import { StreamHub } from './stream.js';
 import { CLOSE_GOING_AWAY } from './client.js';
 
 export { FilterError, parseSubscription, type StreamFormat, type StreamType, type Subscription } from './filter.js';
-export { alertToEcs, statsToEcs, eventToEcs, ECS_SEVERITY } from './ecs.js';
+export { alertToEcs, statsToEcs, eventToEcs, controlToEcs, ecsContext, ECS_SEVERITY, type EcsContext, type NflogVerdict } from './ecs.js';
 
 export interface AttachOptions {
   /** WebSocket path (default /v1/stream). */

@@ -9,6 +9,7 @@ import { VERSION } from '../version.js';
 import type { Logger } from '../log.js';
 import { alertMatches, describeSubscription, FilterError, parseSubscription, type Subscription } from './filter.js';
 import { FrameCache } from './encode.js';
+import { ecsContext, type EcsContext } from './ecs.js';
 import { CLOSE_TRY_AGAIN_LATER, StreamClient, type BackpressureLimits } from './client.js';
 import type { TokenCheck } from './auth.js';
 import { requestUrl } from './http.js';
@@ -26,14 +27,16 @@ export class StreamHub {
   private readonly wss: WebSocketServer;
   private nextId = 1;
   private readonly heartbeat: NodeJS.Timeout;
-  private readonly onAlert = (a: Alert): void => this.broadcast(new FrameCache({ type: 'alert', msg: a }));
-  private readonly onStats = (s: StatsMessage): void => this.broadcast(new FrameCache({ type: 'stats', msg: s }));
-  private readonly onEvent = (e: WireEvent): void => this.broadcast(new FrameCache({ type: 'event', msg: e }));
+  private readonly onAlert = (a: Alert): void => this.broadcast(new FrameCache({ type: 'alert', msg: a }, this.ecs));
+  private readonly onStats = (s: StatsMessage): void => this.broadcast(new FrameCache({ type: 'stats', msg: s }, this.ecs));
+  private readonly onEvent = (e: WireEvent): void => this.broadcast(new FrameCache({ type: 'event', msg: e }, this.ecs));
   /**
    * Clients that asked for events. The 'event' listener is attached only while this is > 0:
    * the streamer builds event objects only when someone listens (high volume otherwise free).
    */
   private eventSubscribers = 0;
+  /** Gateway, namespace, NFLOG verdicts and alert episode ids for the `ecs` format. */
+  private readonly ecs: EcsContext;
 
   constructor(
     private readonly streamer: StreamerLike,
@@ -41,6 +44,7 @@ export class StreamHub {
     private readonly token: TokenCheck,
     private readonly log: Logger,
   ) {
+    this.ecs = ecsContext({ netns: streamer.netns, nflogDenies: streamer.nflogDenies?.bind(streamer) });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: false });
     streamer.on('alert', this.onAlert);
     streamer.on('stats', this.onStats);
@@ -66,6 +70,7 @@ export class StreamHub {
 
   private accept(ws: WebSocket, req: IncomingMessage, sub: Subscription): void {
     const client = new StreamClient(this.nextId++, ws, sub, this.opts, (c) => this.closeSlow(c));
+    client.ecs = this.ecs;
     this.clients.add(client);
     if (sub.filter.types.has('event')) this.countEventSubscriber(+1);
     const log = this.log.child({ client: client.id });
@@ -93,7 +98,7 @@ export class StreamHub {
 
   private replay(client: StreamClient, since: number): void {
     for (const a of this.streamer.alertsSince(since)) {
-      if (alertMatches(client.sub.filter, a)) client.deliverReplay(new FrameCache({ type: 'alert', msg: a }));
+      if (alertMatches(client.sub.filter, a)) client.deliverReplay(new FrameCache({ type: 'alert', msg: a }, this.ecs));
     }
   }
 
