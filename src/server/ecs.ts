@@ -133,7 +133,7 @@ export function alertToEcs(a: Alert, ctx: EcsContext = defaultEcsContext()): Rec
   const key = a.key as Partial<{ proto: string; natIp: string; dstIp: string; dstPort: number; prefix: string; group: number }>;
   const type = [a.state === 'firing' ? 'start' : 'end'];
   if (a.kind === 'nflog_drop' && key.group !== undefined && ctx.nflogDenies(key.group, key.prefix ?? '') === true) type.push('denied');
-  const { type: _t, ts: _ts, ...rest } = a;
+  const { type: _t, ts: _ts, message: _m, ...rest } = a;
   const doc: Record<string, unknown> = {
     ...base(ctx, a.ts, { type: 'alert', ...(snakeCase(rest) as Record<string, unknown>) }),
     event: {
