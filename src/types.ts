@@ -1,4 +1,4 @@
-// Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
+// Wire contracts, documented in docs/protocol.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
 
 export type Family = 'ipv4' | 'ipv6';
