@@ -1,7 +1,7 @@
 // natwatch alerts as Alertmanager API v2 alerts (POST /api/v2/alerts): labels identify the
 // alert (Alertmanager deduplicates on them), annotations carry the numbers.
 import type { Alert } from '../types.js';
-import { alertName, keyLabels, netnsLabels } from '../server/labels.js';
+import { alertName, keyLabels, netnsLabels, netnsOf } from '../server/labels.js';
 
 /** One element of the POST /api/v2/alerts body. */
 export interface AmAlert {
@@ -26,7 +26,8 @@ export function amLabels(a: Alert, ctx: LabelContext): Record<string, string> {
     kind: a.kind,
     severity: a.severity,
     instance: ctx.instance,
-    ...netnsLabels((a as { netns?: string | null }).netns !== undefined ? (a as { netns?: string | null }).netns : ctx.netns),
+    // The alert's own namespace when it names one (multi-namespace streamers), else the streamer's.
+    ...netnsLabels(netnsOf(a, ctx.netns)),
     ...keyLabels(a.key),
   };
 }

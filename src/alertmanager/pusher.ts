@@ -169,7 +169,7 @@ export class AlertmanagerPusher {
 
   private onAlert(s: StreamerLike, a: Alert): void {
     const labels = amLabels(a, { instance: this.instance, netns: s.netns });
-    const id = `${s.netns ?? ''}|${a.kind}|${JSON.stringify(a.key)}`;
+    const id = `${labels.netns ?? ''}|${a.kind}|${JSON.stringify(a.key)}`;
     const cur = this.active.get(id);
     if (a.state === 'resolved') {
       if (!cur) return;

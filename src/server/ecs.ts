@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Alert, ConntrackEvent, NflogEvent, StatsMessage, WireEvent } from '../types.js';
 import { VERSION } from '../version.js';
-import { netnsName } from './labels.js';
+import { netnsName, netnsOf } from './labels.js';
 
 /** The ECS release these documents follow (the @elastic/ecs field list the tests use). */
 export const ECS_VERSION = '9.4.0';
@@ -39,7 +39,7 @@ export class EpisodeIds {
   note(a: Alert): string {
     const known = this.bySeq.get(a.seq);
     if (known !== undefined) return known;
-    const key = `${a.kind}|${JSON.stringify(a.key)}`;
+    const key = `${netnsOf(a, null) ?? ''}|${a.kind}|${JSON.stringify(a.key)}`;
     let id = this.open.get(key);
     if (id === undefined) id = randomUUID();
     if (a.state === 'firing') this.open.set(key, id);
@@ -119,13 +119,14 @@ export function snakeCase(v: unknown): unknown {
   return out;
 }
 
-function base(ctx: EcsContext, ts: string, natwatch: Record<string, unknown>): Record<string, unknown> {
+/** `item`: the message, whose own `netns` (multi-namespace streamers) wins over the context's. */
+function base(ctx: EcsContext, ts: string, natwatch: Record<string, unknown>, item?: object): Record<string, unknown> {
   return {
     '@timestamp': ts,
     ecs: { version: ECS_VERSION },
     host: { name: ctx.host },
     observer: { hostname: ctx.host, product: 'natwatch', vendor: 'natwatch', version: VERSION },
-    natwatch: { ...natwatch, netns: ctx.netns },
+    natwatch: { ...natwatch, netns: netnsName(netnsOf(item, ctx.netns)) },
   };
 }
 
@@ -135,7 +136,7 @@ export function alertToEcs(a: Alert, ctx: EcsContext = defaultEcsContext()): Rec
   if (a.kind === 'nflog_drop' && key.group !== undefined && ctx.nflogDenies(key.group, key.prefix ?? '') === true) type.push('denied');
   const { type: _t, ts: _ts, message: _m, ...rest } = a;
   const doc: Record<string, unknown> = {
-    ...base(ctx, a.ts, { type: 'alert', ...(snakeCase(rest) as Record<string, unknown>) }),
+    ...base(ctx, a.ts, { type: 'alert', ...(snakeCase(rest) as Record<string, unknown>) }, a),
     event: {
       kind: 'alert',
       category: ['network'],
@@ -187,7 +188,7 @@ function conntrackToEcs(e: ConntrackEvent, ctx: EcsContext): Record<string, unkn
   if (e.nat === 'dnat' || e.nat === 'both') destination.nat = icmp ? { ip: e.reply.src } : { ip: e.reply.src, port: e.reply.sport };
   const { type: _t, ts: _ts, source: _s, ...rest } = e;
   return {
-    ...base(ctx, e.ts, { type: 'event', source: 'conntrack', ...(snakeCase(rest) as Record<string, unknown>), ...(icmp ? { icmp_id: e.orig.sport } : {}) }),
+    ...base(ctx, e.ts, { type: 'event', source: 'conntrack', ...(snakeCase(rest) as Record<string, unknown>), ...(icmp ? { icmp_id: e.orig.sport } : {}) }, e),
     event: { kind: 'event', category: ['network'], type: CT_TYPES[e.event], action: e.event, dataset: 'natwatch.conntrack' },
     source,
     destination,
@@ -203,7 +204,7 @@ function nflogToEcs(e: NflogEvent, ctx: EcsContext): Record<string, unknown> {
   if (e.indev) observer.ingress = { interface: { name: e.indev } };
   if (e.outdev) observer.egress = { interface: { name: e.outdev } };
   const { type: _t, ts: _ts, source: _s, ...rest } = e;
-  const doc = base(ctx, e.ts, { type: 'event', source: 'nflog', ...(snakeCase(rest) as Record<string, unknown>), ...(icmp ? { icmp_id: e.sport } : {}) });
+  const doc = base(ctx, e.ts, { type: 'event', source: 'nflog', ...(snakeCase(rest) as Record<string, unknown>), ...(icmp ? { icmp_id: e.sport } : {}) }, e);
   return {
     ...doc,
     observer: { ...(doc.observer as object), ...observer },

@@ -18,6 +18,18 @@ export function netnsLabels(netns: string | null | undefined): { netns?: string 
   return name === null ? {} : { netns: name };
 }
 
+/**
+ * The namespace a message is about: its own `netns` field when it has one (alerts, events and
+ * top entries of a multi-namespace streamer carry it), else the streamer's.
+ */
+export function netnsOf(item: object | null | undefined, fallback: string | null): string | null {
+  if (item && 'netns' in item) {
+    const v = (item as { netns?: unknown }).netns;
+    if (typeof v === 'string' || v === null) return v;
+  }
+  return fallback;
+}
+
 /** Label names of an alert key, in key order: proto, nat_ip, dst_ip, dst_port | prefix, group, …. */
 export const PORT_KEY_LABELS = ['proto', 'nat_ip', 'dst_ip', 'dst_port'] as const;
 export const NFLOG_KEY_LABELS = ['prefix', 'group', 'proto', 'dst_ip', 'dst_port'] as const;

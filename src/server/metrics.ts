@@ -11,7 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Alert, AlertKind, KernelCounters, Severity, StreamerLike, TopEntry } from '../types.js';
 import { VERSION } from '../version.js';
 import type { StreamClient } from './client.js';
-import { keyLabels, netnsLabels, PORT_KEY_LABELS } from './labels.js';
+import { keyLabels, netnsLabels, netnsOf, PORT_KEY_LABELS } from './labels.js';
 
 export const ALERT_KINDS: readonly AlertKind[] = [
   'nat_port_exhaustion',
@@ -64,8 +64,18 @@ export interface Metrics {
 
 type Labels = Record<string, string>;
 
-/** A label set for streamer s: netns (when not our own) plus the given labels. */
-const withNs = (s: StreamerLike, labels: Labels = {}): Labels => ({ ...labels, ...netnsLabels(s.netns) });
+/**
+ * A label set: the given labels plus netns (when not our own) — the item's own namespace when
+ * it names one (multi-namespace streamers), else the streamer's.
+ */
+const withNs = (s: StreamerLike, labels: Labels = {}, item?: object): Labels => ({ ...labels, ...netnsLabels(netnsOf(item, s.netns)) });
+
+type TableStats = { conntrack: { count: number; max: number; buckets: number }; counters: KernelCounters };
+/** Each namespace's part of the last stats (`namespaces` when several are watched), else the whole. */
+function statsParts(st: NonNullable<ReturnType<StreamerLike['lastStats']>>): Array<TableStats & { netns?: string | null }> {
+  const parts = (st as { namespaces?: Array<TableStats & { netns: string | null }> }).namespaces;
+  return parts && parts.length > 0 ? parts : [st];
+}
 
 function mirror(c: Counter<string>, labels: Labels, value: number): void {
   // Counters mirror cumulative totals kept elsewhere: collect() resets, then adds the total.
@@ -124,7 +134,7 @@ export function createMetrics(src: MetricsSources): Metrics {
         this.reset();
         each((s) => {
           const st = s.lastStats();
-          if (st) this.set(withNs(s), pick(st.conntrack));
+          if (st) for (const p of statsParts(st)) this.set(withNs(s, {}, p), pick(p.conntrack));
         });
       },
     });
@@ -142,8 +152,12 @@ export function createMetrics(src: MetricsSources): Metrics {
       collect() {
         this.reset();
         each((s) => {
-          const v = s.lastStats()?.counters[stat];
-          if (typeof v === 'number') mirror(this, withNs(s), v);
+          const st = s.lastStats();
+          if (!st) return;
+          for (const p of statsParts(st)) {
+            const v = p.counters[stat];
+            if (typeof v === 'number') mirror(this, withNs(s, {}, p), v);
+          }
         });
       },
     });
@@ -159,7 +173,7 @@ export function createMetrics(src: MetricsSources): Metrics {
       collect() {
         this.reset();
         each((s) => {
-          for (const e of destinations(s)) this.set(withNs(s, keyLabels(e.key)), pick(e));
+          for (const e of destinations(s)) this.set(withNs(s, keyLabels(e.key), e), pick(e));
         });
       },
     });
@@ -177,7 +191,7 @@ export function createMetrics(src: MetricsSources): Metrics {
       this.reset();
       each((s) => {
         const list = s.natAddresses?.() ?? [];
-        for (const a of list.slice(0, NAT_ADDRESS_SERIES)) this.set(withNs(s, { proto: a.proto, nat_ip: a.natIp }), a.maxUtilization);
+        for (const a of list.slice(0, NAT_ADDRESS_SERIES)) this.set(withNs(s, { proto: a.proto, nat_ip: a.natIp }, a), a.maxUtilization);
       });
     },
   });
@@ -190,13 +204,10 @@ export function createMetrics(src: MetricsSources): Metrics {
     collect() {
       this.reset();
       each((s) => {
-        const n = new Map<string, number>();
-        for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) n.set(`${kind}|${severity}`, 0);
-        for (const a of s.firing()) n.set(`${a.kind}|${a.severity}`, (n.get(`${a.kind}|${a.severity}`) ?? 0) + 1);
-        for (const [id, v] of n) {
-          const [kind, severity] = id.split('|') as [string, string];
-          this.set(withNs(s, { kind, severity }), v);
-        }
+        // Zeros for every kind × severity of the streamer's namespace, then the firing ones
+        // (under their own namespace when they name one).
+        for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) this.set(withNs(s, { kind, severity }), 0);
+        for (const a of s.firing()) this.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
       });
     },
   });
@@ -213,14 +224,14 @@ export function createMetrics(src: MetricsSources): Metrics {
     for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) fired.inc(withNs(s, { kind, severity }), 0);
     const last = new Map<string, Severity>();
     const fn = (a: Alert): void => {
-      const id = `${a.kind}|${JSON.stringify(a.key)}`;
+      const id = `${netnsOf(a, s.netns) ?? ''}|${a.kind}|${JSON.stringify(a.key)}`;
       if (a.state === 'resolved') {
         last.delete(id);
         return;
       }
       if (last.get(id) === a.severity) return;
       last.set(id, a.severity);
-      fired.inc(withNs(s, { kind: a.kind, severity: a.severity }));
+      fired.inc(withNs(s, { kind: a.kind, severity: a.severity }, a));
     };
     s.on('alert', fn);
     listeners.push({ s, fn });
@@ -290,14 +301,17 @@ export function createMetrics(src: MetricsSources): Metrics {
 /** Top N plus the destinations of firing NAT port alerts (their latest numbers). */
 function destinations(s: StreamerLike): TopEntry[] {
   const out = s.top().slice(0, TOP_SERIES);
-  const seen = new Set(out.map((e) => JSON.stringify(e.key)));
+  const idOf = (item: object, key: object): string => `${netnsOf(item, s.netns) ?? ''}|${JSON.stringify(key)}`;
+  const seen = new Set(out.map((e) => idOf(e, e.key)));
   for (const a of s.firing()) {
     if (a.kind !== 'nat_port_exhaustion' || a.used === null || a.capacity === null) continue;
     const key = a.key as TopEntry['key'];
-    const id = JSON.stringify(key);
+    const id = idOf(a, key);
     if (seen.has(id)) continue;
     seen.add(id);
-    out.push({ key, used: a.used, capacity: a.capacity, utilization: a.utilization ?? 0, newPerSec: 0 });
+    const entry = { key, used: a.used, capacity: a.capacity, utilization: a.utilization ?? 0, newPerSec: 0 } as TopEntry;
+    if ('netns' in a) (entry as { netns?: unknown }).netns = (a as { netns?: unknown }).netns;
+    out.push(entry);
   }
   return out;
 }

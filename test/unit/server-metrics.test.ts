@@ -110,6 +110,18 @@ describe('/metrics v2', () => {
     srv = null;
     expect(await scrape(busyStreamer())).not.toContain('netns=');
   });
+
+  it('items naming their own namespace (a multi-namespace streamer) are labelled with it', async () => {
+    const s = busyStreamer();
+    s.topEntries = [{ ...s.topEntries[0]!, netns: 'gw-b' } as never];
+    const part = (netns: string, count: number) => ({ netns, conntrack: { count, max: 1000, buckets: 256 }, counters: s.emitStats().counters, rates: { new: 0, destroy: 0, drop: 0 }, top: [] });
+    s.emitStats({ namespaces: [part('gw-a', 10), part('gw-b', 20)] } as never);
+    const text = await scrape(s);
+    expect(sample(text, `natwatch_nat_ports_used{${KEY_LABELS},netns="gw-b"}`)).toBe(7);
+    expect(sample(text, 'natwatch_conntrack_entries{netns="gw-a"}')).toBe(10);
+    expect(sample(text, 'natwatch_conntrack_entries{netns="gw-b"}')).toBe(20);
+    expect(sample(text, 'natwatch_conntrack_insert_failed_total{netns="gw-b"}')).toBe(5);
+  });
 });
 
 describe.runIf(havePromtool())('promtool', () => {
