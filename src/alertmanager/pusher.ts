@@ -200,28 +200,34 @@ export class AlertmanagerPusher {
     for (const e of this.active.values()) this.send(e.labels, e, null);
   }
 
-  /** natwatch_alertmanager_* series on the server's registry. */
+  /** natwatch_alertmanager_* series on the server's registry, read at scrape time. */
   registerMetrics(registry: Registry): void {
-    const per = (name: string, help: string, pick: (t: Target) => number, Kind: typeof Counter | typeof Gauge): void => {
-      new Kind({
+    const targets = this.targets;
+    const counter = (name: string, help: string, pick: (t: Target) => number): void => {
+      new Counter({
         name,
         help,
         labelNames: ['alertmanager'],
         registers: [registry],
-        collect(this: Counter<string> | Gauge<string>) {
+        collect() {
+          // Mirrors a total kept by the target: reset, then add it.
           this.reset();
-          for (const t of targets) {
-            if (this instanceof Counter) this.inc({ alertmanager: t.url }, pick(t));
-            else (this as Gauge<string>).set({ alertmanager: t.url }, pick(t));
-          }
+          for (const t of targets) this.inc({ alertmanager: t.url }, pick(t));
         },
       });
     };
-    const targets = this.targets;
-    per('natwatch_alertmanager_alerts_sent_total', 'Alerts (firing re-sends included) accepted by each Alertmanager.', (t) => t.sent, Counter);
-    per('natwatch_alertmanager_errors_total', 'Failed POSTs to each Alertmanager (each is retried with backoff).', (t) => t.errors, Counter);
-    per('natwatch_alertmanager_dropped_total', 'Alerts dropped because the queue for an unreachable Alertmanager was full.', (t) => t.dropped, Counter);
-    per('natwatch_alertmanager_queue_length', 'Alerts waiting to be sent to each Alertmanager.', (t) => t.queue.size, Gauge);
+    counter('natwatch_alertmanager_alerts_sent_total', 'Alerts (firing re-sends included) accepted by each Alertmanager.', (t) => t.sent);
+    counter('natwatch_alertmanager_errors_total', 'Failed POSTs to each Alertmanager (each is retried with backoff).', (t) => t.errors);
+    counter('natwatch_alertmanager_dropped_total', 'Alerts dropped because the queue for an unreachable Alertmanager was full.', (t) => t.dropped);
+    new Gauge({
+      name: 'natwatch_alertmanager_queue_length',
+      help: 'Alerts waiting to be sent to each Alertmanager.',
+      labelNames: ['alertmanager'],
+      registers: [registry],
+      collect() {
+        for (const t of targets) this.set({ alertmanager: t.url }, t.queue.size);
+      },
+    });
   }
 
   /** Tries once more to deliver what is queued (bounded by `ms`), then stops. */

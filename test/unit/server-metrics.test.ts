@@ -6,6 +6,7 @@ import { startServer, type StandaloneServer } from '../../src/server/index.js';
 import { VERSION } from '../../src/version.js';
 import { FakeStreamer } from '../helpers/fake-streamer.js';
 import { havePromtool, promtool } from '../helpers/promtool.js';
+import { AlertmanagerPusher } from '../../src/alertmanager/pusher.js';
 
 let srv: StandaloneServer | null = null;
 beforeAll(() => {
@@ -128,8 +129,15 @@ describe.runIf(havePromtool())('promtool', () => {
   it('`promtool check metrics` prints nothing for the real /metrics output', async () => {
     const s = busyStreamer('/var/run/netns/gw-a');
     srv = await startServer(s, { port: 0 });
+    // With the Alertmanager push's series too (nothing listens on port 9: errors counted).
+    const pusher = new AlertmanagerPusher({ urls: ['http://127.0.0.1:9'], minBackoffMs: 10_000 });
+    pusher.registerMetrics(srv.registry);
+    pusher.attach(s);
     s.emitAlert();
+    await new Promise((r) => setTimeout(r, 200));
     const text = await scrape(s);
+    await pusher.close(10);
+    expect(text).toMatch(/^natwatch_alertmanager_errors_total\{alertmanager="http:\/\/127\.0\.0\.1:9"\} 1$/m);
     const r = promtool(['check', 'metrics'], text);
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
