@@ -14,7 +14,7 @@ import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
-import { natAddresses, type NatAddressEntry } from './track/nat-addresses.js';
+import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
 import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
@@ -302,7 +302,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   natAddresses(): NatAddressEntry[] {
-    return natAddresses(this.tracker);
+    return natAddressesCached(this.tracker, this.clock.now());
   }
 
   /**
