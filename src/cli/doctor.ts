@@ -15,7 +15,13 @@ const HELP = `usage: natwatch doctor [--netns NAME|PATH] [--json] [--fail-on war
 
 Checks conntrack and NAT settings of a network namespace and prints, per check, a verdict
 (ok, info, warn, fail), the finding, and a command that fixes it.
-  --fail-on warn|fail   exit 3 when a check is at that verdict or worse (for CI and monitoring)`;
+  --fail-on warn|fail   exit 3 when a check is at that verdict or worse (for CI and monitoring)
+
+environment:
+  NO_COLOR   no colours in the report
+
+example:
+  natwatch doctor --netns gw --fail-on fail`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse({

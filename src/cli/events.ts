@@ -10,6 +10,7 @@ import type { LossReport, SourceHandlers } from '../source/types.js';
 import { UsageError } from '../errors.js';
 import { ecsContext, eventToEcs } from '../server/ecs.js';
 import { conntrackMatches, matchesEverything, nflogMatches, parseEventFilter } from './event-filter.js';
+import { onStdoutClosed, untilSignal } from './until-signal.js';
 
 const HELP = `usage: natwatch events [--netns NAME|PATH] [--nflog-group N]... [--format text|json|ecs]
                       [--proto P] [--dst IP[:PORT]] [--event LIST] [--nat snat|dnat] [--no-dump] [--rcvbuf SIZE]
@@ -25,7 +26,12 @@ Prints decoded conntrack events and NFLOG packets, one per line, until interrupt
   --nat LIST          only connections with this NAT: snat, dnat (or both: snat,dnat)
   --no-dump           do not list the existing table first
   --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events
---event and --nat select conntrack records only (NFLOG packets have neither).`;
+--event and --nat select conntrack records only (NFLOG packets have neither).
+
+environment: none read
+
+example:
+  natwatch events --netns gw --format ecs --dst 198.51.100.8:443 --event new | head -20`;
 
 const FORMATS = ['text', 'json', 'ecs'] as const;
 
@@ -68,34 +74,27 @@ export async function run(argv: string[]): Promise<number> {
   if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
   const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true });
 
-  return new Promise<number>((resolve, reject) => {
-    let done = false;
-    let pendingLoss: LossReport[] = [];
-    let lossTimer: NodeJS.Timeout | null = null;
-    const flushLoss = () => {
-      lossTimer = null;
-      for (const source of ['conntrack', 'nflog'] as const) {
-        const rs = pendingLoss.filter((r) => r.source === source);
-        if (rs.length === 0) continue;
-        const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
-        process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
-      }
-      pendingLoss = [];
-    };
-    const finish = (code: number, err?: unknown) => {
-      if (done) return;
-      done = true;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      if (lossTimer) clearTimeout(lossTimer);
-      flushLoss();
-      void source.close().then(() => (err ? reject(err) : resolve(code)));
-    };
-    const onSignal = () => finish(0);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    process.stdout.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'EPIPE' ? 0 : 1, err.code === 'EPIPE' ? undefined : err));
-
+  let done = false;
+  let pendingLoss: LossReport[] = [];
+  let lossTimer: NodeJS.Timeout | null = null;
+  const flushLoss = () => {
+    lossTimer = null;
+    for (const source of ['conntrack', 'nflog'] as const) {
+      const rs = pendingLoss.filter((r) => r.source === source);
+      if (rs.length === 0) continue;
+      const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
+      process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
+    }
+    pendingLoss = [];
+  };
+  const cleanup = async () => {
+    done = true;
+    if (lossTimer) clearTimeout(lossTimer);
+    flushLoss();
+    await source.close();
+  };
+  return untilSignal(cleanup, (stop) => {
+    onStdoutClosed(stop);
     const write = (s: string) => {
       if (!done && s.length > 0) process.stdout.write(s);
     };
@@ -126,6 +125,6 @@ export async function run(argv: string[]): Promise<number> {
         process.stderr.write(`natwatch: ${err.message}\n`);
       },
     };
-    source.start(handlers).catch((err: unknown) => finish(1, err));
+    source.start(handlers).catch((err: unknown) => stop(err as Error));
   });
 }

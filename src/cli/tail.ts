@@ -6,11 +6,12 @@ import { UsageError } from '../errors.js';
 import { setupLogging } from '../log.js';
 import type { Alert, ServerMessage, StatsMessage, WireEvent } from '../types.js';
 import { TailClient, type ConnState } from './tail-client.js';
-import { alertLine, eventLine, TtyView } from './tail-view.js';
+import { alertLine, eventLine, printable, TtyView } from './tail-view.js';
 import { alertMatches, eventMatches, parseSubscription, type StreamFilter } from '../server/filter.js';
 import { controlToEcs, ecsContext } from '../server/ecs.js';
 import { toEcs, type Broadcast } from '../server/encode.js';
 import { loadStreamerFactory } from './streamer-loader.js';
+import { onStdoutClosed, untilSignal, type Stop } from './until-signal.js';
 
 const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
 
@@ -22,7 +23,15 @@ const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
                       is not a terminal) or ecs (one Elastic Common Schema document per line)
   --json              same as --format json
   --dst IP[:PORT]     only alerts and events for this destination
-  --severity S        only alerts of at least this severity: warning or critical`;
+  --severity S        only alerts of at least this severity: warning or critical
+
+environment:
+  NATWATCH_TOKEN      the token, when --token is not given
+  NATWATCH_LOG_LEVEL  log level (default warn)
+  NO_COLOR            no colours in the terminal view
+
+example:
+  NATWATCH_TOKEN=$(cat ~/.natwatch-token) natwatch tail wss://gw.example:7600 --type alert --severity critical`;
 
 const FORMATS = ['text', 'json', 'ecs'];
 
@@ -114,10 +123,10 @@ function ttySink(types: string[]): Sink {
           view.print([eventLine(m)]);
           return;
         case 'gap':
-          view.print([`… ${m.dropped} messages skipped (${m.reason})`]);
+          view.print([`… ${Number(m.dropped)} messages skipped (${printable(m.reason)})`]);
           return;
         case 'hello':
-          view.state.status = `${view.state.status.split(' — ')[0]} — ${m.host}${m.netns ? ` netns ${m.netns}` : ''} (natwatch ${m.version})`;
+          view.state.status = `${view.state.status.split(' — ')[0]} — ${printable(m.host)}${m.netns ? ` netns ${printable(m.netns)}` : ''} (natwatch ${printable(m.version)})`;
           view.refresh();
           return;
       }
@@ -127,31 +136,13 @@ function ttySink(types: string[]): Sink {
       view.refresh();
     },
     warn(text) {
-      view.print([`natwatch: ${text}`]);
+      view.print([`natwatch: ${printable(text)}`]);
     },
     close() {
       process.stdout.off('resize', onResize);
       view.close();
     },
   };
-}
-
-/** Runs until SIGINT/SIGTERM (exit 0) or a fatal error (rejects with it); cleans up once either way. */
-function untilSignal(cleanup: () => Promise<void> | void, fatal?: (fail: (err: Error) => void) => void): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let finished = false;
-    const finish = (err?: Error): void => {
-      if (finished) return;
-      finished = true;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      Promise.resolve(cleanup()).then(() => (err ? reject(err) : resolve(0)), reject);
-    };
-    const onSignal = (): void => finish();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    fatal?.(finish);
-  });
 }
 
 async function followServer(url: string, types: string[], token: string | undefined, out: Sink): Promise<number> {
@@ -164,7 +155,10 @@ async function followServer(url: string, types: string[], token: string | undefi
       client.stop();
       out.close();
     },
-    (fail) => client.on('fatal', fail),
+    (stop) => {
+      client.on('fatal', stop);
+      onStdoutClosed(stop);
+    },
   );
 }
 
@@ -193,10 +187,13 @@ async function runLocal(netns: string | undefined, groups: number[], types: stri
   streamer.on('error', (err) => out.warn(err.message));
   await streamer.start();
   out.state(`in-process ${path ?? 'current namespace'}`);
-  return untilSignal(async () => {
-    await streamer.close();
-    out.close();
-  });
+  return untilSignal(
+    async () => {
+      await streamer.close();
+      out.close();
+    },
+    (stop: Stop) => onStdoutClosed(stop),
+  );
 }
 
 /** --dst / --severity as a stream filter (the server's own matching rules), or null for none. */
@@ -226,7 +223,7 @@ function lineSink(): Sink {
     message(m) {
       if (m.type === 'alert') process.stdout.write(alertLine(m, false) + '\n');
       else if (m.type === 'event') process.stdout.write(eventLine(m) + '\n');
-      else if (m.type === 'gap') process.stdout.write(`… ${m.dropped} messages skipped (${m.reason})\n`);
+      else if (m.type === 'gap') process.stdout.write(`… ${Number(m.dropped)} messages skipped (${printable(m.reason)})\n`);
     },
     state: (text) => void process.stderr.write(`natwatch: ${text}\n`),
     warn: (text) => void process.stderr.write(`natwatch: ${text}\n`),

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { unpack } from 'msgpackr';
-import type { Alert, AlertKey, AlertKind, ConntrackEvent, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
+import type { Alert, AlertKey, AlertKind, ConntrackEvent, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
 
 export interface AlertInit {
   kind?: AlertKind;
@@ -30,6 +30,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   nflogPackets: Array<{ group: number; prefix: string; packets: number }> = [];
   natAddressList: Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }> = [];
   closed = false;
+  /** What /healthz reports; tests set it. */
+  ready: Readiness = 'ok';
 
   constructor(opts: { netns?: string | null; ringSize?: number } = {}) {
     super();
@@ -115,6 +117,9 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   }
   lastStats(): StatsMessage | null {
     return this.stats;
+  }
+  readiness(): Readiness {
+    return this.ready;
   }
   totals() {
     return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost }, nflogPackets: this.nflogPackets.map((c) => ({ ...c })) };
