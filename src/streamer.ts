@@ -354,6 +354,21 @@ export class Streamer extends EventEmitter implements StreamerLike {
     };
   }
 
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? From the ruleset model
+   * (ECS `event.type: denied`); null when no rule read names that group and prefix.
+   */
+  nflogDenies(group: number, prefix: string): boolean | null {
+    let found: boolean | null = null;
+    const want = prefix.trim();
+    for (const l of this.ruleset.current.logs) {
+      if (l.group !== group || l.prefix.trim() !== want) continue;
+      if (l.denies) return true;
+      found = false;
+    }
+    return found;
+  }
+
   natAddresses(): NatAddressEntry[] {
     return natAddressesCached(this.tracker, this.clock.now());
   }

@@ -51,7 +51,10 @@ describe.runIf(isRoot)('e2e format=ecs', () => {
     for (const d of docs) expect(ecsProblems(d), JSON.stringify(d)).toEqual([]);
     for (const d of docs) expect(d).toMatchObject({ host: { name: hostname() }, observer: { product: 'natwatch' }, natwatch: { netns: lab.router } });
     const nflog = docs.find((d) => d.event.dataset === 'natwatch.nflog')!;
-    expect(nflog).toMatchObject({ rule: { name: 'blocked-9999' }, destination: { ip: ADDR.server, port: 9999 }, network: { transport: 'tcp', iana_number: '6' } });
+    // The rule logging to group 5 drops: the ruleset says so, hence `denied`.
+    expect(nflog).toMatchObject({ rule: { name: 'blocked-9999' }, event: { type: ['denied'] }, destination: { ip: ADDR.server, port: 9999 }, network: { transport: 'tcp', iana_number: '6' } });
+    const nflogAlert = docs.find((d) => d.event.kind === 'alert' && d.event.action === 'nflog_drop')!;
+    expect(nflogAlert.event.type).toEqual(['start', 'denied']);
     const started = docs.find((d) => d.event.dataset === 'natwatch.conntrack' && d.event.action === 'new')!;
     expect(started.event.type).toEqual(['connection', 'start']);
     expect(started).toMatchObject({ source: { nat: { ip: ADDR.routerOut } } });
