@@ -131,7 +131,8 @@ function base(ctx: EcsContext, ts: string, natwatch: Record<string, unknown>, it
 }
 
 export function alertToEcs(a: Alert, ctx: EcsContext = defaultEcsContext()): Record<string, unknown> {
-  const key = a.key as Partial<{ proto: string; natIp: string; dstIp: string; dstPort: number; prefix: string; group: number }>;
+  // null fields: an nflog_drop aggregate (one rule, many destinations) names no destination.
+  const key = a.key as Partial<{ proto: string | null; natIp: string; dstIp: string | null; dstPort: number | null; prefix: string; group: number }>;
   const type = [a.state === 'firing' ? 'start' : 'end'];
   if (a.kind === 'nflog_drop' && key.group !== undefined && ctx.nflogDenies(key.group, key.prefix ?? '') === true) type.push('denied');
   const { type: _t, ts: _ts, message: _m, ...rest } = a;
@@ -154,10 +155,10 @@ export function alertToEcs(a: Alert, ctx: EcsContext = defaultEcsContext()): Rec
     // For local_port_exhaustion the key's address is the host's own source address.
     doc.source = a.kind === 'local_port_exhaustion' ? { ip: key.natIp } : { nat: { ip: key.natIp } };
   }
-  if (key.dstIp !== undefined) {
-    doc.destination = key.proto !== undefined && isIcmp(key.proto) ? { ip: key.dstIp } : { ip: key.dstIp, port: key.dstPort };
+  if (key.dstIp != null) {
+    doc.destination = key.dstPort == null || (key.proto != null && isIcmp(key.proto)) ? { ip: key.dstIp } : { ip: key.dstIp, port: key.dstPort };
   }
-  if (key.proto !== undefined) doc.network = network(key.proto);
+  if (key.proto != null) doc.network = network(key.proto);
   return doc;
 }
 

@@ -47,6 +47,8 @@ function alertsOfEveryKind(): Alert[] {
     s.emitAlert({ kind, key, used: port ? 10 : kind === 'conntrack_table_full' ? 950 : null, capacity: port ? 10 : kind === 'conntrack_table_full' ? 1000 : null, etaSeconds: port ? 3 : undefined });
     s.emitAlert({ kind, key, state: 'resolved' });
   }
+  // The nflog_drop aggregate: one rule, no single destination.
+  s.emitAlert({ kind: 'nflog_drop', key: { prefix: 'blocked ', group: 5, proto: null, dstIp: null, dstPort: null }, used: null, capacity: null, drops: 400 });
   return out;
 }
 
