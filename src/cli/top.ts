@@ -15,7 +15,12 @@ Dumps the conntrack table once, reads the kernel counters, prints the table use,
 drop counters and the 10 busiest destinations by NAT/local port use, and exits.
   --netns NAME|PATH   the network namespace to look at (NAME = /var/run/netns/NAME)
   --nat-ports A-B     NAT source port range, when the ruleset does not say it
-  --json              the stats object (the WebSocket 'stats' shape) instead of the table`;
+  --json              the stats object (the WebSocket 'stats' shape) instead of the table
+
+environment: none read
+
+example:
+  natwatch top --netns gw`;
 
 /** Bound on the dump (a million entries dump in a few seconds). */
 const DUMP_TIMEOUT_MS = 60_000;

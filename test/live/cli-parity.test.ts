@@ -17,7 +17,7 @@ if (process.env.CI && !isRoot) throw new Error('the live tests need root in CI')
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+const run = (args: string[], env?: NodeJS.ProcessEnv) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, ...(env ? { env } : {}) });
 
 interface Bg {
   child: ChildProcess;
@@ -91,6 +91,11 @@ describe.runIf(isRoot)('CLI parity (root: namespaces, traffic)', () => {
     const stats = JSON.parse(json.stdout) as StatsMessage;
     expect(stats.top[0]).toMatchObject({ key: { proto: 'tcp', natIp: ADDR.routerOut, dstIp: ADDR.server, dstPort: 80 }, used: 10, capacity: 10 });
     expect(stats.counters.insert_failed).toBeGreaterThan(0);
+    // No external program at run time: the same answer with an empty PATH (capacity from the
+    // ruleset read over netlink, not from nft).
+    const bare = run(['top', '--netns', lab.router, '--json'], { PATH: '/nonexistent' });
+    expect(bare.stderr).toBe('');
+    expect((JSON.parse(bare.stdout) as StatsMessage).top[0]).toMatchObject({ used: 10, capacity: 10 });
   });
 
   it('tail --format ecs (in-process) prints ECS documents, alerts among them', async () => {
