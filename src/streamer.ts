@@ -10,7 +10,7 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { logDenies, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
@@ -359,14 +359,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
    * (ECS `event.type: denied`); null when no rule read names that group and prefix.
    */
   nflogDenies(group: number, prefix: string): boolean | null {
-    let found: boolean | null = null;
-    const want = prefix.trim();
-    for (const l of this.ruleset.current.logs) {
-      if (l.group !== group || l.prefix.trim() !== want) continue;
-      if (l.denies) return true;
-      found = false;
-    }
-    return found;
+    return logDenies(this.ruleset.current, group, prefix);
   }
 
   natAddresses(): NatAddressEntry[] {

@@ -5,7 +5,7 @@
 import { groupsFlag, netnsPath, parse, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
 import { createNetlinkSource } from '../source/netlink-source.js';
-import { nflogGroupsFromRuleset } from '../source/ruleset.js';
+import { logDenies, readRuleset } from '../source/ruleset.js';
 import type { LossReport, SourceHandlers } from '../source/types.js';
 import { UsageError } from '../errors.js';
 import { ecsContext, eventToEcs } from '../server/ecs.js';
@@ -70,8 +70,11 @@ export async function run(argv: string[]): Promise<number> {
   const ecs = format === 'ecs' ? ecsContext({ netns }) : null;
   const line = (v: { toEvent(): Parameters<typeof eventToEcs>[0] }, text: () => string): string =>
     format === 'text' ? text() : JSON.stringify(ecs ? eventToEcs(v.toEvent(), ecs) : v.toEvent());
+  // One ruleset read: the NFLOG groups to bind (unless given) and, for ECS, which log rules drop.
+  const ruleset = await readRuleset(netns).then((r) => r.ruleset, () => null);
   let groups = groupsFlag(values['nflog-group']);
-  if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
+  if (groups.length === 0) groups = ruleset?.groups ?? [];
+  if (ecs && ruleset) ecs.nflogDenies = (g, p) => logDenies(ruleset, g, p);
   const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true });
 
   let done = false;

@@ -109,6 +109,18 @@ describe.runIf(isRoot)('CLI parity (root: namespaces, traffic)', () => {
     expect(alert).toMatchObject({ event: { type: ['start'] }, natwatch: { severity: 'critical', key: { dst_port: 80 } } });
   });
 
+  it('events --format ecs: NFLOG packets of a logging drop rule are denied, with rule.name', async () => {
+    await lab.nft(lab.router, 'table inet nwp_filter {\n chain nwp_fwd {\n  type filter hook forward priority 0;\n  tcp dport 9999 log prefix "blocked-9999 " group 5 drop\n }\n}\n');
+    const ev = background(['events', '--netns', lab.router, '--no-dump', '--format', 'ecs', '--dst', `${ADDR.server}:9999`]);
+    bgs.push(ev);
+    await sleep(500);
+    await lab.runPeer(lab.client, ['connect', '--proto', 'tcp', '--to', `${ADDR.server}:9999`, '--count', '1', '--timeout-ms', '500']).catch(() => undefined);
+    await until('an NFLOG document', () => ev.out().includes('natwatch.nflog'), 8000);
+    const doc = ev.out().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>).find((d) => d.event.dataset === 'natwatch.nflog')!;
+    expect(ecsProblems(doc)).toEqual([]);
+    expect(doc).toMatchObject({ event: { type: ['denied'], action: 'nflog' }, rule: { name: 'blocked-9999' }, destination: { ip: ADDR.server, port: 9999 } });
+  });
+
   it('doctor --fail-on: exit 3 exactly when a check reached that verdict', () => {
     const report = run(['doctor', '--netns', lab.router, '--json']);
     expect(report.status).toBe(0);
