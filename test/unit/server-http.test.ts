@@ -197,7 +197,7 @@ function parseProm(text: string): { types: Map<string, string>; values: Map<stri
       continue;
     }
     if (line.startsWith('# HELP ')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|Nan|[+-]Inf)$/.exec(line);
     if (!m) throw new Error(`not Prometheus text: ${line}`);
     values.set(m[1]!, Number(m[2]));
   }
