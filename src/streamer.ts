@@ -10,13 +10,17 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { logDenies, readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
+import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
+import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
+import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
-import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
+import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
 
 export type { StreamMessage };
 
@@ -34,12 +38,15 @@ export interface StreamerOptions {
   /** Inject a source (tests, replay); default: the native netlink source. */
   source?: EventSource;
   clock?: Clock;
-  /** The namespace's addresses; default: read with `ip -j addr` and refreshed. */
+  /** The namespace's addresses; default: read over rtnetlink and kept current by notifications. */
   localAddrs?: string[];
   /** Read the ruleset for capacities (default true unless a source is injected). */
   detectRuleset?: boolean;
+  /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
   rulesetIntervalMs?: number;
   addrsIntervalMs?: number;
+  /** Local socket counts (sock_diag) period; default 1 s. */
+  socketsIntervalMs?: number;
   rcvbufBytes?: number;
   /** Keys with per-second rings (LRU beyond). */
   ringKeys?: number;
@@ -58,14 +65,21 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private readonly ruleset: RulesetWatcher;
   private source: EventSource | null = null;
   private timers: unknown[] = [];
+  private watch: KernelWatch | null = null;
+  private saidUnreadable = '';
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
   private lastRefreshMs = 0;
   private lastError = { message: '', ms: 0 };
   private closed = false;
+  /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
+  private firstDumpEnded = false;
+  private countersRead = false;
+  private countersFailing = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
+  private readonly nflogCounts = new NflogCounts();
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
 
@@ -101,10 +115,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (this.source) throw new NatwatchError('ERUNTIME', 'streamer already started');
     if (this.netns !== null && !existsSync(this.netns)) throw new NatwatchError('ENETNS', `network namespace ${this.netns} does not exist`);
     const detect = this.opts.detectRuleset ?? this.opts.source === undefined;
-    if (detect) {
-      await this.refreshRuleset();
-      if (!this.opts.localAddrs) await this.refreshAddrs();
-    }
+    if (detect) await this.refreshRuleset(); // addresses come with it
     const source = this.opts.source ?? (await this.nativeSource());
     this.source = source;
     await source.start({
@@ -122,13 +133,48 @@ export class Streamer extends EventEmitter implements StreamerLike {
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
     every(this.opts.statsIntervalMs ?? 1000, () => this.tick());
     if (detect) {
+      this.watchChanges(every);
+      every(this.opts.socketsIntervalMs ?? 1000, () => this.refreshSockets());
+    }
+  }
+
+  /**
+   * Local sockets from sock_diag, where conntrack does not see local flows: a namespace with no
+   * nat chain and no rule using conntrack has no conntrack hooks. Elsewhere conntrack counts
+   * them and the dump (≈ 9 ms CPU a second, the kernel walks its whole socket hash) is skipped.
+   */
+  private async refreshSockets(): Promise<void> {
+    const r = this.ruleset.current;
+    const tracked = r.unreadable.length === 0 && (r.natChains > 0 || r.ctRules.length > 0);
+    try {
+      const counts = tracked ? new Map<string, number>() : await readLocalSockets(this.netns);
+      if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
+    } catch (err) {
+      if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  /**
+   * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
+   * tables send no notification: a slow re-read every rulesetIntervalMs (60 s; one read of a
+   * 100-rule ruleset costs about a millisecond, BENCHMARKS.md) covers them. Without
+   * notifications (the subscription failed) both are polled faster.
+   */
+  private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
+    try {
+      this.watch = watchKernelChanges(this.netns, { ruleset: true, addresses: true }, (kind) => {
+        void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
+      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, () => this.refreshRuleset());
+    } catch (err) {
+      this.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
       if (!this.opts.localAddrs) every(this.opts.addrsIntervalMs ?? 30_000, () => this.refreshAddrs());
     }
   }
 
   private async nativeSource(): Promise<EventSource> {
-    const groups = this.opts.nflogGroups ?? (await nflogGroupsFromRuleset(this.netns).catch(() => [] as number[]));
+    const groups = this.opts.nflogGroups ?? this.ruleset.current.groups;
     // A variable specifier keeps the addon out of anything that never starts a native streamer.
     const spec = './source/netlink-source.js';
     const mod = (await import(spec)) as {
@@ -155,6 +201,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private onNflog(v: NflogView): void {
     this.received.nflog += v.count;
+    this.nflogCounts.onBatch(v);
     this.rules.nflog.onBatch(v);
     if (!this.wantsEvents()) return;
     for (let i = 0; i < v.count; i++) this.publish('event', v.seek(i).toEvent());
@@ -167,6 +214,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private onDumpEnd(): void {
+    this.firstDumpEnded = true;
     this.tracker.dumpEnd();
     this.rules.loss.onDumpEnd();
     this.maybeResync();
@@ -200,7 +248,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
       let snap: CounterSnapshot;
       try {
         snap = await this.source.readCounters();
+        this.countersRead = true;
+        this.countersFailing = false;
       } catch (err) {
+        this.countersFailing = true;
         this.fail(err as Error);
         return;
       }
@@ -224,20 +275,32 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private async refreshRuleset(): Promise<void> {
     try {
-      const { changed, info } = await this.ruleset.refresh();
-      if (changed) this.tracker.capacity.setDetected(info.nat);
+      const { info, interfaces } = await this.ruleset.refresh();
+      // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).
+      this.tracker.capacity.setRuleset(info);
+      // What could not be read marks capacities unknown, and is said once (again only if it changes).
+      const unreadable = info.unreadable.join('; ');
+      if (unreadable !== this.saidUnreadable && !this.closed) {
+        this.saidUnreadable = unreadable;
+        if (unreadable) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
+      }
+      this.applyInterfaces(interfaces);
     } catch (err) {
-      // Capacity falls back to the defaults: say why (fail() repeats a recurring cause once a
-      // minute). A read that was in flight when close() ran has nobody left to tell.
+      // Capacities become unknown: say why (fail() repeats a recurring cause once a minute).
+      // A read that was in flight when close() ran has nobody left to tell.
+      this.tracker.capacity.setUnreadable([`ruleset unreadable: ${(err as Error).message}`]);
       if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
     }
   }
 
+  private applyInterfaces(ifs: Map<string, string[]>): void {
+    if (!this.opts.localAddrs) this.tracker.setLocalAddrs([...ifs.values()].flat());
+    this.tracker.capacity.setInterfaces(ifs);
+  }
+
   private async refreshAddrs(): Promise<void> {
     try {
-      const ifs = await readInterfaces(this.netns);
-      this.tracker.setLocalAddrs([...ifs.values()].flat());
-      this.tracker.capacity.setInterfaces(ifs);
+      this.applyInterfaces(await readInterfaces(this.netns));
     } catch (err) {
       if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading interface addresses: ${(err as Error).message}`, { cause: err }));
     }
@@ -289,8 +352,29 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return this.last;
   }
 
-  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
-    return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
+  readiness(): Readiness {
+    if (!this.firstDumpEnded || !this.countersRead) return 'starting';
+    return this.countersFailing ? 'degraded' : 'ok';
+  }
+
+  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number }; nflogPackets: NflogCount[] } {
+    return {
+      eventsReceived: { ...this.received },
+      eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) },
+      nflogPackets: this.nflogCounts.list(),
+    };
+  }
+
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? From the ruleset model
+   * (ECS `event.type: denied`); null when no rule read names that group and prefix.
+   */
+  nflogDenies(group: number, prefix: string): boolean | null {
+    return logDenies(this.ruleset.current, group, prefix);
+  }
+
+  natAddresses(): NatAddressEntry[] {
+    return natAddressesCached(this.tracker, this.clock.now());
   }
 
   /**
@@ -313,6 +397,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.closed = true;
     for (const t of this.timers) this.clock.clearInterval(t);
     this.timers = [];
+    this.watch?.close();
+    this.watch = null;
     for (const q of this.queues) q.end();
     this.queues.clear();
     const s = this.source;

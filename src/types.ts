@@ -1,4 +1,4 @@
-// Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
+// Wire contracts, documented in docs/protocol.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
 
 export type Family = 'ipv4' | 'ipv6';
@@ -77,7 +77,19 @@ export interface NflogKey {
   dstPort: number;
 }
 
-export type AlertKey = PortKey | NflogKey | Record<string, never>;
+/**
+ * An nflog_drop aggregate: one rule's drops to the destinations past the per-destination cap
+ * (their number is the alert's `destinations`, the top ones in its `detail.top`).
+ */
+export interface NflogRuleKey {
+  prefix: string;
+  group: number;
+  proto: null;
+  dstIp: null;
+  dstPort: null;
+}
+
+export type AlertKey = PortKey | NflogKey | NflogRuleKey | Record<string, never>;
 
 export interface Alert {
   type: 'alert';
@@ -92,16 +104,36 @@ export interface Alert {
   utilization: number | null;
   drops: number;
   message: string;
+  /**
+   * nflog_drop aggregate only (key with dstIp/dstPort null): how many destinations the rule
+   * dropped packets to beyond the per-destination alerts.
+   */
+  destinations?: number;
   /** Predicted seconds until the key is exhausted at the current trend (port kinds only). */
   etaSeconds?: number | null;
+  /** Port kinds: where `capacity` came from (docs/kernel-facts.md). */
+  capacitySource?: CapacitySource;
+  /** Why the source is `unknown` or `default` (e.g. the capability that is missing); else null. */
+  capacityReason?: string | null;
   /** Kind-specific detail (counter deltas, loss counts, ...). */
   detail?: Record<string, unknown>;
 }
+
+/**
+ * Where a capacity came from: `flag` (--nat-ports), `config` (natRules), `ruleset` (the rule
+ * that produced the NAT address), `default` (no rule names a range: the kernel's 1024-65535),
+ * `unknown` (part of the ruleset could not be read; capacityReason says what), `sysctl` (local
+ * keys: ip_local_port_range minus ip_local_reserved_ports).
+ */
+export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
 
 export interface TopEntry {
   key: PortKey;
   used: number;
   capacity: number;
+  /** Always set by natwatch (optional for entries built by embedders and tests). */
+  capacitySource?: CapacitySource;
+  capacityReason?: string | null;
   utilization: number;
   newPerSec: number;
 }
@@ -156,6 +188,8 @@ export interface StreamerEvents {
   error: [Error];
 }
 
+export type Readiness = 'starting' | 'ok' | 'degraded';
+
 export interface StreamerLike {
   on<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
   off<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
@@ -169,10 +203,24 @@ export interface StreamerLike {
   lastStats(): StatsMessage | null;
   readonly netns: string | null;
   readonly startedAt: string;
+  /**
+   * For /healthz: 'starting' until the first table dump ended and the counters were read once,
+   * 'degraded' while a source has failed and is being re-opened, else 'ok'.
+   */
+  readiness(): Readiness;
   /** Totals for /metrics. */
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };
     eventsLost: { conntrack: number; nflog: number };
+    /** Packets logged per NFLOG (group, trimmed prefix), bounded (see src/track/nflog-counts.ts). */
+    nflogPackets?: Array<{ group: number; prefix: string; packets: number }>;
   };
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? true / false, or null when
+   * the ruleset does not say (ECS `event.type` is `denied` only for true). From the ruleset reader.
+   */
+  nflogDenies?(group: number, prefix: string): boolean | null;
+  /** Per (proto, NAT address): the busiest destination's utilization (for /metrics). */
+  natAddresses?(): Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }>;
   close(): Promise<void>;
 }

@@ -60,6 +60,22 @@ export interface NativeAddon {
   capture(opts: CaptureOptions): Promise<Buffer[]>;
   /** batch-layout.h offsets, to check against codec.ts. */
   layout: Record<string, number>;
+  /** One-shot kernel facts read inside the namespace (kernel-facts.cc); see facts-codec.ts. */
+  kernelFacts(opts: KernelFactsRequest): Promise<Buffer>;
+  /** Change notifications (ruleset, addresses) on the event loop; onChange is not debounced. */
+  watchKernel(opts: { netns: string | null; ruleset: boolean; addresses: boolean }, onChange: (kind: 'ruleset' | 'addresses') => void): { close(): void };
+}
+
+export interface KernelFactsRequest {
+  netns: string | null;
+  nft?: boolean;
+  legacy?: boolean;
+  rtnl?: boolean;
+  diag?: boolean;
+  /** Paths under /proc/sys, `net/...` only. */
+  sysctls?: string[];
+  /** Return the kernel bytes the decoders saw (fixtures, fuzz seeds) instead of the items. */
+  raw?: boolean;
 }
 
 /** The package root: two levels up from both src/source and dist/source. */
@@ -116,7 +132,7 @@ export function errnoName(n: number): string {
   return `errno ${n}`;
 }
 
-/** Native open/bind failures → the CLI's one-line errors (DESIGN.md). */
+/** Native open/bind failures → the CLI's one-line errors (docs/protocol.md, Command line). */
 export function mapNativeError(err: unknown, netns: string | null): Error {
   const e = err as SysError;
   const errno = typeof e?.errno === 'number' ? e.errno : 0;
@@ -124,6 +140,9 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
   if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) {
     const name = dirname(netns) === '/var/run/netns' || dirname(netns) === '/run/netns' ? basename(netns) : netns;
     return new NatwatchError('ENETNS', `network namespace '${name}' not found (${netns})`, { cause: err });
+  }
+  if (syscall === 'setns' && errno === E.EPERM) {
+    return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
   }
   if (syscall === 'setns' && errno === E.EINVAL) {
     return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { unpack } from 'msgpackr';
-import type { Alert, AlertKey, AlertKind, ConntrackEvent, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
+import type { Alert, AlertKey, AlertKind, ConntrackEvent, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
 
 export interface AlertInit {
   kind?: AlertKind;
@@ -27,7 +27,11 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   topEntries: TopEntry[] = [];
   received = { conntrack: 0, nflog: 0 };
   lost = { conntrack: 0, nflog: 0 };
+  nflogPackets: Array<{ group: number; prefix: string; packets: number }> = [];
+  natAddressList: Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }> = [];
   closed = false;
+  /** What /healthz reports; tests set it. */
+  ready: Readiness = 'ok';
 
   constructor(opts: { netns?: string | null; ringSize?: number } = {}) {
     super();
@@ -114,8 +118,14 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   lastStats(): StatsMessage | null {
     return this.stats;
   }
+  readiness(): Readiness {
+    return this.ready;
+  }
   totals() {
-    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost } };
+    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost }, nflogPackets: this.nflogPackets.map((c) => ({ ...c })) };
+  }
+  natAddresses() {
+    return this.natAddressList;
   }
   async close(): Promise<void> {
     this.closed = true;

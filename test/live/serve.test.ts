@@ -1,6 +1,6 @@
 // The real daemon on a lab router: NAT ports run out, the stream says so; SIGHUP swaps the
 // token; SIGTERM closes clients with 1001 and exits 0.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,8 +11,7 @@ import type { Load } from '../../src/lab/scenarios/types.js';
 import { ensureBuilt, ROOT, spawnCli } from '../helpers/cli-build.js';
 import { TestClient } from '../helpers/fake-streamer.js';
 import { natLab } from '../helpers/nat-lab.js';
-
-const isRoot = process.getuid?.() === 0;
+import { describeLive } from '../helpers/gate.js';
 
 /** Start `natwatch serve`, resolve with its ws URL from the 'listening' log line. */
 function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
@@ -38,7 +37,7 @@ function startServe(args: string[]): Promise<{ child: ChildProcess; url: string;
 const exited = (c: ChildProcess): Promise<number | null> =>
   c.exitCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.once('exit', (code) => r(code)));
 
-describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
+describeLive('natwatch serve (root: lab namespaces)', () => {
   let lab: Lab;
   let serve: ChildProcess | null = null;
   const loads: Load[] = [];
@@ -80,20 +79,23 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
     const firing = (await (await fetch(`${base}/v1/alerts?token=first-token`)).json()) as Array<{ kind: string }>;
     expect(firing.map((a) => a.kind)).toContain('nat_port_exhaustion');
     const metrics = await (await fetch(`${base}/metrics?token=first-token`)).text();
-    expect(metrics).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion"\} 1$/m);
-    expect(metrics).toMatch(/^natwatch_destination_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 10$/m);
+    expect(metrics).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion",severity="critical",netns="[^"]+"\} 1$/m);
+    expect(metrics).toMatch(/^natwatch_nat_ports_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80",netns="[^"]+"\} 10$/m);
 
-    // SIGHUP: the new token applies to new requests; the open stream stays up.
+    // SIGHUP: the new token applies to new requests; the stream opened with the old one is
+    // closed with 1008 (a leaked token stops working at once).
     writeFileSync(cfg, 'token: second-token\n');
     serve.kill('SIGHUP');
     const deadline = Date.now() + 5000;
     while ((await fetch(`${base}/v1/top?token=second-token`)).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect((await fetch(`${base}/v1/top?token=second-token`)).status).toBe(200);
     expect((await fetch(`${base}/v1/top?token=first-token`)).status).toBe(401);
-    expect(c.closeCode).toBe(null);
+    expect(await c.closedP).toBe(1008);
+    const c2 = await TestClient.open(`${s.url}?types=alert&token=second-token`);
+    await c2.next('hello');
 
     serve.kill('SIGTERM');
-    expect(await c.closedP).toBe(1001);
+    expect(await c2.closedP).toBe(1001);
     expect(await exited(serve)).toBe(0);
     expect(s.stderr()).toMatch(/"msg":"stopped"/);
     expect(s.stderr()).not.toMatch(/first-token|second-token/);
@@ -150,5 +152,33 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
     expect(await c.closedP).toBe(1001);
     expect(await exited(serve)).toBe(0);
     expect(s.stderr()).not.toContain('tls-tok');
+    expect(s.stderr()).toMatch(/--token is visible to every local user in the process list/);
+  });
+
+  it('--token-file on a plaintext non-loopback listener: warned; a SIGHUP that would drop the token is refused', async () => {
+    const tf = join(dir, 'token');
+    writeFileSync(tf, 'file-tok\n', { mode: 0o600 });
+    const cfg = join(dir, 'exposed.yaml');
+    writeFileSync(cfg, 'listen: 0.0.0.0:0\ninsecurePlaintext: true\ntokenFile: ' + tf + '\n');
+    const s = await startServe(['--netns', lab.router, '--config', cfg, '--listen', '0.0.0.0:0']);
+    serve = s.child;
+    expect(s.stderr()).toMatch(/"level":40.*--insecure-plaintext: the token and every alert cross the network unencrypted/);
+    expect(s.stderr()).not.toMatch(/process list/);
+    const port = Number(/:(\d+)\/v1\/stream$/.exec(s.url)![1]);
+    const c = await TestClient.open(`ws://127.0.0.1:${port}/v1/stream`, { headers: { authorization: 'Bearer file-tok' } });
+    await c.next('hello');
+    // The operator drops the token from the file: the listener is on 0.0.0.0 until a restart,
+    // so the reload is refused, logged, and the token kept.
+    writeFileSync(cfg, 'insecurePlaintext: true\n');
+    serve.kill('SIGHUP');
+    const until = Date.now() + 5000;
+    while (!/SIGHUP: (refused|config not reloaded)/.test(s.stderr()) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(s.stderr()).toMatch(/"level":50[^\n]*non-loopback[^\n]*SIGHUP: (refused|config not reloaded)/);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/top`)).status).toBe(401);
+    expect(c.closeCode).toBe(null);
+    serve.kill('SIGTERM');
+    expect(await c.closedP).toBe(1001);
+    expect(await exited(serve)).toBe(0);
+    expect(s.stderr()).not.toContain('file-tok');
   });
 });

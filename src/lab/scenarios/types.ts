@@ -7,7 +7,7 @@ import type { Lab } from '../topology.js';
 
 export type ScenarioName = 'port-exhaustion' | 'table-full' | 'nflog-drop' | 'flush' | 'loss';
 
-/** The alert a scenario must produce, field by field as DESIGN.md's contract spells it. */
+/** The alert a scenario must produce, field by field as docs/protocol.md spells the alert. */
 export interface Expectation {
   kind: AlertKind;
   /** Exact key; `natIp` may be left to `matchesKey` when it is only known after the traffic. */
@@ -26,6 +26,11 @@ export interface Expectation {
   resolves: 'after-release' | 'by-itself';
   /** Recovery is R's closed flows leaving the table (so the lab reaps expired entries promptly). */
   flowsExpire: boolean;
+  /**
+   * One overload must be one episode (a single firing..resolved) whose drops, less the records
+   * natwatch dropped in its own queue, equal the scenario's kernelDrops.
+   */
+  oneEpisode?: boolean;
 }
 
 /** A destination whose natwatch occupancy must equal the kernel's own flow count. */
