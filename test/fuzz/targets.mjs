@@ -17,6 +17,8 @@ const FIXTURES = join(ROOT, 'test/fixtures');
 
 // Both decoders: records.cc (the append path) links against both.
 const DECODERS = ['native/ct-decoder.cc', 'native/nflog-decoder.cc', 'native/records.cc'];
+// ipt-legacy.cc holds DecodeIptEntries (and the getsockopt reader, which the targets never call).
+const FACTS = ['native/nft-decoder.cc', 'native/xt-decoder.cc', 'native/ipt-legacy.cc', 'native/rtnl-decoder.cc', 'native/diag-decoder.cc'];
 
 /**
  * name → its source, the native files it links, the fixtures that seed it (by file-name
@@ -27,6 +29,12 @@ export const TARGETS = {
   ct: { source: 'test/fuzz/fuzz-ct.cc', links: DECODERS, seeds: ['ct-'], covers: ['native/ct-decoder.cc', 'native/records.cc'] },
   nflog: { source: 'test/fuzz/fuzz-nflog.cc', links: DECODERS, seeds: ['nflog-'], covers: ['native/nflog-decoder.cc', 'native/records.cc'] },
   stats: { source: 'test/fuzz/fuzz-stats.cc', links: ['native/ct-decoder.cc'], seeds: ['stats-'], covers: ['native/ct-decoder.cc'] },
+  // Kernel facts (facts-writer.h): plain functions over kernel bytes, seeded from the bytes
+  // kernelFacts({raw: true}) captured (test/fixtures/facts-raw-*.hex).
+  nft: { source: 'test/fuzz/fuzz-nft.cc', links: FACTS, seeds: ['facts-raw-nft'], covers: ['native/nft-decoder.cc', 'native/xt-decoder.cc'] },
+  xt: { source: 'test/fuzz/fuzz-xt.cc', links: FACTS, seeds: ['facts-raw-ipt-legacy', 'facts-raw-ip6t-legacy'], netlink: false, covers: ['native/ipt-legacy.cc', 'native/xt-decoder.cc'] },
+  rtnl: { source: 'test/fuzz/fuzz-rtnl.cc', links: FACTS, seeds: ['facts-raw-rtnl'], covers: ['native/rtnl-decoder.cc'] },
+  diag: { source: 'test/fuzz/fuzz-diag.cc', links: FACTS, seeds: ['facts-raw-diag-'], covers: ['native/diag-decoder.cc'] },
 };
 
 /** Bytes of an annotated hex fixture (the format scripts/capture-fixtures.mjs writes). */
@@ -141,11 +149,23 @@ export function build(name, mode, outDir) {
     throw new Error(`unknown build mode ${mode}`);
   }
   if (!cxx) throw new Error(`no compiler for ${mode} builds (install clang and libclang-rt-14-dev)`);
-  mkdirSync(outDir, { recursive: true });
+  mkdirSync(join(outDir, `obj-${mode}`), { recursive: true });
+  const cc = (args) => execFileSync(cxx, [...COMMON, ...flags, ...args], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 180_000 });
+  // The decoders are shared by several targets: each compiled once per process, mode and outDir.
+  const objs = [...t.links, ...extra].map((src) => {
+    const obj = join(outDir, `obj-${mode}`, `${src.replace(/^.*\//, '')}.o`);
+    const key = `${obj}:${src}`;
+    if (!compiled.has(key)) {
+      cc(['-c', src.startsWith('/') ? src : join(ROOT, src), '-o', obj]);
+      compiled.add(key);
+    }
+    return obj;
+  });
   const out = join(outDir, `fuzz-${name}${mode === 'fuzz' ? '' : `-${mode}`}`);
-  execFileSync(cxx, [...COMMON, ...flags, join(ROOT, t.source), ...t.links.map((s) => join(ROOT, s)), ...extra, '-o', out], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 180_000 });
+  cc([join(ROOT, t.source), ...objs, '-o', out]);
   return out;
 }
+const compiled = new Set();
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [cmd, ...rest] = process.argv.slice(2);
