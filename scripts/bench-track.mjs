@@ -159,7 +159,7 @@ async function throughput() {
     perSecInclGen: Math.round(total / (ns / 1e9)),
     cpuUsPerEvent: ((cpu.user + cpu.system) * 1000 - fillNs) / 1000 / total,
     liveFlows: tr.liveFlows,
-    keys: tr.occ.count,
+    keys: tr.keys.count,
   };
 }
 
@@ -192,7 +192,7 @@ async function memory(keys, n = 1_000_000) {
   const m1 = process.memoryUsage();
   const heap = m1.heapUsed - m0.heapUsed;
   const ab = m1.arrayBuffers - m0.arrayBuffers;
-  const r = { flows: tracker.liveFlows, keys: tracker.occ.count, heapPerFlow: heap / n, arrayBuffersPerFlow: ab / n, totalPerFlow: (heap + ab) / n };
+  const r = { flows: tracker.liveFlows, keys: tracker.keys.count, heapPerFlow: heap / n, arrayBuffersPerFlow: ab / n, totalPerFlow: (heap + ab) / n };
   return { r, tracker };
 }
 

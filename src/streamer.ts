@@ -282,7 +282,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   top(): TopEntry[] {
-    return this.last ? this.last.top : topKeys(this.tracker, TOP_N, this.nowSec());
+    return this.last ? this.last.top : topKeys(this.tracker.keys, TOP_N, this.nowSec());
   }
 
   lastStats(): StatsMessage | null {

@@ -31,7 +31,7 @@ export class AlertRules {
     ringSize?: number,
   ) {
     this.engine = new AlertEngine(clock, emit, t, ringSize);
-    this.port = new PortExhaustionRule(tracker, this.engine, t);
+    this.port = new PortExhaustionRule(tracker.keys, this.engine, t);
     this.table = new TableFullRule(this.engine, t);
     this.drops = new ConntrackDropsRule(this.engine, clock, t);
     this.nflog = new NflogDropRule(this.engine, clock, t);

@@ -29,7 +29,7 @@ export class StatsBuilder {
         destroy: p.ms > 0 ? round2((t.destroys - p.destroys) / secs) : 0,
         drop: round2(delta.drop / secs),
       },
-      top: topKeys(this.tracker, TOP_N, Math.floor(nowMs / 1000)),
+      top: topKeys(this.tracker.keys, TOP_N, Math.floor(nowMs / 1000)),
     };
     this.prev = { ms: nowMs, news: t.news, destroys: t.destroys };
     return stats;

@@ -389,8 +389,8 @@ describe('event_loss', () => {
     expect(fire).toMatchObject({ severity: 'critical', state: 'firing', key: {}, drops: 6, detail: { conntrack: { enobufs: 2, dropped: 4, seqGap: 0 } } });
     expect(resolved).toMatchObject({ state: 'resolved' });
     expect(resolved!.seq).toBeGreaterThan(fire!.seq);
-    const k = h.s.tracker.occ.idOf(`tcp|${NAT}|${DST}|80|N`);
-    expect(h.s.tracker.occ.used[k]).toBe(6);
+    const k = h.s.tracker.keys.find(`tcp|${NAT}|${DST}|80|N`);
+    expect(h.s.tracker.keys.used(k)).toBe(6);
     expect(h.s.totals().eventsLost.conntrack).toBe(6);
   });
 
