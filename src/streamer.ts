@@ -2,13 +2,12 @@
 // second against the kernel counters, and the results as 'alert' / 'stats' / 'event' (an
 // EventEmitter and an async iterator). This is what the server, `tail` and embedders consume.
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
 import { AlertRules } from './alert/rules.js';
 import { addLoss, lostEvents, zeroLoss } from './alert/event-loss.js';
 import { systemClock, type Clock } from './alert/clock.js';
 import { thresholds as makeThresholds, type Thresholds } from './alert/thresholds.js';
 import { NatwatchError } from './errors.js';
-import { netnsPath } from './netns.js';
+import { checkNetns, netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
@@ -99,7 +98,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   /** Reads the namespace's configuration, subscribes, and starts the 1 s evaluation. */
   async start(): Promise<void> {
     if (this.source) throw new NatwatchError('ERUNTIME', 'streamer already started');
-    if (this.netns !== null && !existsSync(this.netns)) throw new NatwatchError('ENETNS', `network namespace ${this.netns} does not exist`);
+    if (this.netns !== null) checkNetns(this.netns);
     const detect = this.opts.detectRuleset ?? this.opts.source === undefined;
     if (detect) {
       await this.refreshRuleset();

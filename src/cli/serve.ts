@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from './args.js';
 import { UsageError } from '../errors.js';
-import { checkNetns } from '../doctor/facts.js';
+import { checkNetns } from '../netns.js';
 import { flushLogs, logger, setupLogging } from '../log.js';
 import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from './serve-config.js';
 import { startServer } from '../server/index.js';

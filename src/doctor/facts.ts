@@ -3,8 +3,9 @@
 // `nsenter --net=PATH` (one shell, every file). The ruleset and the table dump come from the
 // same namespace. Missing tools or files become nulls that checks report, never crashes.
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
+import { checkNetns, netnsName } from '../netns.js';
 import { parseConntrackList, type CtSummary } from './conntrack-list.js';
 import { scanIptablesSave, scanRuleset, type RulesetScan } from './ruleset-scan.js';
 
@@ -53,22 +54,11 @@ const execTool: Exec = (cmd, args) =>
     });
   });
 
-/** A one-line error for a namespace path that is missing or that we may not look at. */
-export function checkNetns(path: string): void {
-  try {
-    statSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') throw new NatwatchError('EPERM', `need root to open network namespace ${path}`);
-    throw new NatwatchError('ENETNS', `network namespace ${path} does not exist`);
-  }
-}
-
 /** Name for `ip netns exec NAME` when the path is one `ip netns add` made. */
 function fixPrefix(netns: string | null): string {
   if (netns === null) return '';
-  const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(netns);
-  return m ? `ip netns exec ${m[1]} ` : `nsenter --net=${netns} `;
+  const name = netnsName(netns);
+  return name !== netns ? `ip netns exec ${name} ` : `nsenter --net=${netns} `;
 }
 
 function inNamespace(netns: string | null, cmd: string, args: string[]): [string, string[]] {

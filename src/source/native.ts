@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
-import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NatwatchError } from '../errors.js';
+import { netnsError } from '../netns.js';
 
 export interface NativeSourceOptions {
   /** nsfs path (/var/run/netns/NAME, /proc/PID/ns/net) or null for the current namespace. */
@@ -121,13 +121,8 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
   const e = err as SysError;
   const errno = typeof e?.errno === 'number' ? e.errno : 0;
   const syscall = e?.syscall ?? '';
-  if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) {
-    const name = dirname(netns) === '/var/run/netns' || dirname(netns) === '/run/netns' ? basename(netns) : netns;
-    return new NatwatchError('ENETNS', `network namespace '${name}' not found (${netns})`, { cause: err });
-  }
-  if (syscall === 'setns' && errno === E.EINVAL) {
-    return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
-  }
+  if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) return netnsError.missing(netns, err);
+  if (syscall === 'setns' && errno === E.EINVAL && netns !== null) return netnsError.notNamespace(netns, err);
   // A group held by another socket answers EPERM (EBUSY on old kernels), the same errno as a
   // missing capability: tell them apart by our own capabilities.
   if (syscall === 'nflog-bind' && (errno === E.EBUSY || (errno === E.EPERM && hasNetAdmin()))) {

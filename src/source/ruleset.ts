@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
+import { checkNetns } from '../netns.js';
 import { prefixRange, type AddrRange } from './ip.js';
 import { protoName } from './names.js';
 
@@ -47,8 +48,8 @@ export function nsExec(netns: string | null): Exec {
     });
 }
 
-function checkNetns(netns: string | null): void {
-  if (netns !== null && !existsSync(netns)) throw new NatwatchError('ENETNS', `network namespace ${netns} does not exist`);
+function checkNetnsOrOwn(netns: string | null): void {
+  if (netns !== null) checkNetns(netns);
 }
 
 export interface RulesetInfo {
@@ -220,7 +221,7 @@ export class RulesetWatcher {
   }
 
   async refresh(): Promise<{ changed: boolean; info: RulesetInfo }> {
-    checkNetns(this.netns);
+    checkNetnsOrOwn(this.netns);
     let nftText = '';
     try {
       nftText = await this.exec('nft', ['-j', 'list', 'ruleset']);
@@ -266,7 +267,7 @@ export async function nflogGroupsFromRuleset(netnsPath: string | null): Promise<
 
 /** Interface name → addresses, from `ip -j addr` in the namespace. */
 export async function readInterfaces(netns: string | null, exec: Exec = nsExec(netns)): Promise<Map<string, string[]>> {
-  checkNetns(netns);
+  checkNetnsOrOwn(netns);
   const out = new Map<string, string[]>();
   const doc = JSON.parse(await exec('ip', ['-j', 'addr', 'show'])) as J[];
   for (const link of Array.isArray(doc) ? doc : []) {

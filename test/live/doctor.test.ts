@@ -96,6 +96,6 @@ describe.runIf(isRoot)('natwatch doctor (root: real namespaces)', () => {
   it('a missing namespace is a one-line error, exit 1', async () => {
     const r = await runCli(['doctor', '--netns', 'nwc-missing-ns-1234']);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe('natwatch: network namespace /var/run/netns/nwc-missing-ns-1234 does not exist');
+    expect(r.stderr.trim()).toBe("natwatch: network namespace 'nwc-missing-ns-1234' not found (/var/run/netns/nwc-missing-ns-1234)");
   });
 });

@@ -1,6 +1,6 @@
 // Doctor checks over injected facts (an Exec that answers like nsenter/nft/conntrack would).
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runDoctor } from '../../src/doctor/index.js';
@@ -110,10 +110,11 @@ const BASE = {
 };
 
 function nsFile(): string {
-  // gatherFacts only checks the path exists; the fake exec answers for it.
+  // gatherFacts only checks the path is a namespace file (ours, through a link); the fake exec
+  // answers for it.
   const dir = mkdtempSync(join(tmpdir(), 'nwc-ns-'));
   const p = join(dir, 'netns');
-  writeFileSync(p, '');
+  symlinkSync('/proc/self/ns/net', p);
   return p;
 }
 

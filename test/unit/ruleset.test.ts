@@ -95,6 +95,6 @@ describe('RulesetWatcher', () => {
   });
 
   it('a missing namespace is a one-line ENETNS error', async () => {
-    await expect(new RulesetWatcher('/var/run/netns/nwb-does-not-exist').refresh()).rejects.toMatchObject({ code: 'ENETNS', message: 'network namespace /var/run/netns/nwb-does-not-exist does not exist' });
+    await expect(new RulesetWatcher('/var/run/netns/nwb-does-not-exist').refresh()).rejects.toMatchObject({ code: 'ENETNS', message: "network namespace 'nwb-does-not-exist' not found (/var/run/netns/nwb-does-not-exist)" });
   });
 });

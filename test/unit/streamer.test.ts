@@ -194,7 +194,7 @@ describe('Streamer', () => {
 
   it('start() on a namespace that does not exist is a one-line ENETNS error', async () => {
     const s = createStreamer({ netns: 'nwb-no-such-ns', source: new SyntheticSource() });
-    await expect(s.start()).rejects.toMatchObject({ code: 'ENETNS', message: 'network namespace /var/run/netns/nwb-no-such-ns does not exist' });
+    await expect(s.start()).rejects.toMatchObject({ code: 'ENETNS', message: "network namespace 'nwb-no-such-ns' not found (/var/run/netns/nwb-no-such-ns)" });
   });
 
   it('a failure repeating every tick is reported once a minute', async () => {
