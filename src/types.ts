@@ -1,5 +1,9 @@
 // Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
+//
+// `netns` on alerts, events and top entries names the namespace a message is about: the name
+// as given to `--netns` (or as found under /var/run/netns with `--netns all`), null for
+// natwatch's own namespace.
 
 export type Family = 'ipv4' | 'ipv6';
 
@@ -15,6 +19,7 @@ export interface Tuple {
 export interface ConntrackEvent {
   type: 'event';
   source: 'conntrack';
+  netns: string | null;
   event: 'new' | 'update' | 'destroy';
   id: number;
   ts: string;
@@ -33,6 +38,7 @@ export interface ConntrackEvent {
 export interface NflogEvent {
   type: 'event';
   source: 'nflog';
+  netns: string | null;
   ts: string;
   group: number;
   prefix: string;
@@ -86,6 +92,7 @@ export interface Alert {
   kind: AlertKind;
   severity: Severity;
   state: 'firing' | 'resolved';
+  netns: string | null;
   key: AlertKey;
   used: number | null;
   capacity: number | null;
@@ -99,6 +106,7 @@ export interface Alert {
 }
 
 export interface TopEntry {
+  netns: string | null;
   key: PortKey;
   used: number;
   capacity: number;
@@ -119,13 +127,25 @@ export interface KernelCounters {
   chaintoolong: number;
 }
 
-export interface StatsMessage {
-  type: 'stats';
-  ts: string;
+/** One namespace's part of a stats message. */
+export interface NamespaceStats {
+  netns: string | null;
   conntrack: { count: number; max: number; buckets: number };
   counters: KernelCounters;
   rates: { new: number; destroy: number; drop: number };
   top: TopEntry[];
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  ts: string;
+  /** Watching several namespaces: the sums over them (top: the busiest keys of all). */
+  conntrack: { count: number; max: number; buckets: number };
+  counters: KernelCounters;
+  rates: { new: number; destroy: number; drop: number };
+  top: TopEntry[];
+  /** Each namespace's own numbers; present only when several namespaces (or `all`) are watched. */
+  namespaces?: NamespaceStats[];
 }
 
 export interface HelloMessage {
@@ -167,6 +187,7 @@ export interface StreamerLike {
   readonly seq: number;
   top(): TopEntry[];
   lastStats(): StatsMessage | null;
+  /** The namespace watched (its name; null: natwatch's own), or the `--netns` values joined by ',' when several are. */
   readonly netns: string | null;
   readonly startedAt: string;
   /** Totals for /metrics. */

@@ -4,7 +4,7 @@
 // repaired (packets are gone): it resolves after lossQuietMs without loss.
 import type { LossReport } from '../source/types.js';
 import type { Clock } from './clock.js';
-import type { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 const KEY = '';
@@ -51,7 +51,7 @@ export class EventLossRule {
   resyncs = 0;
 
   constructor(
-    private readonly engine: AlertEngine,
+    private readonly engine: AlertSink,
     private readonly clock: Clock,
     private readonly t: Thresholds,
   ) {}

@@ -7,7 +7,7 @@
 import { endpoint } from '../endpoint.js';
 import type { PortKey, Severity } from '../types.js';
 import type { KeyTable } from '../track/key-table.js';
-import type { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 export interface PortTick {
@@ -30,7 +30,7 @@ export class PortExhaustionRule {
 
   constructor(
     private readonly keys: KeyTable,
-    private readonly engine: AlertEngine,
+    private readonly engine: AlertSink,
     private readonly t: Thresholds,
   ) {}
 

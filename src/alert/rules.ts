@@ -1,11 +1,12 @@
-// Every rule, evaluated once per counter snapshot: the kernel counter deltas are computed here
-// once and handed to the rules that read them. The streamer owns the timing, this owns the order.
+// One namespace's rules, evaluated once per counter snapshot: the kernel counter deltas are
+// computed here once and handed to the rules that read them. The streamer owns the timing, this
+// owns the order; the alerts go to the process's one engine through the namespace's scope.
 import type { CounterSnapshot } from '../source/types.js';
 import type { Tracker } from '../track/tracker.js';
-import type { Alert, KernelCounters } from '../types.js';
+import type { KernelCounters } from '../types.js';
 import type { Clock } from './clock.js';
 import { ConntrackDropsRule } from './conntrack-drops.js';
-import { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import { EventLossRule } from './event-loss.js';
 import { NflogDropRule } from './nflog-drop.js';
 import { PortExhaustionRule } from './port-exhaustion.js';
@@ -15,7 +16,6 @@ import type { Thresholds } from './thresholds.js';
 const COUNTER_FIELDS: Array<keyof KernelCounters> = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong'];
 
 export class AlertRules {
-  readonly engine: AlertEngine;
   readonly port: PortExhaustionRule;
   readonly table: TableFullRule;
   readonly drops: ConntrackDropsRule;
@@ -25,17 +25,15 @@ export class AlertRules {
 
   constructor(
     private readonly tracker: Tracker,
+    sink: AlertSink,
     clock: Clock,
     t: Thresholds,
-    emit: (a: Alert) => void,
-    ringSize?: number,
   ) {
-    this.engine = new AlertEngine(clock, emit, t, ringSize);
-    this.port = new PortExhaustionRule(tracker.keys, this.engine, t);
-    this.table = new TableFullRule(this.engine, t);
-    this.drops = new ConntrackDropsRule(this.engine, clock, t);
-    this.nflog = new NflogDropRule(this.engine, clock, t);
-    this.loss = new EventLossRule(this.engine, clock, t);
+    this.port = new PortExhaustionRule(tracker.keys, sink, t);
+    this.table = new TableFullRule(sink, t);
+    this.drops = new ConntrackDropsRule(sink, clock, t);
+    this.nflog = new NflogDropRule(sink, clock, t);
+    this.loss = new EventLossRule(sink, clock, t);
   }
 
   /** Runs every rule against a snapshot; returns the counter deltas since the previous one. */

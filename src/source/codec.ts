@@ -242,6 +242,7 @@ export function conntrackEvent(v: ConntrackView): ConntrackEvent {
   return {
     type: 'event',
     source: 'conntrack',
+    netns: null,
     event: EVENTS[v.kind] ?? 'update',
     id: v.id,
     ts: isoOf(v.tsMs),
@@ -262,6 +263,7 @@ export function nflogEvent(v: NflogView): NflogEvent {
   return {
     type: 'event',
     source: 'nflog',
+    netns: null,
     ts: isoOf(v.tsMs),
     group: v.group,
     prefix: v.prefix(),

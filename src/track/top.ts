@@ -3,7 +3,7 @@
 import type { TopEntry } from '../types.js';
 import type { KeyTable } from './key-table.js';
 
-export function topKeys(keys: KeyTable, n: number, nowSec: number): TopEntry[] {
+export function topKeys(keys: KeyTable, n: number, nowSec: number, netns: string | null): TopEntry[] {
   const best: Array<{ k: number; u: number; used: number; cap: number }> = [];
   keys.forEachBusy((k, used, cap) => {
     const u = cap > 0 ? used / cap : 0;
@@ -17,6 +17,7 @@ export function topKeys(keys: KeyTable, n: number, nowSec: number): TopEntry[] {
     }
   });
   return best.map(({ k, u, used, cap }) => ({
+    netns,
     key: keys.key(k),
     used,
     capacity: cap,

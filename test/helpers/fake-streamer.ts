@@ -15,6 +15,7 @@ export interface AlertInit {
   drops?: number;
   message?: string;
   etaSeconds?: number | null;
+  netns?: string | null;
 }
 
 export class FakeStreamer extends EventEmitter implements StreamerLike {
@@ -47,6 +48,7 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
       kind: init.kind ?? 'nat_port_exhaustion',
       severity: init.severity ?? 'critical',
       state: init.state ?? 'firing',
+      netns: init.netns ?? null,
       key,
       used,
       capacity,
@@ -57,7 +59,7 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     };
     this.ring.push(a);
     if (this.ring.length > this.ringSize) this.ring.shift();
-    const id = `${a.kind}|${JSON.stringify(a.key)}`;
+    const id = `${a.kind}|${a.netns}|${JSON.stringify(a.key)}`;
     if (a.state === 'firing') this.live.set(id, a);
     else this.live.delete(id);
     this.emit('alert', a);
@@ -83,6 +85,7 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     const e: ConntrackEvent = {
       type: 'event',
       source: 'conntrack',
+      netns: null,
       event: 'new',
       id: 1,
       ts: new Date().toISOString(),
