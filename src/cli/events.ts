@@ -1,28 +1,36 @@
-// `natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump]`: raw decoded
-// conntrack and NFLOG events, one per line — the `conntrack -E` of this tool. Output is built
-// per batch and written once per batch; loss goes to stderr, at most one line per second.
-import { groupsFlag, netnsPath, parse, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
+// `natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--json] [--no-dump]`: raw
+// decoded conntrack and NFLOG events, one per line — the `conntrack -E` of this tool. Output is
+// built per batch and written once per batch; loss goes to stderr, at most one line per second
+// per namespace. With several namespaces each line says which (`netns=NAME`, JSON `netns`), and
+// `all` follows /var/run/netns while running.
+import { groupsFlag, netnsFlags, parse, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
+import { NamespaceFollower, type NetnsTarget } from '../netns-follow.js';
 import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
-import { createNetlinkSource } from '../source/netlink-source.js';
+import { createNetlinkSource, type NetlinkSource } from '../source/netlink-source.js';
 import { nflogGroupsFromRuleset } from '../source/ruleset.js';
 import type { LossReport, SourceHandlers } from '../source/types.js';
 
-const HELP = `usage: natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump] [--rcvbuf SIZE]
+const HELP = `usage: natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--json] [--no-dump] [--rcvbuf SIZE]
 
 Prints decoded conntrack events and NFLOG packets, one per line, until interrupted.
-  --netns NAME|PATH   watch this network namespace (NAME means /var/run/netns/NAME)
+  --netns NAME|PATH|all  watch this network namespace (NAME means /var/run/netns/NAME);
+                      repeatable; 'all' = the own one plus every one under /var/run/netns
+  --netns-exclude GLOB   with --netns all: leave out names matching GLOB (repeatable)
   --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
   --json              one JSON event object per line (the WebSocket 'event' shape)
   --no-dump           do not list the existing table first
   --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events`;
 
 const LOSS_INTERVAL_MS = 1000;
+/** A namespace found by `all` whose sockets could not be opened is tried again after this. */
+const RETRY_MS = 5000;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse({
     args: argv,
     options: {
-      netns: { type: 'string' },
+      netns: { type: 'string', multiple: true },
+      'netns-exclude': { type: 'string', multiple: true },
       'nflog-group': { type: 'string', multiple: true },
       json: { type: 'boolean' },
       'no-dump': { type: 'boolean' },
@@ -34,35 +42,44 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  const netns = netnsPath(values.netns);
+  const ns = netnsFlags(values.netns, values['netns-exclude']);
   const rcvbufBytes = sizeFlag('rcvbuf', values.rcvbuf, RCVBUF_MIN, RCVBUF_MAX);
-  let groups = groupsFlag(values['nflog-group']);
-  if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
+  const groupsGiven = groupsFlag(values['nflog-group']);
   const json = values.json === true;
-  const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true });
+  const dump = values['no-dump'] !== true;
+  const follower = new NamespaceFollower({ netns: ns.netns.length ? ns.netns : [null], exclude: ns.exclude });
+  const several = ns.netns.length > 1 || follower.following;
 
   return new Promise<number>((resolve, reject) => {
     let done = false;
-    let pendingLoss: LossReport[] = [];
+    const sources = new Map<string, NetlinkSource>();
+    const opening = new Set<string>();
+    const retryAt = new Map<string, number>();
+    let pendingLoss: Array<{ name: string | null; r: LossReport }> = [];
     let lossTimer: NodeJS.Timeout | null = null;
     const flushLoss = () => {
       lossTimer = null;
-      for (const source of ['conntrack', 'nflog'] as const) {
-        const rs = pendingLoss.filter((r) => r.source === source);
-        if (rs.length === 0) continue;
-        const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
-        process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
+      const names = [...new Set(pendingLoss.map((p) => p.name))];
+      for (const name of names) {
+        for (const source of ['conntrack', 'nflog'] as const) {
+          const rs = pendingLoss.filter((p) => p.name === name && p.r.source === source).map((p) => p.r);
+          if (rs.length === 0) continue;
+          const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
+          const line = formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') });
+          process.stderr.write((name !== null && several ? line.replace(/^natwatch: /, `natwatch: netns ${name}: `) : line) + '\n');
+        }
       }
       pendingLoss = [];
     };
     const finish = (code: number, err?: unknown) => {
       if (done) return;
       done = true;
+      follower.stop();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       if (lossTimer) clearTimeout(lossTimer);
       flushLoss();
-      void source.close().then(() => (err ? reject(err) : resolve(code)));
+      void Promise.allSettled([...sources.values()].map((s) => s.close())).then(() => (err ? reject(err) : resolve(code)));
     };
     const onSignal = () => finish(0);
     process.on('SIGINT', onSignal);
@@ -72,33 +89,84 @@ export async function run(argv: string[]): Promise<number> {
     const write = (s: string) => {
       if (!done && s.length > 0) process.stdout.write(s);
     };
-    const handlers: SourceHandlers = {
-      conntrack(v) {
-        let out = '';
-        for (let i = 0; i < v.count; i++) {
-          v.seek(i);
-          out += (json ? JSON.stringify(v.toEvent()) : formatConntrack(v)) + '\n';
-        }
-        write(out);
-      },
-      nflog(v) {
-        let out = '';
-        for (let i = 0; i < v.count; i++) {
-          v.seek(i);
-          out += (json ? JSON.stringify(v.toEvent()) : formatNflog(v)) + '\n';
-        }
-        write(out);
-      },
-      loss(r) {
-        pendingLoss.push(r);
-        lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
-      },
-      dumpBegin() {},
-      dumpEnd() {},
-      error(err) {
-        process.stderr.write(`natwatch: ${err.message}\n`);
-      },
+    const handlers = (name: string | null): SourceHandlers => {
+      const suffix = several && name !== null ? ` netns=${name}` : '';
+      return {
+        conntrack(v) {
+          let out = '';
+          for (let i = 0; i < v.count; i++) {
+            v.seek(i);
+            if (json) {
+              const e = v.toEvent();
+              e.netns = name;
+              out += JSON.stringify(e) + '\n';
+            } else out += formatConntrack(v) + suffix + '\n';
+          }
+          write(out);
+        },
+        nflog(v) {
+          let out = '';
+          for (let i = 0; i < v.count; i++) {
+            v.seek(i);
+            if (json) {
+              const e = v.toEvent();
+              e.netns = name;
+              out += JSON.stringify(e) + '\n';
+            } else out += formatNflog(v) + suffix + '\n';
+          }
+          write(out);
+        },
+        loss(r) {
+          pendingLoss.push({ name, r });
+          lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
+        },
+        dumpBegin() {},
+        dumpEnd() {},
+        error(err) {
+          process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${err.message}\n`);
+        },
+      };
     };
-    source.start(handlers).catch((err: unknown) => finish(1, err));
+    const open = async (t: NetnsTarget): Promise<void> => {
+      opening.add(t.key);
+      try {
+        const groups = groupsGiven.length > 0 ? groupsGiven : await nflogGroupsFromRuleset(t.path).catch(() => []);
+        const source = createNetlinkSource({ netns: t.path, nflogGroups: groups, rcvbufBytes, dump });
+        await source.start(handlers(t.name));
+        if (done) await source.close();
+        else sources.set(t.key, source);
+      } finally {
+        opening.delete(t.key);
+      }
+    };
+    // `all`: open what appeared, close what is gone (a found namespace that failed waits RETRY_MS).
+    const sync = () => {
+      if (done) return;
+      const want = new Map(follower.targets().map((t) => [t.key, t]));
+      for (const [key, s] of sources) {
+        if (want.has(key)) continue;
+        sources.delete(key);
+        void s.close();
+      }
+      for (const [key, t] of want) {
+        if (sources.has(key) || opening.has(key) || (retryAt.get(key) ?? 0) > Date.now()) continue;
+        open(t).catch((err: Error) => {
+          retryAt.set(key, Date.now() + RETRY_MS);
+          process.stderr.write(`natwatch: netns ${t.name}: ${err.message}\n`);
+        });
+      }
+    };
+    const targets = follower.targets();
+    void Promise.allSettled(targets.map((t) => open(t))).then((results) => {
+      const failed = results.findIndex((r, i) => r.status === 'rejected' && (!targets[i]!.found || sources.size === 0));
+      if (failed >= 0) return finish(1, (results[failed] as PromiseRejectedResult).reason);
+      results.forEach((r, i) => {
+        if (r.status === 'rejected') {
+          retryAt.set(targets[i]!.key, Date.now() + RETRY_MS);
+          process.stderr.write(`natwatch: netns ${targets[i]!.name}: ${(r.reason as Error).message}\n`);
+        }
+      });
+      follower.start(sync);
+    });
   });
 }

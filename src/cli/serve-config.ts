@@ -5,14 +5,17 @@ import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../errors.js';
 import { isIP } from 'node:net';
 import type { NatRuleConfig } from '../track/capacity.js';
-import { netnsPath, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
+import { netnsFlags, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { isLogLevel } from '../log.js';
 import { isLoopback, parseListen } from '../server/auth.js';
 
 export interface ServeSettings {
   host: string;
   port: number;
-  netns: string | null;
+  /** `--netns` values as given ([]: natwatch's own namespace; 'all': every one, followed). */
+  netns: string[];
+  /** `--netns-exclude` globs (with 'all'). */
+  netnsExclude: string[];
   natPorts: [number, number] | null;
   nflogGroups: number[];
   token: string | null;
@@ -28,11 +31,13 @@ export interface ServeSettings {
 }
 
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
-export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf', unknown>>;
+export type RawSettings = Partial<Record<'listen' | 'netns' | 'netnsExclude' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf', unknown>>;
 
 const FILE_FIELDS: Record<string, keyof RawSettings> = {
   listen: 'listen',
   netns: 'netns',
+  netnsExclude: 'netnsExclude',
+  'netns-exclude': 'netnsExclude',
   natPorts: 'natPorts',
   'nat-ports': 'natPorts',
   nflogGroups: 'nflogGroups',
@@ -54,6 +59,7 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
 const FLAG: Record<keyof RawSettings, string> = {
   listen: '--listen',
   netns: '--netns',
+  netnsExclude: '--netns-exclude',
   natPorts: '--nat-ports',
   nflogGroups: '--nflog-group',
   token: '--token',
@@ -109,11 +115,12 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}): Ser
   if (thresholds !== undefined && (typeof thresholds !== 'object' || thresholds === null || Array.isArray(thresholds))) {
     throw new UsageError('thresholds: must be a mapping');
   }
-  const netns = str('netns', pick('netns'));
+  const ns = netnsFlags(strList('netns', pick('netns')), strList('netnsExclude', pick('netnsExclude')));
   return {
     host: addr.host,
     port: addr.port,
-    netns: netnsPath(netns),
+    netns: ns.netns,
+    netnsExclude: ns.exclude,
     natPorts: portRange('--nat-ports', pick('natPorts')),
     nflogGroups: groups(pick('nflogGroups')),
     token,
@@ -131,6 +138,16 @@ function str(k: keyof RawSettings, v: unknown): string | undefined {
   if (typeof v === 'number' && k === 'token') return String(v);
   if (typeof v !== 'string') throw new UsageError(`${FLAG[k]}: expected a string`);
   return v;
+}
+
+/** A flag given several times, or a file field holding one string or a list of them. */
+function strList(k: keyof RawSettings, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((x) => {
+    if (typeof x !== 'string') throw new UsageError(`${FLAG[k]}: expected a string or a list of strings`);
+    return x;
+  });
 }
 
 function portRange(name: string, v: unknown): [number, number] | null {

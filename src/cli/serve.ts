@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from './args.js';
 import { UsageError } from '../errors.js';
-import { checkNetns } from '../netns.js';
+import { checkNetns, netnsPath } from '../netns.js';
 import { flushLogs, logger, setupLogging } from '../log.js';
 import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from './serve-config.js';
 import { startServer } from '../server/index.js';
@@ -15,7 +15,9 @@ import { thresholds as makeThresholds, type Thresholds } from '../alert/threshol
 const HELP = `usage: natwatch serve [options]
 
   --listen HOST:PORT     where to listen (default 127.0.0.1:7600); non-loopback needs --token
-  --netns NAME|PATH      network namespace to watch (NAME = /var/run/netns/NAME)
+  --netns NAME|PATH|all  network namespace to watch (NAME = /var/run/netns/NAME); repeatable;
+                         'all' = natwatch's own plus every one under /var/run/netns, followed
+  --netns-exclude GLOB   with --netns all: leave out names matching GLOB (repeatable)
   --nat-ports A-B        NAT source port range, when the ruleset does not say it
   --nflog-group N        NFLOG group to bind (repeatable; default: groups named by the ruleset)
   --token T              require 'Authorization: Bearer T' or '?token=T' (not for /healthz)
@@ -31,7 +33,8 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     options: {
       listen: { type: 'string' },
-      netns: { type: 'string' },
+      netns: { type: 'string', multiple: true },
+      'netns-exclude': { type: 'string', multiple: true },
       'nat-ports': { type: 'string' },
       'nflog-group': { type: 'string', multiple: true },
       token: { type: 'string' },
@@ -50,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
   const flags: RawSettings = {
     listen: values.listen,
     netns: values.netns,
+    netnsExclude: values['netns-exclude'],
     natPorts: values['nat-ports'],
     nflogGroups: values['nflog-group'],
     token: values.token,
@@ -61,7 +65,7 @@ export async function run(argv: string[]): Promise<number> {
   const configPath = values.config;
   const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
   const tls = settings.tlsCert ? { cert: readPem('--tls-cert', settings.tlsCert), key: readPem('--tls-key', settings.tlsKey!) } : undefined;
-  if (settings.netns !== null) checkNetns(settings.netns);
+  for (const v of settings.netns) if (v !== 'all') checkNetns(netnsPath(v)!);
 
   setupLogging({ level: settings.logLevel });
   const log = logger('serve');
@@ -119,7 +123,8 @@ export async function run(argv: string[]): Promise<number> {
 
 function streamerOptions(s: ServeSettings): StreamerOptions {
   return {
-    ...(s.netns !== null ? { netns: s.netns } : {}),
+    ...(s.netns.length > 0 ? { netns: s.netns } : {}),
+    ...(s.netnsExclude.length > 0 ? { netnsExclude: s.netnsExclude } : {}),
     ...(s.natPorts !== null ? { natPorts: s.natPorts } : {}),
     ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
@@ -166,7 +171,7 @@ function reload(
   }
   server.setToken(next.token);
   streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules });
-  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => next[k] !== current[k]);
+  const restart = (['host', 'port', 'netns', 'netnsExclude', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null }, 'SIGHUP: config reloaded');
   Object.assign(current, { token: next.token, natPorts: next.natPorts, natRules: next.natRules, thresholds: next.thresholds });
