@@ -34,6 +34,7 @@ export function alertToEcs(a: Alert): Record<string, unknown> {
       kind: a.kind,
       severity: a.severity,
       state: a.state,
+      netns: a.netns,
       key: a.key,
       used: a.used,
       capacity: a.capacity,
@@ -57,7 +58,7 @@ export function statsToEcs(s: StatsMessage): Record<string, unknown> {
     '@timestamp': s.ts,
     ecs: { version: ECS_VERSION },
     event: { kind: 'metric', category: ['network'], type: ['info'], dataset: 'natwatch.stats' },
-    natwatch: { type: 'stats', conntrack: s.conntrack, counters: s.counters, rates: s.rates, top: s.top },
+    natwatch: { type: 'stats', conntrack: s.conntrack, counters: s.counters, rates: s.rates, top: s.top, ...(s.namespaces ? { namespaces: s.namespaces } : {}) },
   };
 }
 

@@ -26,6 +26,14 @@ export interface MetricsSources {
   droppedByGone(): number;
 }
 
+/** The `netns` label of a namespace's series: its name; none for natwatch's own. */
+const nsLabel = (netns: string | null): Record<string, string> => (netns === null ? {} : { netns });
+
+/** Each namespace's part of the last stats (one part, unlabelled, when only one is watched). */
+function statsParts(st: NonNullable<ReturnType<StreamerLike['lastStats']>>): Array<{ netns: string | null; conntrack: typeof st.conntrack; counters: typeof st.counters }> {
+  return st.namespaces ?? [{ netns: null, conntrack: st.conntrack, counters: st.counters }];
+}
+
 function setCounter(c: Counter<string>, labels: Record<string, string>, value: number): void {
   // Counters mirror cumulative totals kept elsewhere: reset, then add the current total.
   c.inc(labels, Math.max(0, value));
@@ -60,10 +68,13 @@ export function createMetrics(src: MetricsSources): Registry {
     new Gauge({
       name,
       help,
+      labelNames: ['netns'],
       registers: [registry],
       collect() {
         const st = s.lastStats();
-        if (st) this.set(pick(st.conntrack));
+        if (!st) return;
+        this.reset();
+        for (const p of statsParts(st)) this.set(nsLabel(p.netns), pick(p.conntrack));
       },
     });
   };
@@ -73,13 +84,15 @@ export function createMetrics(src: MetricsSources): Registry {
   new Counter({
     name: 'natwatch_conntrack_counter_total',
     help: 'Kernel per-CPU conntrack statistics summed over CPUs (conntrack -S), by counter.',
-    labelNames: ['counter'],
+    labelNames: ['counter', 'netns'],
     registers: [registry],
     collect() {
       this.reset();
       const st = s.lastStats();
       if (!st) return;
-      for (const [name, v] of Object.entries(st.counters)) if (typeof v === 'number') setCounter(this, { counter: name }, v);
+      for (const p of statsParts(st)) {
+        for (const [name, v] of Object.entries(p.counters)) if (typeof v === 'number') setCounter(this, { counter: name, ...nsLabel(p.netns) }, v);
+      }
     },
   });
   new Gauge({
@@ -93,7 +106,7 @@ export function createMetrics(src: MetricsSources): Registry {
       for (const [kind, v] of n) this.set({ kind }, v);
     },
   });
-  const topLabels = ['proto', 'nat_ip', 'dst_ip', 'dst_port'];
+  const topLabels = ['proto', 'nat_ip', 'dst_ip', 'dst_port', 'netns'];
   const perKey = (name: string, help: string, pick: (e: ReturnType<StreamerLike['top']>[number]) => number): void => {
     new Gauge({
       name,
@@ -103,7 +116,7 @@ export function createMetrics(src: MetricsSources): Registry {
       collect() {
         this.reset();
         for (const e of s.top().slice(0, TOP_SERIES)) {
-          this.set({ proto: e.key.proto, nat_ip: e.key.natIp, dst_ip: e.key.dstIp, dst_port: String(e.key.dstPort) }, pick(e));
+          this.set({ proto: e.key.proto, nat_ip: e.key.natIp, dst_ip: e.key.dstIp, dst_port: String(e.key.dstPort), ...nsLabel(e.netns) }, pick(e));
         }
       },
     });
