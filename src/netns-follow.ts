@@ -30,8 +30,8 @@ export interface NetnsTarget {
 }
 
 export interface FollowOptions {
-  /** Lists the mounted namespaces, leaving out the one with inode skipIno (tests inject one). */
-  list?: (skipIno: number) => NetnsEntry[];
+  /** Lists the mounted namespaces (tests inject one). */
+  list?: () => NetnsEntry[];
   clock?: Clock;
   /** Re-scan interval; default 1000 ms. */
   intervalMs?: number;
@@ -49,7 +49,7 @@ export class NamespaceFollower {
   /** Whether the spec has `all`: the set can change while running. */
   readonly following: boolean;
   private readonly exclude: RegExp[];
-  private readonly list: (skipIno: number) => NetnsEntry[];
+  private readonly list: () => NetnsEntry[];
   private readonly clock: Clock;
   private timer: unknown = null;
   private watcher: FSWatcher | null = null;
@@ -60,7 +60,7 @@ export class NamespaceFollower {
   ) {
     this.following = spec.netns.includes(ALL_NETNS);
     this.exclude = (spec.exclude ?? []).map(globRegExp);
-    this.list = opts.list ?? ((skip) => listNetns(NETNS_DIR, skip));
+    this.list = opts.list ?? (() => listNetns(NETNS_DIR));
     this.clock = opts.clock ?? systemClock;
   }
 
@@ -88,8 +88,10 @@ export class NamespaceFollower {
     if (!this.following) return out;
     if (!hasOwn && !seen.has(own.ino)) out.push({ key: '=', name: null, path: null, found: true });
     seen.add(own.ino);
-    for (const e of this.list(own.ino)) {
-      if (e.name === null || e.path === null || seen.has(e.ino) || this.exclude.some((re) => re.test(e.name!))) continue;
+    // Excluded names first, then one name per namespace (the first in order): an excluded name
+    // must not hide another name of the same namespace.
+    for (const e of this.list()) {
+      if (e.name === null || e.path === null || this.exclude.some((re) => re.test(e.name!)) || seen.has(e.ino)) continue;
       seen.add(e.ino);
       out.push({ key: `${e.name}\u0000${e.ino}`, name: e.name, path: e.path, found: true });
     }
@@ -106,9 +108,12 @@ export class NamespaceFollower {
     this.timer = this.clock.setInterval(run, this.opts.intervalMs ?? 1000);
     if (this.opts.list) return;
     try {
-      // `ip netns add` creates the file before it mounts the namespace on it: the event comes
-      // early and the interval catches the mount; a deletion is seen at once.
-      this.watcher = watch(NETNS_DIR, { persistent: false }, () => run());
+      // `ip netns add` creates the file, then mounts the namespace on it (no event of its own):
+      // look again shortly after. A deletion is seen at once.
+      this.watcher = watch(NETNS_DIR, { persistent: false }, () => {
+        run();
+        setTimeout(run, 250).unref();
+      });
       this.watcher.on('error', () => this.watcher?.close());
     } catch {
       // No directory yet (no namespace was ever added): the interval finds the first one.

@@ -88,18 +88,16 @@ export function ownNetns(): NetnsEntry {
 }
 
 /**
- * The namespaces `ip netns add` made (mounted ones only), by name, sorted. One that is the same
- * namespace as an earlier entry (or as `skipIno`, natwatch's own) is left out, so no namespace
- * is watched twice.
+ * The namespaces `ip netns add` made (mounted ones only), by name, sorted. Several names can be
+ * one namespace (same inode): the caller decides which name counts (see NamespaceFollower).
  */
-export function listNetns(dir = NETNS_DIR, skipIno = 0): NetnsEntry[] {
+export function listNetns(dir = NETNS_DIR): NetnsEntry[] {
   let names: string[];
   try {
     names = readdirSync(dir).sort();
   } catch {
     return []; // no namespace was ever added: the directory does not exist yet
   }
-  const seen = new Set<number>(skipIno ? [skipIno] : []);
   const out: NetnsEntry[] = [];
   for (const name of names) {
     const path = `${dir}/${name}`;
@@ -109,8 +107,7 @@ export function listNetns(dir = NETNS_DIR, skipIno = 0): NetnsEntry[] {
     } catch {
       continue; // deleted meanwhile
     }
-    if (!isNamespace(st) || seen.has(st.ino)) continue;
-    seen.add(st.ino);
+    if (!isNamespace(st)) continue;
     out.push({ name, path, ino: st.ino });
   }
   return out;

@@ -63,7 +63,7 @@ export interface StreamerOptions {
   /** With 'all': how often /var/run/netns is read again, ms (default 1000). */
   netnsScanMs?: number;
   /** For tests: lists the mounted namespaces instead of reading /var/run/netns. */
-  netnsList?: (skipIno: number) => NetnsEntry[];
+  netnsList?: () => NetnsEntry[];
 }
 
 /** A namespace found by `all` that failed to start is tried again after this long. */
@@ -204,6 +204,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
       return;
     }
     this.pipelines.set(t.key, p);
+    this.emit('namespace', { netns: t.name, state: 'watching' });
   }
 
   private retryLater(t: NetnsTarget, err: Error): void {
@@ -242,6 +243,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
     } catch (err) {
       this.fail(this.about(p.name, err as Error));
     }
+    this.emit('namespace', { netns: p.name, state: 'gone' });
   }
 
   private goneText(name: string | null): string {

@@ -174,6 +174,8 @@ export interface StreamerEvents {
   stats: [StatsMessage];
   event: [WireEvent];
   error: [Error];
+  /** A namespace began to be watched, or stopped (deleted or excluded under `--netns all`). */
+  namespace: [{ netns: string | null; state: 'watching' | 'gone' }];
 }
 
 export interface StreamerLike {

@@ -22,6 +22,12 @@ export class AlertRules {
   readonly nflog: NflogDropRule;
   readonly loss: EventLossRule;
   private prev: KernelCounters | null = null;
+  /**
+   * Drops no full key or table explained, held back one poll with the deltas they came in:
+   * the counters are read on the JavaScript thread while the events of the flows that filled a
+   * key may still wait in a batch (a few ms), so the key may reach capacity at the next poll.
+   */
+  private held: { drops: number; delta: KernelCounters } | null = null;
 
   constructor(
     private readonly tracker: Tracker,
@@ -51,8 +57,15 @@ export class AlertRules {
     const drops = Math.max(delta.insert_failed, delta.drop);
     const tableFull = this.table.evaluate({ count: snap.count, max: lim.max, dDrop: delta.drop, dEarlyDrop: delta.early_drop });
     // With the table full, drops are the table's; otherwise they go to keys at capacity.
-    const port = this.port.evaluate({ nowSec, drops: tableFull ? 0 : drops });
-    this.drops.evaluate(drops, tableFull || port.atCapacity > 0, delta);
+    const held = this.held;
+    this.held = null;
+    const port = this.port.evaluate({ nowSec, drops: tableFull ? 0 : drops + (held?.drops ?? 0) });
+    if (tableFull || port.atCapacity > 0) this.drops.evaluate(drops, true, delta);
+    else {
+      // What was held and is still unexplained is conntrack_drops now; this poll's drops wait.
+      if (drops > 0) this.held = { drops, delta };
+      this.drops.evaluate(held?.drops ?? 0, false, held?.delta ?? delta);
+    }
     this.nflog.tick();
     this.loss.tick();
     return delta;

@@ -75,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
   // own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the ruleset read).
   let early: Error[] | null = [];
   streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
+  streamer.on('namespace', (n) => log.info({ netns: n.netns }, n.state === 'watching' ? 'watching namespace' : 'namespace gone'));
   await streamer.start();
   for (const err of early) log.error({ err: err.message }, 'streamer error');
   early = null;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkNetns, globRegExp, listNetns, netnsName, netnsPath, ownNetns } from '../../src/netns.js';
+import { NamespaceFollower } from '../../src/netns-follow.js';
 
 let dirs: string[] = [];
 afterEach(() => {
@@ -30,7 +31,7 @@ describe('netns helper', () => {
     expect(() => checkNetns('/proc/self/ns/net')).not.toThrow();
   });
 
-  it('lists mounted namespaces once each, skipping plain files and the own namespace when asked', () => {
+  it('lists mounted namespaces by name, skipping plain files', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nwm-'));
     dirs.push(dir);
     // Two names for the same namespace (ours) and a name `ip netns add` has not mounted yet.
@@ -40,8 +41,10 @@ describe('netns helper', () => {
     const own = ownNetns();
     expect(own.name).toBeNull();
     expect(own.ino).toBeGreaterThan(0);
-    expect(listNetns(dir)).toEqual([{ name: 'a', path: join(dir, 'a'), ino: own.ino }]);
-    expect(listNetns(dir, own.ino)).toEqual([]);
+    expect(listNetns(dir)).toEqual([
+      { name: 'a', path: join(dir, 'a'), ino: own.ino },
+      { name: 'b', path: join(dir, 'b'), ino: own.ino },
+    ]);
     expect(listNetns(join(dir, 'missing'))).toEqual([]);
   });
 
@@ -57,5 +60,31 @@ describe('netns helper', () => {
     expect(m('a.b', 'axb')).toBe(false);
     expect(m('a[', 'a[')).toBe(true);
     expect(m('(x)|y+', '(x)|y+')).toBe(true);
+  });
+});
+
+describe('NamespaceFollower', () => {
+  const own = ownNetns();
+  const list = [
+    { name: 'cni-1', path: '/run/netns/cni-1', ino: 11 },
+    { name: 'lab-r', path: '/run/netns/lab-r', ino: 12 },
+    { name: 'seen', path: '/run/netns/seen', ino: 12 },
+    { name: 'twin-a', path: '/run/netns/twin-a', ino: 13 },
+    { name: 'twin-b', path: '/run/netns/twin-b', ino: 13 },
+    { name: 'self', path: '/run/netns/self', ino: own.ino },
+  ];
+  const names = (f: NamespaceFollower) => f.targets().map((t) => [t.name, t.found]);
+
+  it('all: own first, then one name per namespace; an excluded name does not hide another name of its namespace', () => {
+    const f = new NamespaceFollower({ netns: ['all'], exclude: ['cni-*', '*-r'] }, { list: () => list });
+    expect(f.following).toBe(true);
+    expect(names(f)).toEqual([[null, true], ['seen', true], ['twin-a', true]]);
+  });
+
+  it('explicit names stay as given and are never followed; all adds the rest without duplicates', () => {
+    expect(names(new NamespaceFollower({ netns: ['lab-r'] }, { list: () => list }))).toEqual([['lab-r', false]]);
+    const f = new NamespaceFollower({ netns: [null, 'all'] }, { list: () => list });
+    expect(names(f)).toEqual([[null, false], ['cni-1', true], ['lab-r', true], ['twin-a', true]]);
+    expect(new NamespaceFollower({ netns: ['x', 'x'] }).targets()).toHaveLength(1);
   });
 });

@@ -212,4 +212,27 @@ describe('Counter polling', () => {
     expect(h.stats.length).toBe(statsBefore + 1);
     expect(h.stats.at(-1)!.rates.drop).toBe(2);
   });
+
+  it('drops read one poll before the events of the flows that explain them go to the key, not to conntrack_drops', async () => {
+    const h = await make([]);
+    const c = h.sources.get(null)!.snapshot.counters;
+    h.flows(null, 9);
+    await h.s.tick();
+    c.insert_failed += 2;
+    c.drop += 2;
+    await h.s.tick(); // the 10th flow's NEW is still in a batch: these drops are held back
+    expect(h.alerts.filter((a) => a.kind === 'conntrack_drops')).toEqual([]);
+    h.flows(null, 1);
+    await h.s.tick();
+    expect(h.alerts.at(-1)).toMatchObject({ kind: 'nat_port_exhaustion', severity: 'critical', used: 10, drops: 2 });
+    // Drops that stay unexplained are conntrack_drops one poll later.
+    c.insert_failed += 3;
+    c.drop += 3;
+    const ids = [...Array(10).keys()].map((i) => i + 1);
+    h.sources.get(null)!.conntrack(ids.map((id) => snatFlow(CtKind.Destroy, id, { src: '192.0.2.5', sport: 1000, dst: KEY.dstIp, dport: KEY.dstPort, natIp: KEY.natIp, natPort: 50000 })));
+    await h.s.tick();
+    expect(h.alerts.filter((a) => a.kind === 'conntrack_drops')).toEqual([]);
+    await h.s.tick();
+    expect(h.alerts.filter((a) => a.kind === 'conntrack_drops')).toEqual([expect.objectContaining({ drops: 3, detail: expect.objectContaining({ insert_failed: 3 }) })]);
+  });
 });
