@@ -51,7 +51,6 @@ export class NamespacePipeline {
   private readonly ruleset: RulesetWatcher;
   private source: EventSource | null = null;
   private timers: unknown[] = [];
-  private last: StatsMessage | null = null;
   /** The kernel's drop counter delta since the last stats message (summed over polls). */
   private dropsSinceStats = 0;
   private rulesetGroups: number[] | null = null;
@@ -214,18 +213,15 @@ export class NamespacePipeline {
       this.maybeResync();
       this.maybeRefreshDump(now, snap.count);
       if (!stats) return;
-      this.last = out = this.statsBuilder.build(snap, this.dropsSinceStats, now);
+      out = this.statsBuilder.build(snap, this.dropsSinceStats, now);
       this.dropsSinceStats = 0;
     });
     return out;
   }
 
-  lastStats(): StatsMessage | null {
-    return this.last;
-  }
-
+  /** The busiest keys now (alerts run every poll: a stats message can be up to a second older). */
   top(): TopEntry[] {
-    return this.last ? this.last.top : topKeys(this.tracker.keys, TOP_N, this.nowSec(), this.name);
+    return topKeys(this.tracker.keys, TOP_N, this.nowSec(), this.name);
   }
 
   totals(): Totals {

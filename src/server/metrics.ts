@@ -29,9 +29,9 @@ export interface MetricsSources {
 /** The `netns` label of a namespace's series: its name; none for natwatch's own. */
 const nsLabel = (netns: string | null): Record<string, string> => (netns === null ? {} : { netns });
 
-/** Each namespace's part of the last stats (one part, unlabelled, when only one is watched). */
-function statsParts(st: NonNullable<ReturnType<StreamerLike['lastStats']>>): Array<{ netns: string | null; conntrack: typeof st.conntrack; counters: typeof st.counters }> {
-  return st.namespaces ?? [{ netns: null, conntrack: st.conntrack, counters: st.counters }];
+/** Each namespace's part of the last stats (the top level when only one is watched). */
+function statsParts(s: StreamerLike, st: NonNullable<ReturnType<StreamerLike['lastStats']>>): Array<{ netns: string | null; conntrack: typeof st.conntrack; counters: typeof st.counters }> {
+  return st.namespaces ?? [{ netns: s.netns, conntrack: st.conntrack, counters: st.counters }];
 }
 
 function setCounter(c: Counter<string>, labels: Record<string, string>, value: number): void {
@@ -74,7 +74,7 @@ export function createMetrics(src: MetricsSources): Registry {
         const st = s.lastStats();
         if (!st) return;
         this.reset();
-        for (const p of statsParts(st)) this.set(nsLabel(p.netns), pick(p.conntrack));
+        for (const p of statsParts(s, st)) this.set(nsLabel(p.netns), pick(p.conntrack));
       },
     });
   };
@@ -90,7 +90,7 @@ export function createMetrics(src: MetricsSources): Registry {
       this.reset();
       const st = s.lastStats();
       if (!st) return;
-      for (const p of statsParts(st)) {
+      for (const p of statsParts(s, st)) {
         for (const [name, v] of Object.entries(p.counters)) if (typeof v === 'number') setCounter(this, { counter: name, ...nsLabel(p.netns) }, v);
       }
     },
