@@ -5,6 +5,7 @@
 
 #include "batch-layout.h"
 #include "debug.h"
+#include "kernel-facts.h"
 #include "source.h"
 
 namespace nw {
@@ -110,6 +111,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeForTest", Napi::Function::New(env, DecodeForTest, "decodeForTest"));
   exports.Set("capture", Napi::Function::New(env, Capture, "capture"));
   exports.Set("layout", Layout(env));
+  exports.Set("kernelFacts", Napi::Function::New(env, KernelFacts, "kernelFacts"));
+  exports.Set("watchKernel", Napi::Function::New(env, WatchKernel, "watchKernel"));
   return exports;
 }
 

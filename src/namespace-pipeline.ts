@@ -8,13 +8,15 @@ import type { AlertScope } from './alert/scope.js';
 import type { Thresholds } from './alert/thresholds.js';
 import { NatwatchError } from './errors.js';
 import { checkNetns } from './netns.js';
-import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
+import { readLocalSockets } from './source/local-sockets.js';
+import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
 import { Tracker } from './track/tracker.js';
-import type { StatsMessage, TopEntry, WireEvent } from './types.js';
+import type { Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
 
 /** The streamer options every namespace's pipeline is built from (see StreamerOptions). */
 export interface PipelineOptions {
@@ -23,8 +25,11 @@ export interface PipelineOptions {
   nflogGroups?: number[];
   localAddrs?: string[];
   detectRuleset?: boolean;
+  /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
   rulesetIntervalMs?: number;
   addrsIntervalMs?: number;
+  /** Local socket counts (sock_diag) period; default 1 s. */
+  socketsIntervalMs?: number;
   rcvbufBytes?: number;
   ringKeys?: number;
 }
@@ -51,9 +56,13 @@ export class NamespacePipeline {
   private readonly ruleset: RulesetWatcher;
   private source: EventSource | null = null;
   private timers: unknown[] = [];
+  private watch: KernelWatch | null = null;
+  /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
+  private firstDumpEnded = false;
+  private countersRead = false;
+  private countersFailing = false;
   /** The kernel's drop counter delta since the last stats message (summed over polls). */
   private dropsSinceStats = 0;
-  private rulesetGroups: number[] | null = null;
   private dumpSince = 0;
   private lastRefreshMs = 0;
   private closed = false;
@@ -89,10 +98,7 @@ export class NamespacePipeline {
     if (this.source || this.closed) throw new NatwatchError('ERUNTIME', 'namespace pipeline already started or closed');
     if (this.path !== null) checkNetns(this.path);
     const detect = this.opts.detectRuleset ?? this.injected === undefined;
-    if (detect) {
-      await this.refreshRuleset();
-      if (!this.opts.localAddrs) await this.refreshAddrs();
-    }
+    if (detect) await this.refreshRuleset(); // addresses come with it
     const source = this.injected ?? (await this.nativeSource());
     if (this.closed) {
       await source.close();
@@ -114,13 +120,43 @@ export class NamespacePipeline {
     });
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.host.clock.setInterval(() => void fn(), ms));
     if (detect) {
+      this.watchChanges(every);
+      every(this.opts.socketsIntervalMs ?? 1000, () => this.refreshSockets());
+    }
+  }
+
+  /** Local sockets from sock_diag (local_port_exhaustion where conntrack does not see them). */
+  private async refreshSockets(): Promise<void> {
+    try {
+      const counts = await readLocalSockets(this.path);
+      if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
+    } catch (err) {
+      if (!this.closed) this.host.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  /**
+   * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
+   * tables send no notification: they are re-read every rulesetIntervalMs (60 s) while they
+   * exist. Without notifications (the subscription failed) both are polled.
+   */
+  private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
+    try {
+      this.watch = watchKernelChanges(this.path, { ruleset: true, addresses: true }, (kind) => {
+        void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
+      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, async () => {
+        if (this.ruleset.current.natRules.some((r) => r.text.startsWith('legacy ')) || this.ruleset.current.unreadable.length) await this.refreshRuleset();
+      });
+    } catch (err) {
+      this.host.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
       if (!this.opts.localAddrs) every(this.opts.addrsIntervalMs ?? 30_000, () => this.refreshAddrs());
     }
   }
 
   private async nativeSource(): Promise<EventSource> {
-    const groups = this.opts.nflogGroups ?? this.rulesetGroups ?? (await nflogGroupsFromRuleset(this.path).catch(() => [] as number[]));
+    const groups = this.opts.nflogGroups ?? this.ruleset.current.groups;
     // A variable specifier keeps the addon out of anything that never starts a native streamer.
     const spec = './source/netlink-source.js';
     const mod = (await import(spec)) as {
@@ -166,6 +202,7 @@ export class NamespacePipeline {
   }
 
   private onDumpEnd(): void {
+    this.firstDumpEnded = true;
     this.tracker.dumpEnd();
     this.rules.loss.onDumpEnd();
     this.maybeResync();
@@ -198,7 +235,10 @@ export class NamespacePipeline {
     let snap: CounterSnapshot;
     try {
       snap = await this.source.readCounters();
+      this.countersRead = true;
+      this.countersFailing = false;
     } catch (err) {
+      this.countersFailing = true;
       this.host.fail(err as Error);
       return null;
     }
@@ -224,27 +264,39 @@ export class NamespacePipeline {
     return topKeys(this.tracker.keys, TOP_N, this.nowSec(), this.name);
   }
 
+  /** 'starting' until the first table dump ended and the counters were read once; 'degraded' while counter reads fail. */
+  readiness(): Readiness {
+    if (!this.firstDumpEnded || !this.countersRead) return 'starting';
+    return this.countersFailing ? 'degraded' : 'ok';
+  }
+
   totals(): Totals {
     return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
   }
 
   private async refreshRuleset(): Promise<void> {
     try {
-      const { changed, info } = await this.ruleset.refresh();
-      this.rulesetGroups = info.groups;
-      if (changed) this.tracker.capacity.setDetected(info.nat);
+      const { changed, info, interfaces } = await this.ruleset.refresh();
+      if (changed) this.tracker.capacity.setRuleset(info);
+      // What could not be read is said (once a minute at most) and marks capacities unknown.
+      if (info.unreadable.length && !this.closed) this.host.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${info.unreadable.join('; ')}`));
+      this.applyInterfaces(interfaces);
     } catch (err) {
-      // Capacity falls back to the defaults: say why (the host repeats a recurring cause once a
-      // minute). A read that was in flight when close() ran has nobody left to tell.
+      // Capacities become unknown: say why (the host repeats a recurring cause once a minute).
+      // A read that was in flight when close() ran has nobody left to tell.
+      this.tracker.capacity.setUnreadable([`ruleset unreadable: ${(err as Error).message}`]);
       if (!this.closed) this.host.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
     }
   }
 
+  private applyInterfaces(ifs: Map<string, string[]>): void {
+    if (!this.opts.localAddrs) this.tracker.setLocalAddrs([...ifs.values()].flat());
+    this.tracker.capacity.setInterfaces(ifs);
+  }
+
   private async refreshAddrs(): Promise<void> {
     try {
-      const ifs = await readInterfaces(this.path);
-      this.tracker.setLocalAddrs([...ifs.values()].flat());
-      this.tracker.capacity.setInterfaces(ifs);
+      this.applyInterfaces(await readInterfaces(this.path));
     } catch (err) {
       if (!this.closed) this.host.fail(new NatwatchError('ERUNTIME', `reading interface addresses: ${(err as Error).message}`, { cause: err }));
     }
@@ -268,6 +320,8 @@ export class NamespacePipeline {
     this.closed = true;
     for (const t of this.timers) this.host.clock.clearInterval(t);
     this.timers = [];
+    this.watch?.close();
+    this.watch = null;
     const s = this.source;
     this.source = null;
     try {

@@ -17,7 +17,7 @@ import type { EventSource } from './source/types.js';
 import type { NatRuleConfig } from './track/capacity.js';
 import { combineStats, mergeTop } from './track/stats.js';
 import type { Tracker } from './track/tracker.js';
-import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
+import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
 
 export type { StreamMessage };
 
@@ -49,12 +49,15 @@ export interface StreamerOptions {
   /** Inject a source per namespace (tests). */
   sourceFor?: (ns: { name: string | null; path: string | null }) => EventSource;
   clock?: Clock;
-  /** The namespace's addresses; default: read with `ip -j addr` and refreshed. */
+  /** The namespace's addresses; default: read over rtnetlink and kept current by notifications. */
   localAddrs?: string[];
   /** Read the ruleset for capacities (default true unless a source is injected). */
   detectRuleset?: boolean;
+  /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
   rulesetIntervalMs?: number;
   addrsIntervalMs?: number;
+  /** Local socket counts (sock_diag) period; default 1 s. */
+  socketsIntervalMs?: number;
   rcvbufBytes?: number;
   /** Keys with per-second rings, per namespace (LRU beyond). */
   ringKeys?: number;
@@ -94,6 +97,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private again = false;
   private statsDue = false;
   private lastError = { message: '', ms: 0 };
+  /** Every namespace watched at the start has been ready once (see readiness()). */
+  private readyOnce = false;
   private readonly queues = new Set<MessageQueue>();
 
   constructor(private readonly opts: StreamerOptions = {}) {
@@ -119,6 +124,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
       detectRuleset: opts.detectRuleset,
       rulesetIntervalMs: opts.rulesetIntervalMs,
       addrsIntervalMs: opts.addrsIntervalMs,
+      socketsIntervalMs: opts.socketsIntervalMs,
       rcvbufBytes: opts.rcvbufBytes,
       ringKeys: opts.ringKeys,
     };
@@ -347,6 +353,20 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   lastStats(): StatsMessage | null {
     return this.last;
+  }
+
+  /**
+   * For /healthz: 'starting' until every namespace watched at the start had its first table dump
+   * and counter read (a namespace `all` finds later does not make the process 'starting' again),
+   * then 'degraded' while any namespace's counters cannot be read, else 'ok'.
+   */
+  readiness(): Readiness {
+    const ps = [...this.pipelines.values()];
+    if (!this.readyOnce) {
+      if (ps.length === 0 || ps.some((p) => p.readiness() === 'starting')) return 'starting';
+      this.readyOnce = true;
+    }
+    return ps.some((p) => p.readiness() === 'degraded') ? 'degraded' : 'ok';
   }
 
   totals(): Totals {

@@ -9,6 +9,7 @@ import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
 import { createNetlinkSource, type NetlinkSource } from '../source/netlink-source.js';
 import { nflogGroupsFromRuleset } from '../source/ruleset.js';
 import type { LossReport, SourceHandlers } from '../source/types.js';
+import { onStdoutClosed, untilSignal } from './until-signal.js';
 
 const HELP = `usage: natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--json] [--no-dump] [--rcvbuf SIZE]
 
@@ -19,7 +20,12 @@ Prints decoded conntrack events and NFLOG packets, one per line, until interrupt
   --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
   --json              one JSON event object per line (the WebSocket 'event' shape)
   --no-dump           do not list the existing table first
-  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events`;
+  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events
+
+environment: none read
+
+example:
+  natwatch events --netns gw --json | head -20`;
 
 const LOSS_INTERVAL_MS = 1000;
 /** A namespace found by `all` whose sockets could not be opened is tried again after this. */
@@ -50,121 +56,113 @@ export async function run(argv: string[]): Promise<number> {
   const follower = new NamespaceFollower({ netns: ns.netns.length ? ns.netns : [null], exclude: ns.exclude });
   const several = ns.netns.length > 1 || follower.following;
 
-  return new Promise<number>((resolve, reject) => {
-    let done = false;
-    const sources = new Map<string, NetlinkSource>();
-    const opening = new Set<string>();
-    const retryAt = new Map<string, number>();
-    let pendingLoss: Array<{ name: string | null; r: LossReport }> = [];
-    let lossTimer: NodeJS.Timeout | null = null;
-    const flushLoss = () => {
-      lossTimer = null;
-      const names = [...new Set(pendingLoss.map((p) => p.name))];
-      for (const name of names) {
-        for (const source of ['conntrack', 'nflog'] as const) {
-          const rs = pendingLoss.filter((p) => p.name === name && p.r.source === source).map((p) => p.r);
-          if (rs.length === 0) continue;
-          const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
-          const line = formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') });
-          process.stderr.write((name !== null && several ? line.replace(/^natwatch: /, `natwatch: netns ${name}: `) : line) + '\n');
+  let done = false;
+  const sources = new Map<string, NetlinkSource>();
+  const opening = new Set<string>();
+  const retryAt = new Map<string, number>();
+  let pendingLoss: Array<{ name: string | null; r: LossReport }> = [];
+  let lossTimer: NodeJS.Timeout | null = null;
+  const flushLoss = () => {
+    lossTimer = null;
+    const names = [...new Set(pendingLoss.map((p) => p.name))];
+    for (const name of names) {
+      for (const source of ['conntrack', 'nflog'] as const) {
+        const rs = pendingLoss.filter((p) => p.name === name && p.r.source === source).map((p) => p.r);
+        if (rs.length === 0) continue;
+        const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
+        const line = formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') });
+        process.stderr.write((name !== null && several ? line.replace(/^natwatch: /, `natwatch: netns ${name}: `) : line) + '\n');
+      }
+    }
+    pendingLoss = [];
+  };
+  const cleanup = async () => {
+    done = true;
+    follower.stop();
+    if (lossTimer) clearTimeout(lossTimer);
+    flushLoss();
+    await Promise.allSettled([...sources.values()].map((s) => s.close()));
+  };
+  const write = (s: string) => {
+    if (!done && s.length > 0) process.stdout.write(s);
+  };
+  const handlers = (name: string | null): SourceHandlers => {
+    const suffix = several && name !== null ? ` netns=${name}` : '';
+    return {
+      conntrack(v) {
+        let out = '';
+        for (let i = 0; i < v.count; i++) {
+          v.seek(i);
+          if (json) {
+            const e = v.toEvent();
+            e.netns = name;
+            out += JSON.stringify(e) + '\n';
+          } else out += formatConntrack(v) + suffix + '\n';
         }
-      }
-      pendingLoss = [];
+        write(out);
+      },
+      nflog(v) {
+        let out = '';
+        for (let i = 0; i < v.count; i++) {
+          v.seek(i);
+          if (json) {
+            const e = v.toEvent();
+            e.netns = name;
+            out += JSON.stringify(e) + '\n';
+          } else out += formatNflog(v) + suffix + '\n';
+        }
+        write(out);
+      },
+      loss(r) {
+        pendingLoss.push({ name, r });
+        lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
+      },
+      dumpBegin() {},
+      dumpEnd() {},
+      error(err) {
+        process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${err.message}\n`);
+      },
     };
-    const finish = (code: number, err?: unknown) => {
-      if (done) return;
-      done = true;
-      follower.stop();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      if (lossTimer) clearTimeout(lossTimer);
-      flushLoss();
-      void Promise.allSettled([...sources.values()].map((s) => s.close())).then(() => (err ? reject(err) : resolve(code)));
-    };
-    const onSignal = () => finish(0);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    process.stdout.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'EPIPE' ? 0 : 1, err.code === 'EPIPE' ? undefined : err));
-
-    const write = (s: string) => {
-      if (!done && s.length > 0) process.stdout.write(s);
-    };
-    const handlers = (name: string | null): SourceHandlers => {
-      const suffix = several && name !== null ? ` netns=${name}` : '';
-      return {
-        conntrack(v) {
-          let out = '';
-          for (let i = 0; i < v.count; i++) {
-            v.seek(i);
-            if (json) {
-              const e = v.toEvent();
-              e.netns = name;
-              out += JSON.stringify(e) + '\n';
-            } else out += formatConntrack(v) + suffix + '\n';
-          }
-          write(out);
-        },
-        nflog(v) {
-          let out = '';
-          for (let i = 0; i < v.count; i++) {
-            v.seek(i);
-            if (json) {
-              const e = v.toEvent();
-              e.netns = name;
-              out += JSON.stringify(e) + '\n';
-            } else out += formatNflog(v) + suffix + '\n';
-          }
-          write(out);
-        },
-        loss(r) {
-          pendingLoss.push({ name, r });
-          lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
-        },
-        dumpBegin() {},
-        dumpEnd() {},
-        error(err) {
-          process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${err.message}\n`);
-        },
-      };
-    };
-    const open = async (t: NetnsTarget): Promise<void> => {
-      opening.add(t.key);
-      try {
-        const groups = groupsGiven.length > 0 ? groupsGiven : await nflogGroupsFromRuleset(t.path).catch(() => []);
-        const source = createNetlinkSource({ netns: t.path, nflogGroups: groups, rcvbufBytes, dump });
-        await source.start(handlers(t.name));
-        if (done) await source.close();
-        else sources.set(t.key, source);
-      } finally {
-        opening.delete(t.key);
-      }
-    };
-    // `all`: open what appeared, close what is gone (a found namespace that failed waits RETRY_MS).
-    const sync = () => {
-      if (done) return;
-      const want = new Map(follower.targets().map((t) => [t.key, t]));
-      for (const [key, s] of sources) {
-        if (want.has(key)) continue;
-        sources.delete(key);
-        void s.close();
-      }
-      for (const [key, t] of want) {
-        if (sources.has(key) || opening.has(key) || (retryAt.get(key) ?? 0) > Date.now()) continue;
-        open(t).catch((err: Error) => {
-          retryAt.set(key, Date.now() + RETRY_MS);
-          process.stderr.write(`natwatch: netns ${t.name}: ${err.message}\n`);
-        });
-      }
-    };
+  };
+  const open = async (t: NetnsTarget): Promise<void> => {
+    opening.add(t.key);
+    try {
+      const groups = groupsGiven.length > 0 ? groupsGiven : await nflogGroupsFromRuleset(t.path).catch(() => []);
+      const source = createNetlinkSource({ netns: t.path, nflogGroups: groups, rcvbufBytes, dump });
+      await source.start(handlers(t.name));
+      if (done) await source.close();
+      else sources.set(t.key, source);
+    } finally {
+      opening.delete(t.key);
+    }
+  };
+  const failedLater = (t: NetnsTarget, err: Error) => {
+    retryAt.set(t.key, Date.now() + RETRY_MS);
+    process.stderr.write(`natwatch: netns ${t.name}: ${err.message}\n`);
+  };
+  // `all`: open what appeared, close what is gone (a found namespace that failed waits RETRY_MS).
+  const sync = () => {
+    if (done) return;
+    const want = new Map(follower.targets().map((t) => [t.key, t]));
+    for (const [key, s] of sources) {
+      if (want.has(key)) continue;
+      sources.delete(key);
+      void s.close();
+    }
+    for (const [key, t] of want) {
+      if (sources.has(key) || opening.has(key) || (retryAt.get(key) ?? 0) > Date.now()) continue;
+      open(t).catch((err: Error) => failedLater(t, err));
+    }
+  };
+  return untilSignal(cleanup, (stop) => {
+    onStdoutClosed(stop);
     const targets = follower.targets();
     void Promise.allSettled(targets.map((t) => open(t))).then((results) => {
+      // A namespace given by name or path must open; one found by `all` is tried again later.
       const failed = results.findIndex((r, i) => r.status === 'rejected' && (!targets[i]!.found || sources.size === 0));
-      if (failed >= 0) return finish(1, (results[failed] as PromiseRejectedResult).reason);
+      if (failed >= 0) return stop((results[failed] as PromiseRejectedResult).reason as Error);
       results.forEach((r, i) => {
-        if (r.status === 'rejected') {
-          retryAt.set(targets[i]!.key, Date.now() + RETRY_MS);
-          process.stderr.write(`natwatch: netns ${targets[i]!.name}: ${(r.reason as Error).message}\n`);
-        }
+        if (r.status === 'rejected') failedLater(targets[i]!, r.reason as Error);
       });
       follower.start(sync);
     });

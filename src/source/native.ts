@@ -60,6 +60,20 @@ export interface NativeAddon {
   capture(opts: CaptureOptions): Promise<Buffer[]>;
   /** batch-layout.h offsets, to check against codec.ts. */
   layout: Record<string, number>;
+  /** One-shot kernel facts read inside the namespace (kernel-facts.cc); see facts-codec.ts. */
+  kernelFacts(opts: KernelFactsRequest): Promise<Buffer>;
+  /** Change notifications (ruleset, addresses) on the event loop; onChange is not debounced. */
+  watchKernel(opts: { netns: string | null; ruleset: boolean; addresses: boolean }, onChange: (kind: 'ruleset' | 'addresses') => void): { close(): void };
+}
+
+export interface KernelFactsRequest {
+  netns: string | null;
+  nft?: boolean;
+  legacy?: boolean;
+  rtnl?: boolean;
+  diag?: boolean;
+  /** Paths under /proc/sys, `net/...` only. */
+  sysctls?: string[];
 }
 
 /** The package root: two levels up from both src/source and dist/source. */

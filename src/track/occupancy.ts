@@ -191,6 +191,11 @@ export class Occupancy {
     return --this.usedBy[k]! === 0;
   }
 
+  /** Sets key k's count outright (flows without a port of their own: sockets sock_diag counted). */
+  setUsed(k: number, n: number): void {
+    this.usedBy[k] = n;
+  }
+
   /** Live flows under key k. */
   used(k: number): number {
     return this.usedBy[k] ?? 0;

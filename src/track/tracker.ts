@@ -154,6 +154,11 @@ export class Tracker {
     return removed;
   }
 
+  /** The host's own connected sockets per local key text (sock_diag); see KeyTable.setLocalSockets. */
+  setLocalSockets(counts: ReadonlyMap<string, number>, nowSec: number): void {
+    this.keys.setLocalSockets(counts, nowSec);
+  }
+
   /** Inserts the flow and counts it under its key; returns its slot. */
   private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean): number {
     const k = this.keys.keyOf(view);
