@@ -76,9 +76,13 @@ export async function run(argv: string[]): Promise<number> {
     }
     pendingLoss = [];
   };
+  // Following `all`, the command waits for namespaces even while none is open (the follower's
+  // timer does not hold the process).
+  const keepAlive = follower.following ? setInterval(() => undefined, 1 << 30) : null;
   const cleanup = async () => {
     done = true;
     follower.stop();
+    if (keepAlive) clearInterval(keepAlive);
     if (lossTimer) clearTimeout(lossTimer);
     flushLoss();
     await Promise.allSettled([...sources.values()].map((s) => s.close()));

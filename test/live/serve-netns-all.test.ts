@@ -5,6 +5,7 @@
 // Deleting the name (`ip netns del`) must resolve that namespace's alerts and drop its keys,
 // while the other namespace's alerts stay. The excludes keep other programs' namespaces on this
 // machine out of the test.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import { until } from '../helpers/wait.js';
 import { connectStream, type StreamClient } from '../helpers/ws-client.js';
 
 const isRoot = process.getuid?.() === 0;
+const BIN = new URL('../../bin/natwatch.js', import.meta.url).pathname;
 const ID = randomBytes(3).toString('hex');
 /** The names serve may watch: nwmzs<ID>-<n>; every other name is excluded by the globs below. */
 const alias = (n: number) => `nwmzs${ID}-${n}`;
@@ -123,4 +125,38 @@ describe.runIf(isRoot || process.env.CI)('serve --netns all follows namespaces c
     expect(serve.output()).toContain(`"netns":"${b}","msg":"namespace gone"`);
     expect(serve.output()).not.toMatch(/uncaught|unhandled/i);
   }, 120_000);
+
+  it('events --netns all: a namespace that appears has its events printed with its netns; one deleted is let go', async () => {
+    const c = alias(2);
+    // Its own NFLOG group: the first test's serve still holds 47113 in natwatch's own namespace.
+    const args = ['events', '--netns', 'all', ...EXCLUDE.flatMap((g) => ['--netns-exclude', g]), '--nflog-group', '47118', '--json', '--no-dump'];
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await show(labs[0]!, c);
+      const lab = labs[0]!;
+      const ours = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { netns: string | null; event: string; orig: { dport: number } });
+      // Connections through the new namespace's NAT (to a closed port: the first test's clients
+      // still hold every NAT port to :80) until their events show with its name.
+      const deadline = Date.now() + 10_000;
+      while (!ours().some((e) => e.netns === c && e.event === 'new' && e.orig.dport === 81)) {
+        if (Date.now() > deadline) throw new Error(`no event from ${c}; stderr: ${err}; stdout: ${out.slice(-500)}`);
+        await lab.runPeer(lab.client, ['connect', '--proto', 'tcp', '--to', '198.51.100.8:81', '--count', '1', '--timeout-ms', '300']).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await hide(c);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(child.exitCode).toBeNull(); // still running after the namespace went away
+      child.kill('SIGINT');
+      expect(await exit).toBe(0);
+      expect(err).toBe('');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
 });
