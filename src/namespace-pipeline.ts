@@ -10,7 +10,7 @@ import { NatwatchError } from './errors.js';
 import { checkNetns } from './netns.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
-import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { readInterfaces, RulesetWatcher, type LogRule } from './source/ruleset.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
@@ -57,6 +57,7 @@ export class NamespacePipeline {
   private source: EventSource | null = null;
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
+  private saidUnreadable = '';
   /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
   private firstDumpEnded = false;
   private countersRead = false;
@@ -125,10 +126,16 @@ export class NamespacePipeline {
     }
   }
 
-  /** Local sockets from sock_diag (local_port_exhaustion where conntrack does not see them). */
+  /**
+   * Local sockets from sock_diag, where conntrack does not see local flows: a namespace with no
+   * nat chain and no rule using conntrack has no conntrack hooks. Elsewhere conntrack counts
+   * them and the dump (≈ 9 ms CPU a second, the kernel walks its whole socket hash) is skipped.
+   */
   private async refreshSockets(): Promise<void> {
+    const r = this.ruleset.current;
+    const tracked = r.unreadable.length === 0 && (r.natChains > 0 || r.ctRules.length > 0);
     try {
-      const counts = await readLocalSockets(this.path);
+      const counts = tracked ? new Map<string, number>() : await readLocalSockets(this.path);
       if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
     } catch (err) {
       if (!this.closed) this.host.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
@@ -137,17 +144,16 @@ export class NamespacePipeline {
 
   /**
    * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
-   * tables send no notification: they are re-read every rulesetIntervalMs (60 s) while they
-   * exist. Without notifications (the subscription failed) both are polled.
+   * tables send no notification: a slow re-read every rulesetIntervalMs (60 s; one read of a
+   * 100-rule ruleset costs about a millisecond, BENCHMARKS.md) covers them. Without
+   * notifications (the subscription failed) both are polled faster.
    */
   private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
     try {
       this.watch = watchKernelChanges(this.path, { ruleset: true, addresses: true }, (kind) => {
         void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
       });
-      every(this.opts.rulesetIntervalMs ?? 60_000, async () => {
-        if (this.ruleset.current.natRules.some((r) => r.text.startsWith('legacy ')) || this.ruleset.current.unreadable.length) await this.refreshRuleset();
-      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, () => this.refreshRuleset());
     } catch (err) {
       this.host.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
@@ -264,6 +270,11 @@ export class NamespacePipeline {
     return topKeys(this.tracker.keys, TOP_N, this.nowSec(), this.name);
   }
 
+  /** The ruleset's log rules (NFLOG group, prefix, whether the rule drops), as of its last read. */
+  logRules(): LogRule[] {
+    return this.ruleset.current.logs;
+  }
+
   /** 'starting' until the first table dump ended and the counters were read once; 'degraded' while counter reads fail. */
   readiness(): Readiness {
     if (!this.firstDumpEnded || !this.countersRead) return 'starting';
@@ -278,8 +289,12 @@ export class NamespacePipeline {
     try {
       const { changed, info, interfaces } = await this.ruleset.refresh();
       if (changed) this.tracker.capacity.setRuleset(info);
-      // What could not be read is said (once a minute at most) and marks capacities unknown.
-      if (info.unreadable.length && !this.closed) this.host.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${info.unreadable.join('; ')}`));
+      // What could not be read marks capacities unknown, and is said once (again only if it changes).
+      const unreadable = info.unreadable.join('; ');
+      if (unreadable !== this.saidUnreadable && !this.closed) {
+        this.saidUnreadable = unreadable;
+        if (unreadable) this.host.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
+      }
       this.applyInterfaces(interfaces);
     } catch (err) {
       // Capacities become unknown: say why (the host repeats a recurring cause once a minute).

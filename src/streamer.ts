@@ -13,6 +13,7 @@ import { MessageQueue, type StreamMessage } from './message-queue.js';
 import { NamespacePipeline, type PipelineOptions, type Totals } from './namespace-pipeline.js';
 import { ALL_NETNS, NamespaceFollower, type NetnsTarget } from './netns-follow.js';
 import type { NetnsEntry } from './netns.js';
+import type { LogRule } from './source/ruleset.js';
 import type { EventSource } from './source/types.js';
 import type { NatRuleConfig } from './track/capacity.js';
 import { combineStats, mergeTop } from './track/stats.js';
@@ -336,6 +337,15 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.lastError = { message: err.message, ms: now };
     // 'error' without a listener would throw and take a daemon down: only emit when heard.
     if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /**
+   * The rulesets' log rules: NFLOG group, prefix, and whether the same rule drops or rejects
+   * (ECS `event.type: denied` vs a log-only rule), of every namespace watched, each with its
+   * netns. Current as of each namespace's last ruleset read.
+   */
+  logRules(): Array<LogRule & { netns: string | null }> {
+    return [...this.pipelines.values()].flatMap((p) => p.logRules().map((r) => ({ ...r, netns: p.name })));
   }
 
   firing(): Alert[] {

@@ -100,10 +100,13 @@ export class PortExhaustionRule {
     }
     const key = keys.key(k);
     const addrs = keys.natAddrs(k);
+    const src = keys.capacityInfo(k);
     this.firing.set(k, str);
     this.engine.observe(kind, str, key, sev, {
       used,
       capacity: cap,
+      capacitySource: src.source,
+      capacityReason: src.reason,
       dropsDelta: drops,
       etaSeconds: eta,
       message: (total, severity) => portMessage(kind === 'local_port_exhaustion', key, used, cap, total, severity, eta, addrs),

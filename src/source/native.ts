@@ -74,6 +74,8 @@ export interface KernelFactsRequest {
   diag?: boolean;
   /** Paths under /proc/sys, `net/...` only. */
   sysctls?: string[];
+  /** Return the kernel bytes the decoders saw (fixtures, fuzz seeds) instead of the items. */
+  raw?: boolean;
 }
 
 /** The package root: two levels up from both src/source and dist/source. */
@@ -136,6 +138,9 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
   const errno = typeof e?.errno === 'number' ? e.errno : 0;
   const syscall = e?.syscall ?? '';
   if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) return netnsError.missing(netns, err);
+  if (syscall === 'setns' && errno === E.EPERM) {
+    return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
+  }
   if (syscall === 'setns' && errno === E.EINVAL && netns !== null) return netnsError.notNamespace(netns, err);
   // A group held by another socket answers EPERM (EBUSY on old kernels), the same errno as a
   // missing capability: tell them apart by our own capabilities.

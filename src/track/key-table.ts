@@ -6,7 +6,7 @@ import { addrWords } from '../source/codec.js';
 import { hasPorts } from '../source/names.js';
 import { CtAddr, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
 import type { PortKey } from '../types.js';
-import { CapacityResolver } from './capacity.js';
+import { CapacityResolver, type Capacity } from './capacity.js';
 import { Occupancy } from './occupancy.js';
 import { C_DESTROY, C_DROP, C_NEW, KeyRings } from './rings.js';
 
@@ -154,6 +154,11 @@ export class KeyTable {
     const c = this.occ.isLocal(k) ? this.capacity.local() : this.capacity.nat(key.proto, key.natIp, key.dstIp, key.dstPort);
     this.occ.cacheCapacity(k, v, c.capacity, c.addrs);
     return c.capacity;
+  }
+
+  /** Where key k's capacity comes from, and why when that is `unknown` or `default`. */
+  capacityInfo(k: number): Capacity {
+    return this.capacity.infoOf(this.occ.isLocal(k), this.occ.key(k));
   }
 
   /** NAT addresses the key's rule spreads internal sources over (1 for masquerade and local keys). */

@@ -16,13 +16,18 @@ export function topKeys(keys: KeyTable, n: number, nowSec: number, netns: string
       best[--i] = e;
     }
   });
-  return best.map(({ k, u, used, cap }) => ({
-    netns,
-    key: keys.key(k),
-    used,
-    capacity: cap,
-    utilization: Math.min(u, 1),
-    // The last complete second.
-    newPerSec: keys.newPerSec(k, nowSec),
-  }));
+  return best.map(({ k, u, used, cap }) => {
+    const c = keys.capacityInfo(k);
+    return {
+      netns,
+      key: keys.key(k),
+      used,
+      capacity: cap,
+      capacitySource: c.source,
+      capacityReason: c.reason,
+      utilization: Math.min(u, 1),
+      // The last complete second.
+      newPerSec: keys.newPerSec(k, nowSec),
+    };
+  });
 }

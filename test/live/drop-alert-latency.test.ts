@@ -5,15 +5,15 @@
 // kernel's insert_failed/drop counters move (its own reader polling the router every
 // millisecond, so a loaded machine delays the start as much as the end) to the streamer's
 // critical alert. Between trials the router's table is flushed, so the alert resolves.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Lab, PeerProcess } from '../../src/lab/topology.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import { createStreamer, type Streamer } from '../../src/streamer.js';
 import type { Alert, PortKey } from '../../src/types.js';
+import { describeLive } from '../helpers/gate.js';
 import { natLab } from '../helpers/nat-lab.js';
 import { until } from '../helpers/wait.js';
 
-const isRoot = process.getuid?.() === 0;
 const TRIALS = 20;
 const KEY = 'tcp|198.51.100.1|198.51.100.8|80|N';
 
@@ -22,7 +22,7 @@ const isKey = (a: Alert): boolean => {
   return a.kind === 'nat_port_exhaustion' && k.natIp === '198.51.100.1' && k.dstIp === '198.51.100.8' && k.dstPort === 80;
 };
 
-describe.runIf(isRoot || process.env.CI)('drops reach an alert within a quarter second (live, lab NAT)', () => {
+describeLive('drops reach an alert within a quarter second (live, lab NAT)', () => {
   let lab: Lab;
   let streamer: Streamer | undefined;
   let probe: NetlinkSource | undefined;

@@ -8,22 +8,22 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { run, type Lab, type PeerProcess } from '../../src/lab/topology.js';
 import type { Alert, PortKey, StatsMessage, TopEntry } from '../../src/types.js';
+import { describeLive } from '../helpers/gate.js';
 import { natLab } from '../helpers/nat-lab.js';
 import { getJson, startServe, type ServeHandle } from '../helpers/serve.js';
 import { until } from '../helpers/wait.js';
 import { connectStream, type StreamClient } from '../helpers/ws-client.js';
 
-const isRoot = process.getuid?.() === 0;
 const BIN = new URL('../../bin/natwatch.js', import.meta.url).pathname;
 const ID = randomBytes(3).toString('hex');
 /** The names serve may watch: nwmzs<ID>-<n>; every other name is excluded by the globs below. */
 const alias = (n: number) => `nwmzs${ID}-${n}`;
 const EXCLUDE = ['[!n]*', 'n[!w]*', 'nw[!m]*', 'nwm[!z]*', 'nwmz[!s]*'];
 
-describe.runIf(isRoot || process.env.CI)('serve --netns all follows namespaces created and deleted while it runs (live)', () => {
+describeLive('serve --netns all follows namespaces created and deleted while it runs (live)', () => {
   const labs: Lab[] = [];
   const peers: PeerProcess[] = [];
   const shown: string[] = [];
@@ -159,4 +159,4 @@ describe.runIf(isRoot || process.env.CI)('serve --netns all follows namespaces c
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 60_000);
-});
+}, { tools: ['ip', 'nft', 'conntrack', 'mount'] });
