@@ -10,11 +10,13 @@ import { NatwatchError } from './errors.js';
 import { checkNetns } from './netns.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
-import { readInterfaces, RulesetWatcher, type LogRule } from './source/ruleset.js';
+import { logDenies, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
+import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
+import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import type { Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
 
@@ -47,6 +49,8 @@ export interface PipelineHost {
 export interface Totals {
   eventsReceived: { conntrack: number; nflog: number };
   eventsLost: { conntrack: number; nflog: number };
+  /** Packets logged per NFLOG (group, trimmed prefix), bounded; each with its namespace. */
+  nflogPackets: Array<NflogCount & { netns: string | null }>;
 }
 
 export class NamespacePipeline {
@@ -68,6 +72,7 @@ export class NamespacePipeline {
   private lastRefreshMs = 0;
   private closed = false;
   private readonly received = { conntrack: 0, nflog: 0 };
+  private readonly nflogCounts = new NflogCounts();
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
 
@@ -192,6 +197,7 @@ export class NamespacePipeline {
 
   private onNflog(v: NflogView): void {
     this.received.nflog += v.count;
+    this.nflogCounts.onBatch(v);
     this.rules.nflog.onBatch(v);
     if (!this.host.wantsEvents()) return;
     for (let i = 0; i < v.count; i++) {
@@ -270,9 +276,14 @@ export class NamespacePipeline {
     return topKeys(this.tracker.keys, TOP_N, this.nowSec(), this.name);
   }
 
-  /** The ruleset's log rules (NFLOG group, prefix, whether the rule drops), as of its last read. */
-  logRules(): LogRule[] {
-    return this.ruleset.current.logs;
+  /** Does this namespace's rule logging to NFLOG (group, prefix) drop or reject? null: no rule says. */
+  nflogDenies(group: number, prefix: string): boolean | null {
+    return logDenies(this.ruleset.current, group, prefix);
+  }
+
+  /** Per (proto, NAT address): the busiest destination's utilization (for /metrics; cached 5 s). */
+  natAddresses(): NatAddressEntry[] {
+    return natAddressesCached(this.tracker, this.host.clock.now()).map((e) => ({ ...e, netns: this.name }));
   }
 
   /** 'starting' until the first table dump ended and the counters were read once; 'degraded' while counter reads fail. */
@@ -282,7 +293,11 @@ export class NamespacePipeline {
   }
 
   totals(): Totals {
-    return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
+    return {
+      eventsReceived: { ...this.received },
+      eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) },
+      nflogPackets: this.nflogCounts.list().map((c) => ({ ...c, netns: this.name })),
+    };
   }
 
   private async refreshRuleset(): Promise<void> {

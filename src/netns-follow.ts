@@ -5,7 +5,7 @@
 // watched within about a second, one that is deleted is let go).
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { systemClock, type Clock } from './alert/clock.js';
-import { globRegExp, listNetns, NETNS_DIR, netnsPath, ownNetns, type NetnsEntry } from './netns.js';
+import { globRegExp, listNetns, NETNS_DIR, netnsName, netnsPath, ownNetns, type NetnsEntry } from './netns.js';
 
 /** `--netns` values meaning natwatch's own namespace plus every named one, followed. */
 export const ALL_NETNS = 'all';
@@ -21,7 +21,7 @@ export interface NetnsSpec {
 export interface NetnsTarget {
   /** Same key, same namespace under the same name (a name re-used for a new namespace differs). */
   key: string;
-  /** For output: as given, or as found under /var/run/netns; null for natwatch's own. */
+  /** For output: NAME for /var/run/netns/NAME (given or found there), else the path; null for natwatch's own. */
   name: string | null;
   /** The nsfs path to open; null for natwatch's own. */
   path: string | null;
@@ -83,7 +83,7 @@ export class NamespaceFollower {
       if (out.some((t) => t.path === path)) continue;
       const ino = inode(path);
       if (ino) seen.add(ino);
-      out.push({ key: `=${path}`, name: v, path, found: false });
+      out.push({ key: `=${path}`, name: netnsName(path), path, found: false });
     }
     if (!this.following) return out;
     if (!hasOwn && !seen.has(own.ino)) out.push({ key: '=', name: null, path: null, found: true });

@@ -12,10 +12,10 @@ import { NatwatchError, UsageError } from './errors.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
 import { NamespacePipeline, type PipelineOptions, type Totals } from './namespace-pipeline.js';
 import { ALL_NETNS, NamespaceFollower, type NetnsTarget } from './netns-follow.js';
-import type { NetnsEntry } from './netns.js';
-import type { LogRule } from './source/ruleset.js';
+import { netnsName, netnsPath, type NetnsEntry } from './netns.js';
 import type { EventSource } from './source/types.js';
 import type { NatRuleConfig } from './track/capacity.js';
+import type { NatAddressEntry } from './track/nat-addresses.js';
 import { combineStats, mergeTop } from './track/stats.js';
 import type { Tracker } from './track/tracker.js';
 import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
@@ -89,7 +89,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   /** Found namespaces whose start failed: not tried again before this time. */
   private readonly retryAt = new Map<string, number>();
   /** Totals of pipelines closed while running (metrics counters never go back). */
-  private readonly retired: Totals = { eventsReceived: { conntrack: 0, nflog: 0 }, eventsLost: { conntrack: 0, nflog: 0 } };
+  private readonly retired: Omit<Totals, 'nflogPackets'> = { eventsReceived: { conntrack: 0, nflog: 0 }, eventsLost: { conntrack: 0, nflog: 0 } };
   private timers: unknown[] = [];
   private last: StatsMessage | null = null;
   private started = false;
@@ -107,7 +107,9 @@ export class Streamer extends EventEmitter implements StreamerLike {
     const given = opts.netns === undefined || opts.netns === null ? [null] : typeof opts.netns === 'string' ? [opts.netns] : [...opts.netns];
     const values = given.length > 0 ? given.map((v) => (v === '' ? null : v)) : [null];
     this.several = values.length > 1 || values.includes(ALL_NETNS);
-    this.netns = this.several ? values.map((v) => v ?? '(own)').join(',') : values[0]!;
+    // One namespace: its name (NAME for /var/run/netns/NAME, else the path); several: the values.
+    const single = values[0] ?? null;
+    this.netns = this.several ? values.map((v) => v ?? '(own)').join(',') : single === null ? null : netnsName(netnsPath(single)!);
     if (opts.netnsExclude?.length && !values.includes(ALL_NETNS)) throw new UsageError(`--netns-exclude: only with --netns ${ALL_NETNS}`);
     this.clock = opts.clock ?? systemClock;
     this.startedAt = new Date(this.clock.now()).toISOString();
@@ -242,7 +244,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
       this.retired.eventsLost[s] += t.eventsLost[s];
     }
     if (this.last) {
-      const keep = (e: { netns: string | null }) => e.netns !== p.name;
+      const keep = (e: { netns?: string | null }) => e.netns !== p.name;
       this.last = { ...this.last, top: this.last.top.filter(keep), ...(this.last.namespaces ? { namespaces: this.last.namespaces.filter(keep) } : {}) };
     }
     try {
@@ -340,12 +342,22 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   /**
-   * The rulesets' log rules: NFLOG group, prefix, and whether the same rule drops or rejects
-   * (ECS `event.type: denied` vs a log-only rule), of every namespace watched, each with its
-   * netns. Current as of each namespace's last ruleset read.
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? From the ruleset model
+   * (ECS `event.type: denied`); null when no rule read names that group and prefix. With
+   * `netns`, that namespace's ruleset; without, the first namespace whose ruleset says.
    */
-  logRules(): Array<LogRule & { netns: string | null }> {
-    return [...this.pipelines.values()].flatMap((p) => p.logRules().map((r) => ({ ...r, netns: p.name })));
+  nflogDenies(group: number, prefix: string, netns?: string | null): boolean | null {
+    for (const p of this.pipelines.values()) {
+      if (netns !== undefined && p.name !== netns) continue;
+      const v = p.nflogDenies(group, prefix);
+      if (v !== null) return v;
+    }
+    return null;
+  }
+
+  /** Per (proto, NAT address) of every namespace: the busiest destination's utilization (for /metrics). */
+  natAddresses(): NatAddressEntry[] {
+    return [...this.pipelines.values()].flatMap((p) => p.natAddresses());
   }
 
   firing(): Alert[] {
@@ -380,13 +392,14 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   totals(): Totals {
-    const out: Totals = { eventsReceived: { ...this.retired.eventsReceived }, eventsLost: { ...this.retired.eventsLost } };
+    const out: Totals = { eventsReceived: { ...this.retired.eventsReceived }, eventsLost: { ...this.retired.eventsLost }, nflogPackets: [] };
     for (const p of this.pipelines.values()) {
       const t = p.totals();
       for (const s of ['conntrack', 'nflog'] as const) {
         out.eventsReceived[s] += t.eventsReceived[s];
         out.eventsLost[s] += t.eventsLost[s];
       }
+      out.nflogPackets.push(...t.nflogPackets);
     }
     return out;
   }

@@ -1,9 +1,9 @@
-// Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
+// Wire contracts, documented in docs/protocol.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
 //
-// `netns` on alerts, events and top entries names the namespace a message is about: the name
-// as given to `--netns` (or as found under /var/run/netns with `--netns all`), null for
-// natwatch's own namespace.
+// `netns` on alerts, events and top entries names the namespace a message is about: NAME for
+// /var/run/netns/NAME (given, or found there with `--netns all`), the path as given for any
+// other nsfs path, null for natwatch's own namespace.
 
 export type Family = 'ipv4' | 'ipv6';
 
@@ -135,7 +135,8 @@ export interface Alert {
 export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
 
 export interface TopEntry {
-  netns: string | null;
+  /** Always set by natwatch (optional for entries built by embedders and tests: the streamer's then). */
+  netns?: string | null;
   key: PortKey;
   used: number;
   capacity: number;
@@ -235,6 +236,15 @@ export interface StreamerLike {
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };
     eventsLost: { conntrack: number; nflog: number };
+    /** Packets logged per NFLOG (group, trimmed prefix), bounded (see src/track/nflog-counts.ts). */
+    nflogPackets?: Array<{ group: number; prefix: string; packets: number }>;
   };
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? true / false, or null when
+   * the ruleset does not say (ECS `event.type` is `denied` only for true). From the ruleset reader.
+   */
+  nflogDenies?(group: number, prefix: string): boolean | null;
+  /** Per (proto, NAT address): the busiest destination's utilization (for /metrics). */
+  natAddresses?(): Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }>;
   close(): Promise<void>;
 }

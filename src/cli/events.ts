@@ -1,31 +1,44 @@
-// `natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--json] [--no-dump]`: raw
-// decoded conntrack and NFLOG events, one per line — the `conntrack -E` of this tool. Output is
-// built per batch and written once per batch; loss goes to stderr, at most one line per second
-// per namespace. With several namespaces each line says which (`netns=NAME`, JSON `netns`), and
-// `all` follows /var/run/netns while running.
+// `natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--format text|json|ecs] [filters]`:
+// raw decoded conntrack and NFLOG events, one per line — the `conntrack -E` of this tool.
+// Filters run on the batch cursor before anything is formatted. Output is built per batch and
+// written once per batch; loss goes to stderr, at most one line per second per namespace. With
+// several namespaces each line says which (`netns=NAME`, JSON and ECS `netns`), and `all`
+// follows /var/run/netns while running.
 import { groupsFlag, netnsFlags, parse, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { NamespaceFollower, type NetnsTarget } from '../netns-follow.js';
 import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
 import { createNetlinkSource, type NetlinkSource } from '../source/netlink-source.js';
-import { nflogGroupsFromRuleset } from '../source/ruleset.js';
-import type { LossReport, SourceHandlers } from '../source/types.js';
+import { logDenies, readRuleset } from '../source/ruleset.js';
+import type { ConntrackView, LossReport, NflogView, SourceHandlers } from '../source/types.js';
+import { UsageError } from '../errors.js';
+import { ecsContext, eventToEcs, type EcsContext } from '../server/ecs.js';
+import { conntrackMatches, matchesEverything, nflogMatches, parseEventFilter } from './event-filter.js';
 import { onStdoutClosed, untilSignal } from './until-signal.js';
 
-const HELP = `usage: natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--json] [--no-dump] [--rcvbuf SIZE]
+const HELP = `usage: natwatch events [--netns NAME|PATH|all]... [--nflog-group N]... [--format text|json|ecs]
+                      [--proto P] [--dst IP[:PORT]] [--event LIST] [--nat snat|dnat] [--no-dump] [--rcvbuf SIZE]
 
 Prints decoded conntrack events and NFLOG packets, one per line, until interrupted.
   --netns NAME|PATH|all  watch this network namespace (NAME means /var/run/netns/NAME);
                       repeatable; 'all' = the own one plus every one under /var/run/netns
   --netns-exclude GLOB   with --netns all: leave out names matching GLOB (repeatable)
   --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
-  --json              one JSON event object per line (the WebSocket 'event' shape)
+  --format F          text (default), json (the WebSocket 'event' shape), ecs (Elastic Common Schema)
+  --json              same as --format json
+  --proto LIST        only these protocols: tcp,udp,icmp,icmpv6,... or numbers
+  --dst IP[:PORT]     only this original destination ([IPv6]:PORT for IPv6 with a port)
+  --event LIST        only these conntrack events: new,update,destroy (table dump records count as new)
+  --nat LIST          only connections with this NAT: snat, dnat (or both: snat,dnat)
   --no-dump           do not list the existing table first
   --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events
+--event and --nat select conntrack records only (NFLOG packets have neither).
 
 environment: none read
 
 example:
-  natwatch events --netns gw --json | head -20`;
+  natwatch events --netns gw --format ecs --dst 198.51.100.8:443 --event new | head -20`;
+
+const FORMATS = ['text', 'json', 'ecs'] as const;
 
 const LOSS_INTERVAL_MS = 1000;
 /** A namespace found by `all` whose sockets could not be opened is tried again after this. */
@@ -39,6 +52,11 @@ export async function run(argv: string[]): Promise<number> {
       'netns-exclude': { type: 'string', multiple: true },
       'nflog-group': { type: 'string', multiple: true },
       json: { type: 'boolean' },
+      format: { type: 'string' },
+      proto: { type: 'string' },
+      dst: { type: 'string' },
+      event: { type: 'string' },
+      nat: { type: 'string' },
       'no-dump': { type: 'boolean' },
       rcvbuf: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -50,11 +68,23 @@ export async function run(argv: string[]): Promise<number> {
   }
   const ns = netnsFlags(values.netns, values['netns-exclude']);
   const rcvbufBytes = sizeFlag('rcvbuf', values.rcvbuf, RCVBUF_MIN, RCVBUF_MAX);
-  const groupsGiven = groupsFlag(values['nflog-group']);
-  const json = values.json === true;
+  if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) {
+    throw new UsageError(`--format: '${values.format}' is not one of ${FORMATS.join(', ')}`);
+  }
+  if (values.json === true && values.format !== undefined && values.format !== 'json') throw new UsageError(`--json: conflicts with --format ${values.format}`);
+  const format = values.json === true ? 'json' : (values.format as (typeof FORMATS)[number] | undefined) ?? 'text';
+  const filter = parseEventFilter(values);
+  const all = matchesEverything(filter);
   const dump = values['no-dump'] !== true;
+  const groupsGiven = groupsFlag(values['nflog-group']);
   const follower = new NamespaceFollower({ netns: ns.netns.length ? ns.netns : [null], exclude: ns.exclude });
   const several = ns.netns.length > 1 || follower.following;
+  const line = (v: ConntrackView | NflogView, name: string | null, ecs: EcsContext | null, text: () => string): string => {
+    if (format === 'text') return several && name !== null ? `${text()} netns=${name}` : text();
+    const e = v.toEvent();
+    e.netns = name;
+    return JSON.stringify(ecs ? eventToEcs(e, ecs) : e);
+  };
 
   let done = false;
   const sources = new Map<string, NetlinkSource>();
@@ -64,14 +94,13 @@ export async function run(argv: string[]): Promise<number> {
   let lossTimer: NodeJS.Timeout | null = null;
   const flushLoss = () => {
     lossTimer = null;
-    const names = [...new Set(pendingLoss.map((p) => p.name))];
-    for (const name of names) {
+    for (const name of new Set(pendingLoss.map((p) => p.name))) {
       for (const source of ['conntrack', 'nflog'] as const) {
         const rs = pendingLoss.filter((p) => p.name === name && p.r.source === source).map((p) => p.r);
         if (rs.length === 0) continue;
         const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
-        const line = formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') });
-        process.stderr.write((name !== null && several ? line.replace(/^natwatch: /, `natwatch: netns ${name}: `) : line) + '\n');
+        const text = formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') });
+        process.stderr.write((name !== null && several ? text.replace(/^natwatch: /, `natwatch: netns ${name}: `) : text) + '\n');
       }
     }
     pendingLoss = [];
@@ -90,50 +119,43 @@ export async function run(argv: string[]): Promise<number> {
   const write = (s: string) => {
     if (!done && s.length > 0) process.stdout.write(s);
   };
-  const handlers = (name: string | null): SourceHandlers => {
-    const suffix = several && name !== null ? ` netns=${name}` : '';
-    return {
-      conntrack(v) {
-        let out = '';
-        for (let i = 0; i < v.count; i++) {
-          v.seek(i);
-          if (json) {
-            const e = v.toEvent();
-            e.netns = name;
-            out += JSON.stringify(e) + '\n';
-          } else out += formatConntrack(v) + suffix + '\n';
-        }
-        write(out);
-      },
-      nflog(v) {
-        let out = '';
-        for (let i = 0; i < v.count; i++) {
-          v.seek(i);
-          if (json) {
-            const e = v.toEvent();
-            e.netns = name;
-            out += JSON.stringify(e) + '\n';
-          } else out += formatNflog(v) + suffix + '\n';
-        }
-        write(out);
-      },
-      loss(r) {
-        pendingLoss.push({ name, r });
-        lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
-      },
-      dumpBegin() {},
-      dumpEnd() {},
-      error(err) {
-        process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${err.message}\n`);
-      },
-    };
-  };
+  const handlers = (name: string | null, ecs: EcsContext | null): SourceHandlers => ({
+    conntrack(v) {
+      let out = '';
+      for (let i = 0; i < v.count; i++) {
+        v.seek(i);
+        if (all || conntrackMatches(filter, v)) out += line(v, name, ecs, () => formatConntrack(v)) + '\n';
+      }
+      write(out);
+    },
+    nflog(v) {
+      let out = '';
+      for (let i = 0; i < v.count; i++) {
+        v.seek(i);
+        if (all || nflogMatches(filter, v)) out += line(v, name, ecs, () => formatNflog(v)) + '\n';
+      }
+      write(out);
+    },
+    loss(r) {
+      pendingLoss.push({ name, r });
+      lossTimer ??= setTimeout(flushLoss, LOSS_INTERVAL_MS);
+    },
+    dumpBegin() {},
+    dumpEnd() {},
+    error(err) {
+      process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${err.message}\n`);
+    },
+  });
   const open = async (t: NetnsTarget): Promise<void> => {
     opening.add(t.key);
     try {
-      const groups = groupsGiven.length > 0 ? groupsGiven : await nflogGroupsFromRuleset(t.path).catch(() => []);
+      // One ruleset read: the NFLOG groups to bind (unless given) and, for ECS, which log rules drop.
+      const ruleset = await readRuleset(t.path).then((r) => r.ruleset, () => null);
+      const groups = groupsGiven.length > 0 ? groupsGiven : (ruleset?.groups ?? []);
+      const ecs = format === 'ecs' ? ecsContext({ netns: t.name }) : null;
+      if (ecs && ruleset) ecs.nflogDenies = (g, p) => logDenies(ruleset, g, p);
       const source = createNetlinkSource({ netns: t.path, nflogGroups: groups, rcvbufBytes, dump });
-      await source.start(handlers(t.name));
+      await source.start(handlers(t.name, ecs));
       if (done) await source.close();
       else sources.set(t.key, source);
     } finally {

@@ -141,6 +141,12 @@ export class KeyTable {
     }
   }
 
+  /** Calls fn for every key known, busy or idle (idle ones keep their rings until evicted). */
+  forEachKey(fn: (k: number) => void): void {
+    const occ = this.occ;
+    for (let k = 0; k < occ.high; k++) if (occ.exists(k)) fn(k);
+  }
+
   used(k: number): number {
     return this.occ.used(k);
   }
