@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { unpack } from 'msgpackr';
+import { netnsName } from '../../src/server/labels.js';
 import type { Alert, AlertKey, AlertKind, ConntrackEvent, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
 
 export interface AlertInit {
@@ -52,7 +53,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
       kind: init.kind ?? 'nat_port_exhaustion',
       severity: init.severity ?? 'critical',
       state: init.state ?? 'firing',
-      netns: init.netns ?? null,
+      // A single-namespace streamer's alerts carry its namespace's name.
+      netns: init.netns !== undefined ? init.netns : netnsName(this.netns),
       key,
       used,
       capacity,
@@ -89,7 +91,7 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     const e: ConntrackEvent = {
       type: 'event',
       source: 'conntrack',
-      netns: null,
+      netns: netnsName(this.netns),
       event: 'new',
       id: 1,
       ts: new Date().toISOString(),

@@ -41,7 +41,7 @@ describe('netns on the server', () => {
     const s = new FakeStreamer({ netns: 'all' });
     srv = await startServer(s, { port: 0 });
     const c = await TestClient.open(srv.url + '?format=ecs');
-    await c.next('hello');
+    await c.until((r) => r.length >= 1); // hello, as an ECS document
     s.emitAlert({ netns: 'tenant-a' });
     await c.until((r) => r.length >= 2);
     expect((c.received[1]!.msg as { natwatch: { netns: unknown } }).natwatch.netns).toBe('tenant-a');
@@ -57,8 +57,8 @@ describe('netns on the server', () => {
     const text = await (await fetch(srv.url.replace(/^ws/, 'http').replace('/v1/stream', '') + '/metrics')).text();
     expect(text).toMatch(/^natwatch_conntrack_entries 3$/m);
     expect(text).toMatch(/^natwatch_conntrack_entries\{netns="tenant-a"\} 7$/m);
-    expect(text).toMatch(/^natwatch_conntrack_counter_total\{counter="drop",netns="tenant-a"\} 7$/m);
-    expect(text).toMatch(/^natwatch_destination_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80",netns="tenant-a"\} 10$/m);
-    expect(text).toMatch(/^natwatch_destination_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 4$/m);
+    expect(text).toMatch(/^natwatch_conntrack_drop_total\{netns="tenant-a"\} 7$/m);
+    expect(text).toMatch(/^natwatch_nat_ports_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80",netns="tenant-a"\} 10$/m);
+    expect(text).toMatch(/^natwatch_nat_ports_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 4$/m);
   });
 });
