@@ -39,6 +39,7 @@ Napi::Object Layout(Napi::Env env) {
   set("hdrUnknownAttrs", kHdrUnknownAttrs);
   set("hdrErrno", kHdrErrno);
   set("hdrKernelDrops", kHdrKernelDrops);
+  set("hdrForeign", kHdrForeign);
   set("headerSize", kHeaderSize);
   set("ctTs", kCtTs);
   set("ctId", kCtId);

@@ -7,7 +7,7 @@
 namespace nw {
 
 constexpr uint32_t kBatchMagic = 0x3142574e;  // "NWB1"
-constexpr uint16_t kBatchVersion = 2;
+constexpr uint16_t kBatchVersion = 3;
 
 // Batch kinds.
 constexpr uint8_t kKindConntrack = 1;
@@ -29,7 +29,10 @@ constexpr uint32_t kHdrFlags = 7;         // u8
 constexpr uint32_t kHdrCount = 8;         // u32 records in this batch
 constexpr uint32_t kHdrRecordSize = 12;   // u32
 constexpr uint32_t kHdrEnobufs = 16;      // u32 recv() ENOBUFS returns since previous batch
-constexpr uint32_t kHdrDropped = 20;      // u32 records dropped (queue full) since previous
+// u32 events the kernel delivered but the reader lost since the previous batch: a datagram
+// larger than its receive slot (MSG_TRUNC), a record with no memory for its batch, or a batch
+// dropped on the way to JS. Loss like ENOBUFS: the consumer re-dumps the table.
+constexpr uint32_t kHdrDropped = 20;
 constexpr uint32_t kHdrSeqGap = 24;       // u32 NFLOG sequence numbers skipped since previous
 constexpr uint32_t kHdrDecodeErrors = 28; // u32 malformed messages/attributes since previous
 constexpr uint32_t kHdrUnknownAttrs = 32; // u32 attributes skipped as unknown since previous
@@ -38,7 +41,9 @@ constexpr uint32_t kHdrErrno = 36;        // u32 reader error (errno) to report,
 // its SO_MEMINFO SK_MEMINFO_DROPS (= /proc/net/netlink Drops); exact, where one ENOBUFS can
 // stand for thousands of lost events.
 constexpr uint32_t kHdrKernelDrops = 40;
-constexpr uint32_t kHdrReserved = 44;     // u32, 0
+// u32 netlink messages dropped since the previous batch because their sender was not the
+// kernel (nl_pid != 0): another process wrote to our socket's port id.
+constexpr uint32_t kHdrForeign = 44;
 constexpr uint32_t kHeaderSize = 48;
 
 // Conntrack record: 104 bytes. Addresses are 16 bytes (IPv4 in the first 4).

@@ -35,6 +35,29 @@ double WallMs() {
   return double(ts.tv_sec) * 1000.0 + double(ts.tv_nsec / 1000000);
 }
 
+/**
+ * One datagram into rxbuf: its length, 0 when it did not come from the kernel (dropped and
+ * counted in loss.foreign; nothing a process writes to our port id is trusted), -1 with errno.
+ * *flags gets msg_flags (MSG_TRUNC).
+ */
+ssize_t RecvFromKernel(int fd, uint8_t* buf, size_t cap, int* flags, LossCounters& loss) {
+  sockaddr_nl from{};
+  iovec iov{buf, cap};
+  msghdr m{};
+  m.msg_name = &from;
+  m.msg_namelen = sizeof(from);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT);
+  if (n < 0) return -1;
+  *flags = m.msg_flags;
+  if (!NlFromKernel(from, m.msg_namelen)) {
+    loss.foreign++;
+    return 0;
+  }
+  return n;
+}
+
 uint32_t BatchCount(const uint8_t* b) {
   uint32_t n;
   std::memcpy(&n, b + kHdrCount, 4);
@@ -65,6 +88,7 @@ Reader::Reader(ReaderFds fds, ReaderOptions opts, BatchTsfn tsfn)
       opts_(opts),
       tsfn_(tsfn),
       ct_(kKindConntrack, kCtRecordSize, opts.batch_records),
+      slot_(opts.slot_bytes >= 64 && opts.slot_bytes <= kSlotSize ? opts.slot_bytes : kSlotSize),
       nl_(kKindNflog, kNlRecordSize, opts.batch_records),
       ifnames_(fds.ifname) {}
 
@@ -180,6 +204,7 @@ void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
   std::memcpy(&loss.decode_errors, b.data + kHdrDecodeErrors, 4);
   std::memcpy(&loss.unknown_attrs, b.data + kHdrUnknownAttrs, 4);
   std::memcpy(&loss.err, b.data + kHdrErrno, 4);
+  std::memcpy(&loss.foreign, b.data + kHdrForeign, 4);
   uint32_t prev_dropped;
   std::memcpy(&prev_dropped, b.data + kHdrDropped, 4);
   loss.dropped += prev_dropped;
@@ -228,12 +253,15 @@ void Reader::EndDump(int err) {
 void Reader::DrainConntrack() {
   mmsghdr msgs[kSlots];
   iovec iov[kSlots];
+  sockaddr_nl from[kSlots];
   for (int round = 0; round < kMaxDatagramsPerWake / kSlots; round++) {
     for (int i = 0; i < kSlots; i++) {
-      iov[i] = {rxbuf_ + size_t(i) * kSlotSize, kSlotSize};
+      iov[i] = {rxbuf_ + size_t(i) * slot_, slot_};
       msgs[i] = {};
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
     }
     int n = recvmmsg(fds_.ct, msgs, kSlots, MSG_DONTWAIT, nullptr);
     if (n < 0) {
@@ -248,17 +276,27 @@ void Reader::DrainConntrack() {
     now_ms_ = WallMs();
     DecodeCounters c;
     for (int i = 0; i < n; i++) {
-      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {  // an event larger than a slot
-        c.errors++;
+      if (!NlFromKernel(from[i], msgs[i].msg_hdr.msg_namelen)) {
+        ct_loss_.foreign++;
+        Arm(ct_deadline_);
         continue;
       }
-      WalkDatagram(rxbuf_ + size_t(i) * kSlotSize, msgs[i].msg_len, c, [&](const nlmsghdr* nlh) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {  // larger than a slot: that event is lost
+        ct_loss_.dropped++;
+        Arm(ct_deadline_);
+        continue;
+      }
+      WalkDatagram(rxbuf_ + size_t(i) * slot_, msgs[i].msg_len, c, [&](const nlmsghdr* nlh) {
         if (AppendConntrack(nlh, false, now_ms_, ct_, c)) {
           Arm(ct_deadline_);
           if (ct_.Full()) Flush(ct_, ct_loss_, ct_deadline_);
         }
         return true;
       });
+    }
+    if (uint32_t lost = ct_.TakeLost()) {
+      ct_loss_.dropped += lost;
+      Arm(ct_deadline_);
     }
     if (c.errors || c.unknown) {
       ct_loss_.decode_errors += c.errors;
@@ -274,16 +312,26 @@ void Reader::DrainConntrack() {
 
 void Reader::DrainDump() {
   for (int i = 0; i < kMaxDatagramsPerWake; i++) {
-    ssize_t n = recv(fds_.dump, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    int flags = 0;
+    ssize_t n = RecvFromKernel(fds_.dump, rxbuf_, kRxBuf, &flags, ct_loss_);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
       if (dump_active_) EndDump(errno);  // this dump is incomplete; the caller may resync
       return;
     }
+    if (n == 0) {  // not from the kernel: dropped, counted, reported with the next batch
+      Arm(ct_deadline_);
+      continue;
+    }
     // The rest of a dump abandoned on an error is read and dropped: the kernel refuses a new
     // dump (EBUSY) on a socket whose previous one is still running, and only reads advance it.
     if (!dump_active_) continue;
+    if (flags & MSG_TRUNC) {
+      // Records cut off: the table read is incomplete (loss, so a resync follows).
+      ct_loss_.dropped++;
+      dump_intr_ = true;
+    }
     now_ms_ = WallMs();
     DecodeCounters c;
     int end = -1;
@@ -300,13 +348,15 @@ void Reader::DrainDump() {
     });
     ct_loss_.decode_errors += c.errors;
     ct_loss_.unknown_attrs += c.unknown;
+    ct_loss_.dropped += ct_.TakeLost();
     if (end >= 0) EndDump(end == 0 && dump_intr_ ? EINTR : end);
   }
 }
 
 void Reader::DrainNflog() {
   for (int i = 0; i < kMaxDatagramsPerWake; i++) {
-    ssize_t n = recv(fds_.nflog, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    int flags = 0;
+    ssize_t n = RecvFromKernel(fds_.nflog, rxbuf_, kRxBuf, &flags, nl_loss_);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
@@ -315,6 +365,12 @@ void Reader::DrainNflog() {
       }
       DrainedAfterLoss(fds_.nflog, nl_drops_, nl_loss_, nl_deadline_);
       return;
+    }
+    if (n == 0 || (flags & MSG_TRUNC)) {
+      // Not from the kernel (counted), or packets cut off (at least one lost).
+      if (n > 0) nl_loss_.dropped++;
+      Arm(nl_deadline_);
+      continue;
     }
     now_ms_ = WallMs();
     const int64_t mono = MonoMs();
@@ -338,6 +394,10 @@ void Reader::DrainNflog() {
       if (nl_.Full()) Flush(nl_, nl_loss_, nl_deadline_);
       return true;
     });
+    if (uint32_t lost = nl_.TakeLost()) {
+      nl_loss_.dropped += lost;
+      Arm(nl_deadline_);
+    }
     if (c.errors || c.unknown) {
       nl_loss_.decode_errors += c.errors;
       nl_loss_.unknown_attrs += c.unknown;

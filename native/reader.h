@@ -12,6 +12,7 @@
 #include "batch-writer.h"
 #include "decode.h"
 #include "ifname-cache.h"
+#include "netlink-socket.h"
 #include "records.h"
 
 namespace nw {
@@ -42,6 +43,9 @@ struct ReaderOptions {
   /** After a wakeup that found events, wait this long before polling again so that one wakeup
    *  drains many events instead of one each (0 = off; only safe with a large receive buffer). */
   uint32_t coalesce_us = 0;
+  /** Receive slot per conntrack event datagram (default and maximum 4 KiB). Tests shrink it to
+   *  make the kernel truncate events (MSG_TRUNC), which must count as loss. */
+  uint32_t slot_bytes = 0;
 };
 
 class Reader {
@@ -85,6 +89,7 @@ class Reader {
   // Reader-thread state below.
   uint8_t* rxbuf_ = nullptr;
   BatchWriter ct_;
+  size_t slot_;
   BatchWriter nl_;
   LossCounters ct_loss_;
   LossCounters nl_loss_;
@@ -94,7 +99,7 @@ class Reader {
   int64_t nl_deadline_ = 0;
   bool dump_active_ = false;
   bool dump_intr_ = false;  // a message of the current dump carried NLM_F_DUMP_INTR
-  uint32_t dump_seq_ = 0;
+  uint32_t dump_seq_ = NlRandomSeq();  // unguessable: a forged NLMSG_DONE cannot end a dump
   double now_ms_ = 0;
   IfnameCache ifnames_;
   SeqTracker seqs_;

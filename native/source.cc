@@ -94,6 +94,7 @@ Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) 
   ropts_.batch_records = U32Opt(o, "batchRecords", 4096, 1, 65536);
   ropts_.batch_ms = U32Opt(o, "batchMs", 5, 1, 1000);
   queue_ = U32Opt(o, "queue", 64, 1, 4096);
+  ropts_.slot_bytes = U32Opt(o, "slotBytes", 0, 0, 1u << 16);
   on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
 }
 
@@ -164,7 +165,7 @@ Napi::Value Source::Start(const Napi::CallbackInfo& info) {
     ThrowSys(env, r.err, r.syscall);
     return env.Undefined();
   }
-  uint32_t seq = 0;
+  uint32_t seq = NlRandomSeq();
   for (uint16_t g : groups_) {
     if (int e = NflogBind(fds_.nflog, g, &seq)) {
       Shutdown();
@@ -223,6 +224,7 @@ Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
   uint8_t batch[kHeaderSize + kStRecordSize] = {};
   uint8_t* rec = batch + kHeaderSize;
   StatsCtx ctx{rec, {}, false};
+  uint32_t foreign = 0;
   alignas(nlmsghdr) uint8_t req[64];
   const uint16_t types[2] = {IPCTNL_MSG_CT_GET_STATS_CPU, IPCTNL_MSG_CT_GET_STATS};
   for (int i = 0; i < 2; i++) {
@@ -231,7 +233,7 @@ Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
     nlmsghdr* nlh = NlStart(req, sizeof(req), uint16_t((NFNL_SUBSYS_CTNETLINK << 8) | types[i]),
                             flags, AF_UNSPEC, 0, ++stats_seq_);
     int e = NlSend(stats_fd_, nlh);
-    if (!e) e = NlTransact(stats_fd_, stats_seq_, kStatsTimeoutMs, OnStats, &ctx);
+    if (!e) e = NlTransact(stats_fd_, stats_seq_, kStatsTimeoutMs, OnStats, &ctx, &foreign);
     if (e) {
       ThrowSys(env, e, i == 0 ? "ct-get-stats-cpu" : "ct-get-stats");
       return env.Undefined();
@@ -246,6 +248,7 @@ Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
   std::memcpy(batch + kHdrRecordSize, &rsize, 4);
   std::memcpy(batch + kHdrDecodeErrors, &ctx.c.errors, 4);
   std::memcpy(batch + kHdrUnknownAttrs, &ctx.c.unknown, 4);
+  std::memcpy(batch + kHdrForeign, &foreign, 4);
   return Napi::Buffer<uint8_t>::Copy(env, batch, sizeof(batch));
 }
 

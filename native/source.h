@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "netlink-socket.h"
 #include "reader.h"
 
 namespace nw {
@@ -41,7 +42,7 @@ class Source : public Napi::ObjectWrap<Source> {
   ReaderFds fds_;
   int stats_fd_ = -1;
   int sysctl_fds_[kSysCount] = {-1, -1, -1, -1};
-  uint32_t stats_seq_ = 0;
+  uint32_t stats_seq_ = NlRandomSeq();
   Reader* reader_ = nullptr;
   BatchTsfn tsfn_;
   bool started_ = false;

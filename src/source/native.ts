@@ -20,6 +20,8 @@ export interface NativeSourceOptions {
   dump: boolean;
   /** Batches queued towards JS before the reader counts drops. */
   queue: number;
+  /** Receive slot per conntrack event datagram; 0 = default (4096). Tests shrink it. */
+  slotBytes: number;
 }
 
 export interface NativeSysctls {

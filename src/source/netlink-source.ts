@@ -38,6 +38,9 @@ export interface NetlinkSourceOptions {
   conntrack?: boolean;
   /** Batches queued towards JS before the reader counts drops; default 64. */
   queue?: number;
+  /** Test hook: receive slot per conntrack event datagram, bytes (default 4096). A smaller one
+   *  makes the kernel truncate events (MSG_TRUNC), which must count as lost. */
+  slotBytes?: number;
   /** For tests: an addon other than the package's own build. */
   addon?: NativeAddon;
 }
@@ -51,6 +54,8 @@ export interface NetlinkSourceStats {
   kernelDrops: { conntrack: number; nflog: number };
   dropped: { conntrack: number; nflog: number };
   seqGap: number;
+  /** Netlink messages dropped because a process, not the kernel, sent them to our sockets. */
+  foreign: number;
   decodeErrors: number;
   unknownAttrs: number;
   /** Exceptions thrown by handlers (caught here, reported through handlers.error). */
@@ -68,6 +73,7 @@ export function createNetlinkSource(opts: NetlinkSourceOptions): NetlinkSource {
 }
 
 const DEFAULT_RCVBUF = 64 << 20;
+const FOREIGN_REPORT_MS = 60_000;
 /** native/records.h kMaxNflogGroups: the reader tracks sequence numbers for this many groups. */
 const MAX_NFLOG_GROUPS = 32;
 
@@ -89,6 +95,7 @@ class NativeNetlinkSource implements NetlinkSource {
     kernelDrops: { conntrack: 0, nflog: 0 },
     dropped: { conntrack: 0, nflog: 0 },
     seqGap: 0,
+    foreign: 0,
     decodeErrors: 0,
     unknownAttrs: 0,
     handlerErrors: 0,
@@ -96,6 +103,7 @@ class NativeNetlinkSource implements NetlinkSource {
   private native: NativeSource | null = null;
   private handlers: SourceHandlers | null = null;
   private closed = false;
+  private foreignSaidMs = -Infinity;
   private readonly ct = new CtBatchView();
   private readonly nl = new NflogBatchView();
 
@@ -116,6 +124,7 @@ class NativeNetlinkSource implements NetlinkSource {
         batchMs: this.opts.batchMs ?? 5,
         dump: this.opts.dump ?? true,
         queue: this.opts.queue ?? 64,
+        slotBytes: this.opts.slotBytes ?? 0,
       },
       (batch) => this.onBatch(batch),
     );
@@ -141,6 +150,7 @@ class NativeNetlinkSource implements NetlinkSource {
     } catch (err) {
       throw mapNativeError(err, this.opts.netns);
     }
+    if (stats.foreign > 0 && this.handlers) this.onForeign(stats.foreign, this.handlers);
     return { counters: stats.counters satisfies KernelCounters, count: stats.count, limits: parseLimits(native.readSysctls()) };
   }
 
@@ -159,6 +169,18 @@ class NativeNetlinkSource implements NetlinkSource {
     this.native = null;
   }
 
+  /**
+   * Messages a process (not the kernel) wrote to our sockets were dropped: counted, and said at
+   * most once a minute (a flood must not become a log flood).
+   */
+  private onForeign(n: number, h: SourceHandlers): void {
+    this.stats.foreign += n;
+    const now = Date.now();
+    if (now - this.foreignSaidMs < FOREIGN_REPORT_MS) return;
+    this.foreignSaidMs = now;
+    h.error(new NatwatchError('ERUNTIME', `ignored ${this.stats.foreign} netlink message(s) sent to natwatch's sockets by a process other than the kernel`));
+  }
+
   private onBatch(batch: Buffer): void {
     const h = this.handlers;
     if (!h || this.closed) return;
@@ -168,6 +190,7 @@ class NativeNetlinkSource implements NetlinkSource {
       s.batches++;
       s.decodeErrors += hdr.decodeErrors;
       s.unknownAttrs += hdr.unknownAttrs;
+      if (hdr.foreign > 0) this.onForeign(hdr.foreign, h);
       if (hdr.kind === BATCH_CONNTRACK) {
         s.records.conntrack += hdr.count;
         s.enobufs.conntrack += hdr.enobufs;

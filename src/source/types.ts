@@ -103,7 +103,10 @@ export interface LossReport {
    * and the same packets also show as sequence gaps.
    */
   kernelDrops: number;
-  /** Records decoded but not handed to JavaScript (queue full). */
+  /**
+   * Events the kernel delivered but the reader lost: a datagram larger than its receive slot
+   * (MSG_TRUNC) or a record with no memory for its batch. Loss like the others: re-dump.
+   */
   dropped: number;
   /** NFLOG sequence numbers skipped. */
   seqGap: number;
