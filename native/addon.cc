@@ -24,7 +24,6 @@ Napi::Object Layout(Napi::Env env) {
   set("kindStats", kKindStats);
   set("flagDumpBegin", kFlagDumpBegin);
   set("flagDumpEnd", kFlagDumpEnd);
-  set("flagDumpEndBefore", kFlagDumpEndBefore);
   set("flagDumpError", kFlagDumpError);
   set("hdrMagic", kHdrMagic);
   set("hdrVersion", kHdrVersion);

@@ -58,12 +58,6 @@ ssize_t RecvFromKernel(int fd, uint8_t* buf, size_t cap, int* flags, LossCounter
   return n;
 }
 
-uint32_t BatchCount(const uint8_t* b) {
-  uint32_t n;
-  std::memcpy(&n, b + kHdrCount, 4);
-  return n;
-}
-
 }  // namespace
 
 void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* data) {
@@ -182,49 +176,25 @@ void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
   // A batch handed over after loss carries the drops counted up to now.
   if (&w == &ct_ && ct_drops_.watching) ReadDrops(fds_.ct, ct_drops_, loss);
   if (&w == &nl_ && nl_drops_.watching) ReadDrops(fds_.nflog, nl_drops_, loss);
-  const uint8_t flags = loss.flags;
   Batch b = w.Take(loss);
-  if (!b.data) return;
+  if (!b.data) return;  // no memory even for a header: the counters stay pending
   napi_status st = tsfn_.NonBlockingCall(b.data);
   // Queue full: JavaScript is behind (a burst, a GC pause). Wait rather than drop: while this
   // thread waits it reads nothing, so events queue in the large socket buffer instead, and if
   // that overflows too the kernel counts every drop exactly (SO_MEMINFO). Waiting in place also
-  // keeps the records of a half-walked datagram. Only stop() or a closing TSFN drops a batch.
+  // keeps the records of a half-walked datagram.
   while (st == napi_queue_full && !stop_.load(std::memory_order_relaxed)) {
     timespec ts{0, kQueueRetryNs};
     nanosleep(&ts, nullptr);
     st = tsfn_.NonBlockingCall(b.data);
   }
-  if (st == napi_ok) return;
-  // Stopping or closing: count the records, keep the dump brackets for the next batch.
-  loss.dropped += BatchCount(b.data);
-  std::memcpy(&loss.enobufs, b.data + kHdrEnobufs, 4);
-  std::memcpy(&loss.kernel_drops, b.data + kHdrKernelDrops, 4);
-  std::memcpy(&loss.seq_gap, b.data + kHdrSeqGap, 4);
-  std::memcpy(&loss.decode_errors, b.data + kHdrDecodeErrors, 4);
-  std::memcpy(&loss.unknown_attrs, b.data + kHdrUnknownAttrs, 4);
-  std::memcpy(&loss.err, b.data + kHdrErrno, 4);
-  std::memcpy(&loss.foreign, b.data + kHdrForeign, 4);
-  uint32_t prev_dropped;
-  std::memcpy(&prev_dropped, b.data + kHdrDropped, 4);
-  loss.dropped += prev_dropped;
-  loss.flags |= flags;
-  std::free(b.data);
-  if (st == napi_queue_full) Arm(deadline);
+  // Anything else is stop() or a closing TSFN: nobody is left to deliver to.
+  if (st != napi_ok) std::free(b.data);
 }
 
 void Reader::StartDump() {
   dump_req_ = false;
   if (ct_.Count() > 0) Flush(ct_, ct_loss_, ct_deadline_);
-  if (ct_loss_.flags & kFlagDumpEnd) {
-    // An earlier dump's end is still owed (its batch was dropped): deliver it before this
-    // dump begins; if that dump's begin was lost as well, the whole dump is gone (counted).
-    if (ct_loss_.flags & kFlagDumpBegin) {
-      ct_loss_.flags &= uint8_t(~(kFlagDumpBegin | kFlagDumpEnd));
-    } else {
-      ct_loss_.flags = uint8_t((ct_loss_.flags & ~kFlagDumpEnd) | kFlagDumpEndBefore);
-    }
-  }
   ct_loss_.flags |= kFlagDumpBegin;
   alignas(nlmsghdr) uint8_t req[64];
   nlmsghdr* nlh = NlStart(req, sizeof(req), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,

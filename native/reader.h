@@ -1,7 +1,14 @@
 // One named reader thread per source: poll()s the conntrack event socket, the dump socket, the
 // NFLOG socket and an eventfd (stop / resync), drains several datagrams per wakeup, and hands
-// batches to JS through a thread-safe function with a bounded queue. A full queue is a counted
-// drop reported in the next batch header; the thread never blocks on JS.
+// batches to JS through a thread-safe function with a bounded queue.
+//
+// Loss accounting, all of it reported in the next batch header (batch-layout.h):
+// - the kernel could not queue events to a socket: ENOBUFS, plus the exact count from
+//   SO_MEMINFO;
+// - the reader lost events itself: a truncated datagram (MSG_TRUNC), no memory for a batch;
+// - datagrams from anyone but the kernel (nl_pid != 0) are dropped and counted, not decoded.
+// When the queue towards JS is full the thread waits (it does not drop): events then wait in
+// the large socket buffer, whose overflow the kernel counts exactly.
 #pragma once
 #include <napi.h>
 #include <pthread.h>

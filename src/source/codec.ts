@@ -8,14 +8,12 @@ import { IPPROTO_TCP, natOf, protoName, tcpStateName } from './names.js';
 
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
-  version: 3,
+  version: 4,
   kindConntrack: 1,
   kindNflog: 2,
   kindStats: 3,
   flagDumpBegin: 1,
   flagDumpEnd: 2,
-  /** The end of a dump whose last batch was dropped: dumpEnd() before this batch's begin. */
-  flagDumpEndBefore: 4,
   flagDumpError: 8,
 
   headerSize: 48,
@@ -101,7 +99,6 @@ export const BATCH_STATS = LAYOUT.kindStats;
 
 export const FLAG_DUMP_BEGIN = LAYOUT.flagDumpBegin;
 export const FLAG_DUMP_END = LAYOUT.flagDumpEnd;
-export const FLAG_DUMP_END_BEFORE = LAYOUT.flagDumpEndBefore;
 export const FLAG_DUMP_ERROR = LAYOUT.flagDumpError;
 
 const NL_FLAG_SEQ = LAYOUT.nlFlagSeq;

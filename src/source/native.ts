@@ -18,7 +18,7 @@ export interface NativeSourceOptions {
   batchMs: number;
   /** Dump the table right after subscribing. */
   dump: boolean;
-  /** Batches queued towards JS before the reader counts drops. */
+  /** Batches queued towards JS; the reader waits while it is full. */
   queue: number;
   /** Receive slot per conntrack event datagram; 0 = default (4096). Tests shrink it. */
   slotBytes: number;

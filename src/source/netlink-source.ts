@@ -12,7 +12,6 @@ import {
   CtBatchView,
   FLAG_DUMP_BEGIN,
   FLAG_DUMP_END,
-  FLAG_DUMP_END_BEFORE,
   FLAG_DUMP_ERROR,
   NflogBatchView,
   readHeader,
@@ -36,7 +35,8 @@ export interface NetlinkSourceOptions {
   dump?: boolean;
   /** Subscribe to conntrack events; default true (false: NFLOG only). */
   conntrack?: boolean;
-  /** Batches queued towards JS before the reader counts drops; default 64. */
+  /** Batches queued towards JS; when full the reader waits (events wait in the socket
+   *  buffer, where the kernel counts any overflow exactly); default 64. */
   queue?: number;
   /** Test hook: receive slot per conntrack event datagram, bytes (default 4096). A smaller one
    *  makes the kernel truncate events (MSG_TRUNC), which must count as lost. */
@@ -199,7 +199,6 @@ class NativeNetlinkSource implements NetlinkSource {
         if (hdr.enobufs || hdr.kernelDrops || hdr.dropped) {
           h.loss({ source: 'conntrack', enobufs: hdr.enobufs, kernelDrops: hdr.kernelDrops, dropped: hdr.dropped, seqGap: 0 });
         }
-        if (hdr.flags & FLAG_DUMP_END_BEFORE) h.dumpEnd();
         if (hdr.flags & FLAG_DUMP_BEGIN) h.dumpBegin();
         if (hdr.count > 0) h.conntrack(this.ct.reset(batch, hdr.count));
         if (hdr.flags & FLAG_DUMP_END) h.dumpEnd();
