@@ -36,6 +36,13 @@ int NlJoinGroup(int fd, unsigned group) {
   return 0;
 }
 
+int NlLeaveGroup(int fd, unsigned group) {
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, &group, sizeof(group)) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
 int NlSetRcvbuf(int fd, int bytes) {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) != 0) {
     // Without CAP_NET_ADMIN the kernel caps SO_RCVBUF at net.core.rmem_max: still try.

@@ -15,6 +15,9 @@ int NlOpen();
 /** NETLINK_ADD_MEMBERSHIP for one group number (1-based, not the legacy bitmask); errno. */
 int NlJoinGroup(int fd, unsigned group);
 
+/** NETLINK_DROP_MEMBERSHIP: the inverse (the kernel stops queueing that group at once); errno. */
+int NlLeaveGroup(int fd, unsigned group);
+
 /** SO_RCVBUFFORCE (falls back to SO_RCVBUF when not privileged); returns the effective size
  *  the kernel reports (getsockopt SO_RCVBUF), or -errno. */
 int NlSetRcvbuf(int fd, int bytes);

@@ -20,6 +20,7 @@ class Source : public Napi::ObjectWrap<Source> {
  private:
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Resync(const Napi::CallbackInfo& info);
+  Napi::Value SetUpdates(const Napi::CallbackInfo& info);
   Napi::Value ReadStats(const Napi::CallbackInfo& info);
   Napi::Value ReadSysctls(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
@@ -31,6 +32,7 @@ class Source : public Napi::ObjectWrap<Source> {
   // options
   std::string netns_;
   bool conntrack_ = true;
+  bool updates_ = false;  // member of NFNLGRP_CONNTRACK_UPDATE
   std::vector<uint16_t> groups_;
   int rcvbuf_ = 64 << 20;
   ReaderOptions ropts_;

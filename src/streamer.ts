@@ -68,6 +68,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private readonly received = { conntrack: 0, nflog: 0 };
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
+  /** retainEvents() holders, and 'event' listeners (counted as they come and go). */
+  private eventRetains = 0;
+  private eventListeners = 0;
+  /** What the source was last told (setUpdates): conntrack UPDATE events wanted. */
+  private updatesOn = false;
 
   constructor(private readonly opts: StreamerOptions = {}) {
     super();
@@ -80,6 +85,44 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.rules = new AlertRules(this.tracker, this.clock, this.thresholds, (a) => this.publish('alert', a), opts.alertRing);
     this.statsBuilder = new StatsBuilder(this.tracker);
     this.ruleset = new RulesetWatcher(this.netns);
+    // An embedder's on('event', fn) wants every event: it holds the UPDATE group like
+    // retainEvents() does, until off().
+    this.on('newListener', (name: string | symbol) => {
+      if (name === 'event') this.countEventListener(+1);
+    });
+    this.on('removeListener', (name: string | symbol) => {
+      if (name === 'event') this.countEventListener(-1);
+    });
+  }
+
+  /**
+   * Holds conntrack UPDATE events on until the returned function is called (idempotent).
+   * Tracking needs only NEW and DESTROY, so without any holder (a stream client with
+   * types=event, `natwatch events`, an 'event' listener or an events iterator) the source
+   * leaves the UPDATE group and the kernel stops building two thirds of the events.
+   */
+  retainEvents(): () => void {
+    this.eventRetains++;
+    this.syncUpdates();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.eventRetains--;
+      this.syncUpdates();
+    };
+  }
+
+  private countEventListener(delta: number): void {
+    this.eventListeners += delta;
+    this.syncUpdates();
+  }
+
+  private syncUpdates(): void {
+    const on = !this.closed && this.wantsEvents();
+    if (on === this.updatesOn) return;
+    this.updatesOn = on;
+    this.source?.setUpdates?.(on);
   }
 
   /**
@@ -107,6 +150,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
     }
     const source = this.opts.source ?? (await this.nativeSource());
     this.source = source;
+    source.setUpdates?.(this.updatesOn); // before start: subscribe with the right groups
     await source.start({
       conntrack: (v) => this.guard(() => this.onConntrack(v)),
       nflog: (v) => this.guard(() => this.onNflog(v)),
@@ -244,7 +288,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private wantsEvents(): boolean {
-    if (this.listenerCount('event') > 0) return true;
+    if (this.eventRetains > 0 || this.eventListeners > 0) return true;
     for (const q of this.queues) if (q.wants('event')) return true;
     return false;
   }
@@ -298,9 +342,13 @@ export class Streamer extends EventEmitter implements StreamerLike {
    * slow consumer lost to the bound is in the iterator's `dropped`.
    */
   messages(types: Array<StreamMessage['type']> = ['alert', 'stats'], bufferSize = 10_000): MessageQueue {
-    const q = new MessageQueue(new Set(types), bufferSize, () => this.queues.delete(q));
+    const q = new MessageQueue(new Set(types), bufferSize, () => {
+      this.queues.delete(q);
+      this.syncUpdates();
+    });
     if (this.closed) q.end();
     else this.queues.add(q);
+    this.syncUpdates();
     return q;
   }
 

@@ -169,6 +169,11 @@ export interface StreamerLike {
   lastStats(): StatsMessage | null;
   readonly netns: string | null;
   readonly startedAt: string;
+  /**
+   * Holds conntrack UPDATE events on (the kernel sends only NEW and DESTROY otherwise) until
+   * the returned release function is called; a refcount, for consumers of `event` messages.
+   */
+  retainEvents(): () => void;
   /** Totals for /metrics. */
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };

@@ -39,7 +39,8 @@ export async function run(argv: string[]): Promise<number> {
   let groups = groupsFlag(values['nflog-group']);
   if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
   const json = values.json === true;
-  const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true });
+  // The conntrack -E of this tool prints every event: UPDATEs included.
+  const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true, updates: true });
 
   return new Promise<number>((resolve, reject) => {
     let done = false;

@@ -34,6 +34,8 @@ export class StreamHub {
    * the streamer builds event objects only when someone listens (high volume otherwise free).
    */
   private eventSubscribers = 0;
+  /** Held while eventSubscribers > 0: the streamer receives conntrack UPDATEs only then. */
+  private releaseEvents: (() => void) | null = null;
 
   constructor(
     private readonly streamer: StreamerLike,
@@ -149,8 +151,15 @@ export class StreamHub {
   private countEventSubscriber(delta: 1 | -1): void {
     const before = this.eventSubscribers;
     this.eventSubscribers += delta;
-    if (before === 0 && this.eventSubscribers === 1) this.streamer.on('event', this.onEvent);
-    if (before === 1 && this.eventSubscribers === 0) this.streamer.off('event', this.onEvent);
+    if (before === 0 && this.eventSubscribers === 1) {
+      this.releaseEvents = this.streamer.retainEvents();
+      this.streamer.on('event', this.onEvent);
+    }
+    if (before === 1 && this.eventSubscribers === 0) {
+      this.streamer.off('event', this.onEvent);
+      this.releaseEvents?.();
+      this.releaseEvents = null;
+    }
   }
 
   private beat(): void {
@@ -174,6 +183,8 @@ export class StreamHub {
     this.streamer.off('alert', this.onAlert);
     this.streamer.off('stats', this.onStats);
     this.streamer.off('event', this.onEvent);
+    this.releaseEvents?.();
+    this.releaseEvents = null;
     const waits: Promise<void>[] = [];
     for (const c of [...this.clients]) {
       waits.push(

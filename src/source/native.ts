@@ -11,6 +11,8 @@ export interface NativeSourceOptions {
   /** nsfs path (/var/run/netns/NAME, /proc/PID/ns/net) or null for the current namespace. */
   netns: string | null;
   conntrack: boolean;
+  /** Join NFNLGRP_CONNTRACK_UPDATE at start (setUpdates() changes it later). */
+  updates: boolean;
   nflogGroups: number[];
   /** Requested receive buffer per event socket, bytes (SO_RCVBUFFORCE). */
   rcvbuf: number;
@@ -35,6 +37,8 @@ export interface NativeSource {
   /** Opens, subscribes, binds, starts the reader thread; effective SO_RCVBUF sizes. */
   start(): { conntrack: number; nflog: number };
   resync(): void;
+  /** Joins / leaves the conntrack UPDATE group on the live event socket. */
+  setUpdates(on: boolean): void;
   /** A stats batch (kind 3): per-CPU counters summed, and the global entry count. */
   readStats(): Buffer;
   readSysctls(): NativeSysctls;

@@ -35,6 +35,8 @@ export interface NetlinkSourceOptions {
   dump?: boolean;
   /** Subscribe to conntrack events; default true (false: NFLOG only). */
   conntrack?: boolean;
+  /** Conntrack UPDATE events too (NEW and DESTROY always); default false. setUpdates() toggles. */
+  updates?: boolean;
   /** Batches queued towards JS; when full the reader waits (events wait in the socket
    *  buffer, where the kernel counts any overflow exactly); default 64. */
   queue?: number;
@@ -64,6 +66,7 @@ export interface NetlinkSourceStats {
 
 export interface NetlinkSource extends EventSource {
   readonly stats: NetlinkSourceStats;
+  setUpdates(on: boolean): void;
   ref(): void;
   unref(): void;
 }
@@ -104,10 +107,13 @@ class NativeNetlinkSource implements NetlinkSource {
   private handlers: SourceHandlers | null = null;
   private closed = false;
   private foreignSaidMs = -Infinity;
+  private updates: boolean;
   private readonly ct = new CtBatchView();
   private readonly nl = new NflogBatchView();
 
-  constructor(private readonly opts: NetlinkSourceOptions) {}
+  constructor(private readonly opts: NetlinkSourceOptions) {
+    this.updates = opts.updates ?? false;
+  }
 
   async start(handlers: SourceHandlers): Promise<void> {
     if (this.native || this.closed) throw new NatwatchError('ERUNTIME', 'source already started or closed');
@@ -118,6 +124,7 @@ class NativeNetlinkSource implements NetlinkSource {
       {
         netns: this.opts.netns,
         conntrack: this.opts.conntrack ?? true,
+        updates: this.updates,
         nflogGroups: groups,
         rcvbuf: this.opts.rcvbufBytes ?? DEFAULT_RCVBUF,
         batchRecords: this.opts.batchRecords ?? 4096,
@@ -139,6 +146,16 @@ class NativeNetlinkSource implements NetlinkSource {
 
   resync(): void {
     this.native?.resync();
+  }
+
+  setUpdates(on: boolean): void {
+    if (on === this.updates) return;
+    try {
+      this.native?.setUpdates(on);
+      this.updates = on;
+    } catch (err) {
+      this.handlers?.error(mapNativeError(err, this.opts.netns));
+    }
   }
 
   async readCounters(): Promise<CounterSnapshot> {

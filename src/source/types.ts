@@ -149,6 +149,13 @@ export interface EventSource {
   start(handlers: SourceHandlers): Promise<void>;
   /** Re-dump the table (after loss). dumpBegin/dumpEnd bracket it. */
   resync(): void;
+  /**
+   * Whether conntrack UPDATE events are wanted. Tracking needs only NEW and DESTROY (plus a
+   * dump after loss); UPDATE is two thirds of a TCP connection's events, so a source that can
+   * (the netlink one: NFNLGRP_CONNTRACK_UPDATE membership) receives it only while on. A source
+   * without the method delivers whatever it has.
+   */
+  setUpdates?(on: boolean): void;
   readCounters(): Promise<CounterSnapshot>;
   /** Effective receive buffer sizes, bytes, as the kernel granted them. */
   readonly rcvbuf: { conntrack: number; nflog: number };

@@ -28,6 +28,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   received = { conntrack: 0, nflog: 0 };
   lost = { conntrack: 0, nflog: 0 };
   closed = false;
+  /** retainEvents() holders (what the real streamer turns into UPDATE group membership). */
+  eventRetains = 0;
 
   constructor(opts: { netns?: string | null; ringSize?: number } = {}) {
     super();
@@ -35,6 +37,15 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     this.ringSize = opts.ringSize ?? 1000;
   }
   private readonly ringSize: number;
+
+  retainEvents(): () => void {
+    this.eventRetains++;
+    let held = true;
+    return () => {
+      if (held) this.eventRetains--;
+      held = false;
+    };
+  }
 
   emitAlert(init: AlertInit = {}): Alert {
     const key = init.key ?? { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 };
