@@ -1,6 +1,6 @@
 // Module init: per-environment data through SetInstanceData (no static objects with
-// destructors), the Source class, the test/capture entry points, and every batch-layout.h
-// constant (reserved bytes aside) so that the layout test can hold codec.ts's LAYOUT to it.
+// destructors; the shared reader lives there), the Source class, the test/capture entry points,
+// and every batch-layout.h constant so that the layout test can hold codec.ts's LAYOUT to it.
 #include <napi.h>
 
 #include "batch-layout.h"
@@ -12,6 +12,7 @@ namespace {
 
 struct AddonData {
   Napi::FunctionReference source_ctor;
+  Reader reader;  // the one reader thread for every source of this environment
 };
 
 Napi::Object Layout(Napi::Env env) {
@@ -100,6 +101,8 @@ Napi::Object Layout(Napi::Env env) {
 }
 
 }  // namespace
+
+Reader& EnvReader(Napi::Env env) { return env.GetInstanceData<AddonData>()->reader; }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* data = new AddonData();

@@ -1,5 +1,6 @@
-// The JS-facing source object: opens the namespace's sockets, binds NFLOG groups, runs the
-// reader thread, answers counter reads. All methods run on the JS thread.
+// The JS-facing source object: opens the namespace's sockets, binds NFLOG groups, registers its
+// sockets with the environment's shared reader (reader.h), answers counter reads. All methods
+// run on the JS thread.
 #pragma once
 #include <napi.h>
 
@@ -11,6 +12,9 @@
 
 namespace nw {
 
+/** The environment's one reader (AddonData, addon.cc). */
+Reader& EnvReader(Napi::Env env);
+
 class Source : public Napi::ObjectWrap<Source> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -21,6 +25,7 @@ class Source : public Napi::ObjectWrap<Source> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Resync(const Napi::CallbackInfo& info);
   Napi::Value SetUpdates(const Napi::CallbackInfo& info);
+  Napi::Value BindNflog(const Napi::CallbackInfo& info);
   Napi::Value ReadStats(const Napi::CallbackInfo& info);
   Napi::Value ReadSysctls(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
@@ -35,17 +40,26 @@ class Source : public Napi::ObjectWrap<Source> {
   bool updates_ = false;  // member of NFNLGRP_CONNTRACK_UPDATE
   std::vector<uint16_t> groups_;
   int rcvbuf_ = 64 << 20;
-  ReaderOptions ropts_;
+  ChannelOptions copts_;
   uint32_t queue_ = 64;
   Napi::FunctionReference on_batch_;
 
   // state
   enum { kSysMax, kSysBuckets, kSysPortRange, kSysReserved, kSysCount };
-  ReaderFds fds_;
+  /** An NFLOG group's own socket that another program's bind still keeps from us: kept here,
+   *  unregistered, so that BindNflog() can retry on it while the reader reads the others. */
+  struct Unbound {
+    uint16_t group;
+    int fd;
+  };
+  std::vector<Unbound> unbound_;
   int stats_fd_ = -1;
   int sysctl_fds_[kSysCount] = {-1, -1, -1, -1};
   uint32_t stats_seq_ = NlRandomSeq();
+  uint32_t nflog_seq_ = NlRandomSeq();
   Reader* reader_ = nullptr;
+  Channel* channel_ = nullptr;  // owned by the reader once added; null after Shutdown
+  int ct_fd_ = -1;              // the channel's event socket (membership changes), borrowed
   BatchTsfn tsfn_;
   bool started_ = false;
   bool closed_ = false;

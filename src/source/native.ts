@@ -34,8 +34,13 @@ export interface NativeSysctls {
 }
 
 export interface NativeSource {
-  /** Opens, subscribes, binds, starts the reader thread; effective SO_RCVBUF sizes. */
-  start(): { conntrack: number; nflog: number };
+  /**
+   * Opens, subscribes, binds, registers with the shared reader thread (starting it with the
+   * first source); effective SO_RCVBUF sizes, and each NFLOG group's bind errno (0 = bound).
+   */
+  start(): { conntrack: number; nflog: number; groups: Array<{ group: number; errno: number }> };
+  /** Retries the bind of a group whose first bind failed: errno, 0 = bound and read from now. */
+  bindNflog(group: number): number;
   resync(): void;
   /** Joins / leaves the conntrack UPDATE group on the live event socket. */
   setUpdates(on: boolean): void;

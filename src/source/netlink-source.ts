@@ -136,7 +136,10 @@ class NativeNetlinkSource implements NetlinkSource {
       (batch) => this.onBatch(batch),
     );
     try {
-      this.rcvbuf = native.start();
+      const r = native.start();
+      this.rcvbuf = { conntrack: r.conntrack, nflog: r.nflog };
+      const held = r.groups.find((g) => g.errno !== 0);
+      if (held) throw Object.assign(new Error(`nflog-bind: ${errnoName(held.errno)}`), { errno: held.errno, syscall: 'nflog-bind', group: held.group });
     } catch (err) {
       native.close();
       throw mapNativeError(err, this.opts.netns);

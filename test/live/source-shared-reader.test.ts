@@ -1,0 +1,122 @@
+// One reader thread for every source in the process: two sources in two namespaces share it
+// (counted by name in /proc/self/task), each receives its own namespace's events, and each
+// counts its own loss (the overflow of one namespace's socket is not the other's).
+import { readdirSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
+import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
+import { until } from '../helpers/wait.js';
+
+const isRoot = process.getuid?.() === 0;
+
+/** Threads of this process named like the reader (native/reader.cc pthread_setname_np). */
+function readerThreads(): number {
+  let n = 0;
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'natwatch-nl') n++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return n;
+}
+
+function collector() {
+  const seen = { newIds: new Set<number>(), origSrc: new Set<string>(), loss: [] as LossReport[], dumpEnds: 0 };
+  const handlers: SourceHandlers = {
+    conntrack(v) {
+      for (let i = 0; i < v.count; i++) {
+        v.seek(i);
+        if (v.kind === CtKind.New) {
+          seen.newIds.add(v.id);
+          seen.origSrc.add(`${v.origSrc()}>${v.origDst()}:${v.origDport}`);
+        }
+      }
+    },
+    nflog() {},
+    loss: (r) => seen.loss.push(r),
+    dumpBegin() {},
+    dumpEnd: () => seen.dumpEnds++,
+    error() {},
+  };
+  return { seen, handlers };
+}
+
+const NAT = 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }';
+
+describe.runIf(isRoot || !!process.env.CI)('one reader thread for all namespaces (root: two labs)', () => {
+  let a: Lab;
+  let b: Lab;
+  const sources: NetlinkSource[] = [];
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([createLab({ prefix: 'nwr' }), createLab({ prefix: 'nwr' })]);
+    for (const lab of [a, b]) {
+      await lab.nft(lab.router, NAT);
+      await lab.spawnPeer(lab.server, ['serve', '--proto', 'udp', '--port', '5353']).ready;
+    }
+  });
+  afterAll(async () => {
+    for (const s of sources) await s.close();
+    await a?.destroy();
+    await b?.destroy();
+  });
+
+  it('shares one thread, delivers each namespace its own events, counts loss per namespace', async () => {
+    expect(readerThreads()).toBe(0);
+    const ca = collector();
+    const cb = collector();
+    const sa = createNetlinkSource({ netns: a.nsPath(a.router) });
+    sources.push(sa);
+    await sa.start(ca.handlers);
+    await until('the reader thread named', () => readerThreads() === 1); // it names itself once running
+    // B's socket holds a few events only: a burst there overflows it, A's 64 MiB does not.
+    const sb = createNetlinkSource({ netns: b.nsPath(b.router), rcvbufBytes: 4096 });
+    sources.push(sb);
+    await sb.start(cb.handlers);
+    expect(readerThreads()).toBe(1);
+    await until('both initial dumps', () => ca.seen.dumpEnds > 0 && cb.seen.dumpEnds > 0);
+
+    // Both namespaces' traffic at once: 300 UDP flows each, then a flush destroying them all.
+    const [ra, rb] = await Promise.all(
+      [a, b].map((lab) => lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '300'])),
+    );
+    expect(ra!.ok).toBeGreaterThan(250);
+    expect(rb!.ok).toBeGreaterThan(0);
+    const createdA = Number((await a.exec(a.router, 'conntrack', ['-C'])).stdout);
+    await Promise.all([a, b].map((lab) => lab.exec(lab.router, 'conntrack', ['-F'])));
+    await until('A: every NEW', () => ca.seen.newIds.size >= createdA, 10_000);
+    await until('B: loss reported', () => cb.seen.loss.some((l) => l.kernelDrops > 0 || l.enobufs > 0), 10_000);
+
+    // Each got its own namespace's flows (same addresses in both labs: told apart by conntrack id sets).
+    expect(ca.seen.loss).toEqual([]);
+    expect(sa.stats.kernelDrops.conntrack).toBe(0);
+    expect(sb.stats.kernelDrops.conntrack).toBeGreaterThan(0);
+    expect(cb.seen.newIds.size).toBeGreaterThan(0);
+    // B's count is the kernel's: the Drops column of its event socket in B's /proc/net/netlink.
+    const table = (await b.exec(b.router, 'cat', ['/proc/net/netlink'])).stdout;
+    const drops = table.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000005').map((c) => Number(c[8]));
+    await until('B: drops all reported', () => drops.includes(sb.stats.kernelDrops.conntrack), 5_000);
+    const tableA = (await a.exec(a.router, 'cat', ['/proc/net/netlink'])).stdout;
+    const dropsA = tableA.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000005').map((c) => Number(c[8]));
+    expect(dropsA).toEqual([0]);
+
+    // A resync on B dumps B only.
+    const endsA = ca.seen.dumpEnds;
+    const endsB = cb.seen.dumpEnds;
+    sb.resync();
+    await until('B: resync dump', () => cb.seen.dumpEnds > endsB);
+    expect(ca.seen.dumpEnds).toBe(endsA);
+
+    // The thread outlives the first close and goes with the last.
+    await sa.close();
+    expect(readerThreads()).toBe(1);
+    const before = cb.seen.newIds.size;
+    await b.runPeer(b.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '1']);
+    await until('B still read after A closed', () => cb.seen.newIds.size > before);
+    await sb.close();
+    expect(readerThreads()).toBe(0);
+  });
+});
