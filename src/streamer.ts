@@ -16,7 +16,7 @@ import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
-import type { Alert, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
+import type { Alert, NflogGroupStatus, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
 
 export type { StreamMessage };
 
@@ -27,8 +27,11 @@ export interface StreamerOptions {
   natPorts?: [number, number];
   /** Per-rule capacity overrides (config file). */
   natRules?: NatRuleConfig[];
-  /** NFLOG groups to bind; default: the groups the ruleset's log statements name. */
+  /** NFLOG groups to bind (each must bind, else start fails); default: the groups the
+   *  ruleset's log statements name, best effort (one another program holds is retried). */
   nflogGroups?: number[];
+  /** Retry interval for a ruleset-chosen NFLOG group another program holds; default 30 s. */
+  nflogRetryMs?: number;
   thresholds?: Partial<Thresholds>;
   statsIntervalMs?: number;
   /** Inject a source (tests, replay); default: the native netlink source. */
@@ -161,6 +164,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
       }),
       dumpEnd: () => this.guard(() => this.onDumpEnd()),
       error: (err) => this.fail(err),
+      warn: (message) => {
+        if (this.listenerCount('warning') > 0) this.emit('warning', message);
+        else this.fail(new NatwatchError('ERUNTIME', message));
+      },
     });
     await this.tick();
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
@@ -172,13 +179,19 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private async nativeSource(): Promise<EventSource> {
-    const groups = this.opts.nflogGroups ?? (await nflogGroupsFromRuleset(this.netns).catch(() => [] as number[]));
+    const explicit = this.opts.nflogGroups;
+    const groups = explicit ?? (await nflogGroupsFromRuleset(this.netns).catch(() => [] as number[]));
     // A variable specifier keeps the addon out of anything that never starts a native streamer.
     const spec = './source/netlink-source.js';
-    const mod = (await import(spec)) as {
-      createNetlinkSource(o: { netns: string | null; nflogGroups?: number[]; rcvbufBytes?: number; dump?: boolean }): EventSource;
-    };
-    return mod.createNetlinkSource({ netns: this.netns, nflogGroups: groups, rcvbufBytes: this.opts.rcvbufBytes, dump: true });
+    const mod = (await import(spec)) as typeof import('./source/netlink-source.js');
+    return mod.createNetlinkSource({
+      netns: this.netns,
+      nflogGroups: groups,
+      nflogBestEffort: explicit === undefined,
+      nflogRetryMs: this.opts.nflogRetryMs,
+      rcvbufBytes: this.opts.rcvbufBytes,
+      dump: true,
+    });
   }
 
   private nowSec(): number {
@@ -263,6 +276,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.maybeResync();
     this.maybeRefreshDump(now, snap.count);
     this.last = this.statsBuilder.build(snap, delta, now);
+    const nflog = this.nflogGroups();
+    if (nflog.length > 0) this.last.nflog = nflog;
     this.publish('stats', this.last);
   }
 
@@ -327,6 +342,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   top(): TopEntry[] {
     return this.last ? this.last.top : topKeys(this.tracker, TOP_N, this.nowSec());
+  }
+
+  nflogGroups(): NflogGroupStatus[] {
+    return this.source?.nflogGroups?.() ?? [];
   }
 
   lastStats(): StatsMessage | null {

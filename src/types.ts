@@ -119,6 +119,17 @@ export interface KernelCounters {
   chaintoolong: number;
 }
 
+/**
+ * An NFLOG group natwatch was to bind. Groups chosen from the ruleset are best effort: one that
+ * another program (ulogd) holds is `bound: false` with the reason, and retried.
+ */
+export interface NflogGroupStatus {
+  group: number;
+  bound: boolean;
+  /** Why not bound (null when bound). */
+  reason: string | null;
+}
+
 export interface StatsMessage {
   type: 'stats';
   ts: string;
@@ -126,6 +137,8 @@ export interface StatsMessage {
   counters: KernelCounters;
   rates: { new: number; destroy: number; drop: number };
   top: TopEntry[];
+  /** The NFLOG groups and whether natwatch holds them (absent when the source has none). */
+  nflog?: NflogGroupStatus[];
 }
 
 export interface HelloMessage {
@@ -135,6 +148,7 @@ export interface HelloMessage {
   netns: string | null;
   startedAt: string;
   seq: number;
+  nflog?: NflogGroupStatus[];
 }
 
 export interface GapMessage {
@@ -154,6 +168,8 @@ export interface StreamerEvents {
   stats: [StatsMessage];
   event: [WireEvent];
   error: [Error];
+  /** Worth a log line, not a failure (an NFLOG group another program holds, then takes back). */
+  warning: [string];
 }
 
 export interface StreamerLike {
@@ -174,6 +190,8 @@ export interface StreamerLike {
    * the returned release function is called; a refcount, for consumers of `event` messages.
    */
   retainEvents(): () => void;
+  /** The NFLOG groups and whether they are bound (hello, stats, metrics). */
+  nflogGroups(): NflogGroupStatus[];
   /** Totals for /metrics. */
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };

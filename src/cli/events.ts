@@ -37,10 +37,13 @@ export async function run(argv: string[]): Promise<number> {
   const netns = netnsPath(values.netns);
   const rcvbufBytes = sizeFlag('rcvbuf', values.rcvbuf, RCVBUF_MIN, RCVBUF_MAX);
   let groups = groupsFlag(values['nflog-group']);
-  if (groups.length === 0) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
+  // Groups named on the command line must bind; groups taken from the ruleset are best effort
+  // (beside serve or ulogd, one may be held: run without it and retry).
+  const bestEffort = groups.length === 0;
+  if (bestEffort) groups = await nflogGroupsFromRuleset(netns).catch(() => []);
   const json = values.json === true;
   // The conntrack -E of this tool prints every event: UPDATEs included.
-  const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true, updates: true });
+  const source = createNetlinkSource({ netns, nflogGroups: groups, nflogBestEffort: bestEffort, rcvbufBytes, dump: values['no-dump'] !== true, updates: true });
 
   return new Promise<number>((resolve, reject) => {
     let done = false;
@@ -98,6 +101,9 @@ export async function run(argv: string[]): Promise<number> {
       dumpEnd() {},
       error(err) {
         process.stderr.write(`natwatch: ${err.message}\n`);
+      },
+      warn(message) {
+        process.stderr.write(`natwatch: ${message}\n`);
       },
     };
     source.start(handlers).catch((err: unknown) => finish(1, err));

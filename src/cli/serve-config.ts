@@ -25,10 +25,12 @@ export interface ServeSettings {
   natRules: NatRuleConfig[] | null;
   /** Netlink receive buffer (SO_RCVBUFFORCE); null: the source's default (64 MiB). */
   rcvbufBytes: number | null;
+  /** Retry interval for a ruleset NFLOG group another program holds; null: 30 s. */
+  nflogRetryMs: number | null;
 }
 
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
-export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf', unknown>>;
+export type RawSettings = Partial<Record<'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf' | 'nflogRetry', unknown>>;
 
 const FILE_FIELDS: Record<string, keyof RawSettings> = {
   listen: 'listen',
@@ -49,6 +51,8 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   natRules: 'natRules',
   'nat-rules': 'natRules',
   rcvbuf: 'rcvbuf',
+  nflogRetry: 'nflogRetry',
+  'nflog-retry': 'nflogRetry',
 };
 
 const FLAG: Record<keyof RawSettings, string> = {
@@ -63,6 +67,7 @@ const FLAG: Record<keyof RawSettings, string> = {
   thresholds: 'thresholds',
   natRules: 'natRules',
   rcvbuf: '--rcvbuf',
+  nflogRetry: '--nflog-retry',
 };
 
 export function readConfigFile(path: string): RawSettings {
@@ -123,7 +128,16 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}): Ser
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
     natRules: natRules(pick('natRules')),
     rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
+    nflogRetryMs: seconds('--nflog-retry', pick('nflogRetry'), 1, 3600),
   };
+}
+
+/** Whole seconds in [lo, hi] (a flag's string or a file's number) → ms; null when unset. */
+function seconds(name: string, v: unknown, lo: number, hi: number): number | null {
+  if (v === undefined || v === null) return null;
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new UsageError(`${name}: '${String(v)}' is not a number of seconds ${lo}-${hi}`);
+  return n * 1000;
 }
 
 function str(k: keyof RawSettings, v: unknown): string | undefined {

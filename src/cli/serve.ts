@@ -18,6 +18,7 @@ const HELP = `usage: natwatch serve [options]
   --netns NAME|PATH      network namespace to watch (NAME = /var/run/netns/NAME)
   --nat-ports A-B        NAT source port range, when the ruleset does not say it
   --nflog-group N        NFLOG group to bind (repeatable; default: groups named by the ruleset)
+  --nflog-retry S        retry a ruleset group another program holds every S seconds (default 30)
   --token T              require 'Authorization: Bearer T' or '?token=T' (not for /healthz)
   --tls-cert F --tls-key F   serve wss:// and https://
   --config FILE          JSON or YAML with the same fields (flags win); re-read on SIGHUP
@@ -40,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'log-level': { type: 'string' },
       rcvbuf: { type: 'string' },
+      'nflog-retry': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -56,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
     logLevel: values['log-level'],
+    nflogRetry: values['nflog-retry'],
     rcvbuf: values.rcvbuf,
   };
   const configPath = values.config;
@@ -71,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
   // own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the ruleset read).
   let early: Error[] | null = [];
   streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
+  streamer.on('warning', (message) => log.warn(message));
   await streamer.start();
   for (const err of early) log.error({ err: err.message }, 'streamer error');
   early = null;
@@ -125,6 +129,7 @@ function streamerOptions(s: ServeSettings): StreamerOptions {
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
     ...(s.natRules !== null ? { natRules: s.natRules } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
+    ...(s.nflogRetryMs !== null ? { nflogRetryMs: s.nflogRetryMs } : {}),
   };
 }
 

@@ -67,6 +67,16 @@ export function createMetrics(src: MetricsSources): Registry {
       },
     });
   };
+  new Gauge({
+    name: 'natwatch_nflog_group_bound',
+    help: 'Whether natwatch holds NFLOG group N (1) or another program does (0; retried).',
+    labelNames: ['group'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of s.nflogGroups()) this.set({ group: String(g.group) }, g.bound ? 1 : 0);
+    },
+  });
   ct('natwatch_conntrack_entries', 'Live entries in the conntrack table (nf_conntrack_count).', (c) => c.count);
   ct('natwatch_conntrack_max', 'Conntrack table limit (nf_conntrack_max).', (c) => c.max);
   ct('natwatch_conntrack_buckets', 'Conntrack hash buckets (nf_conntrack_buckets).', (c) => c.buckets);

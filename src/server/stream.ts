@@ -89,6 +89,7 @@ export class StreamHub {
       netns: this.streamer.netns,
       startedAt: this.streamer.startedAt,
       seq: this.streamer.seq,
+      ...nflogField(this.streamer.nflogGroups()),
     });
     if (sub.since !== null) this.replay(client, sub.since);
   }
@@ -217,4 +218,9 @@ function reject(socket: Duplex, status: number, message: string): true {
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${extra}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
   return true;
+}
+
+/** hello carries `nflog` only when there are NFLOG groups (as stats does). */
+function nflogField(groups: ReturnType<StreamerLike['nflogGroups']>): { nflog?: typeof groups } {
+  return groups.length > 0 ? { nflog: groups } : {};
 }

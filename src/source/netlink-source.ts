@@ -5,7 +5,7 @@
 // Process lifetime: a started source is ref'd (like a listening server, it keeps Node alive:
 // `natwatch events` waits on it); embedders call unref() to let the process exit while idle.
 import { NatwatchError, UsageError } from '../errors.js';
-import type { KernelCounters } from '../types.js';
+import type { KernelCounters, NflogGroupStatus } from '../types.js';
 import {
   BATCH_CONNTRACK,
   BATCH_NFLOG,
@@ -25,6 +25,15 @@ export interface NetlinkSourceOptions {
   netns: string | null;
   /** NFLOG groups to bind (none by default). */
   nflogGroups?: number[];
+  /**
+   * The groups were chosen from the ruleset, not asked for: one that another program (ulogd)
+   * holds does not fail start(); the source runs without it, says so once (handlers.warn) and
+   * retries the bind every nflogRetryMs, taking the group over when the other program lets go.
+   * Default false: a held group is an EGROUPBUSY error.
+   */
+  nflogBestEffort?: boolean;
+  /** Retry interval for held groups, ms; default 30 000. */
+  nflogRetryMs?: number;
   /** Receive buffer per event socket; default 64 MiB (SO_RCVBUFFORCE; the kernel doubles it). */
   rcvbufBytes?: number;
   /** Records per batch before it is handed over; default 4096. */
@@ -67,6 +76,7 @@ export interface NetlinkSourceStats {
 export interface NetlinkSource extends EventSource {
   readonly stats: NetlinkSourceStats;
   setUpdates(on: boolean): void;
+  nflogGroups(): NflogGroupStatus[];
   ref(): void;
   unref(): void;
 }
@@ -76,6 +86,8 @@ export function createNetlinkSource(opts: NetlinkSourceOptions): NetlinkSource {
 }
 
 const DEFAULT_RCVBUF = 64 << 20;
+/** How often a group another program holds is tried again (issue: take over within 30 s). */
+export const NFLOG_RETRY_MS = 30_000;
 const FOREIGN_REPORT_MS = 60_000;
 /** native/records.h kMaxNflogGroups: the reader tracks sequence numbers for this many groups. */
 const MAX_NFLOG_GROUPS = 32;
@@ -108,6 +120,8 @@ class NativeNetlinkSource implements NetlinkSource {
   private closed = false;
   private foreignSaidMs = -Infinity;
   private updates: boolean;
+  private groups: NflogGroupStatus[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
   private readonly ct = new CtBatchView();
   private readonly nl = new NflogBatchView();
 
@@ -135,20 +149,61 @@ class NativeNetlinkSource implements NetlinkSource {
       },
       (batch) => this.onBatch(batch),
     );
+    let unbound: Array<{ group: number; errno: number }>;
     try {
       const r = native.start();
       this.rcvbuf = { conntrack: r.conntrack, nflog: r.nflog };
-      const held = r.groups.find((g) => g.errno !== 0);
-      if (held) throw Object.assign(new Error(`nflog-bind: ${errnoName(held.errno)}`), { errno: held.errno, syscall: 'nflog-bind', group: held.group });
+      unbound = r.groups.filter((g) => g.errno !== 0);
+      // Asked for explicitly (or not because another program holds it): an error, as before.
+      const fatal = unbound.find((g) => !this.opts.nflogBestEffort || nflogBindError(g, this.opts.netns).code !== 'EGROUPBUSY');
+      if (fatal) throw nflogBindError(fatal, this.opts.netns);
+      this.groups = r.groups.map((g) => ({ group: g.group, bound: g.errno === 0, reason: g.errno === 0 ? null : HELD }));
     } catch (err) {
       native.close();
-      throw mapNativeError(err, this.opts.netns);
+      throw err instanceof NatwatchError ? err : mapNativeError(err, this.opts.netns);
     }
     this.native = native;
+    if (unbound.length > 0) {
+      const retryMs = this.opts.nflogRetryMs ?? NFLOG_RETRY_MS;
+      for (const g of unbound) {
+        const text = `NFLOG group ${g.group} is held by another program (ulogd?): running without its packets, retrying the bind every ${Math.round(retryMs / 1000)} s`;
+        if (handlers.warn) handlers.warn(text);
+        else handlers.error(new NatwatchError('EGROUPBUSY', text));
+      }
+      this.retryTimer = setInterval(() => this.retryGroups(), retryMs);
+      this.retryTimer.unref();
+    }
   }
 
   resync(): void {
     this.native?.resync();
+  }
+
+  nflogGroups(): NflogGroupStatus[] {
+    return this.groups.map((g) => ({ ...g }));
+  }
+
+  /** Tries each group another program held; one that binds is read from now on. */
+  private retryGroups(): void {
+    const native = this.native;
+    if (!native || this.closed) return;
+    let left = 0;
+    for (const g of this.groups) {
+      if (g.bound) continue;
+      const errno = native.bindNflog(g.group);
+      if (errno === 0) {
+        g.bound = true;
+        g.reason = null;
+        this.handlers?.warn?.(`NFLOG group ${g.group} is bound now (the other program let go)`);
+      } else {
+        g.reason = nflogBindError({ group: g.group, errno }, this.opts.netns).code === 'EGROUPBUSY' ? HELD : `bind failed: ${errnoName(errno)}`;
+        left++;
+      }
+    }
+    if (left === 0 && this.retryTimer) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = null;
+    }
   }
 
   setUpdates(on: boolean): void {
@@ -185,6 +240,8 @@ class NativeNetlinkSource implements NetlinkSource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = null;
     this.native?.close(); // joins the reader; batches still queued are ignored below
     this.native = null;
   }
@@ -245,6 +302,14 @@ class NativeNetlinkSource implements NetlinkSource {
       }
     }
   }
+}
+
+const HELD = 'held by another program';
+
+/** A failed NFLOG bind as the one-line error the CLI prints (EGROUPBUSY when held elsewhere). */
+function nflogBindError(g: { group: number; errno: number }, netns: string | null): NatwatchError {
+  const e = Object.assign(new Error(`nflog-bind: ${errnoName(g.errno)}`), { errno: g.errno, syscall: 'nflog-bind', group: g.group });
+  return mapNativeError(e, netns) as NatwatchError;
 }
 
 function num(s: string | null): number {

@@ -1,7 +1,7 @@
 // The boundary between sources (native netlink, fixtures, replay, synthetic generators) and
 // everything downstream. Tracking, alerting, serving and the CLI depend on these types only,
 // never on the addon.
-import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
+import type { ConntrackEvent, KernelCounters, NflogEvent, NflogGroupStatus } from '../types.js';
 
 /** Record kinds in a conntrack batch. DUMP records come from a table dump, not an event. */
 export const enum CtKind {
@@ -142,6 +142,8 @@ export interface SourceHandlers {
   dumpBegin(): void;
   dumpEnd(): void;
   error(err: Error): void;
+  /** Something the operator should know that is not a failure (a group held elsewhere). */
+  warn?(message: string): void;
 }
 
 export interface EventSource {
@@ -156,6 +158,8 @@ export interface EventSource {
    * without the method delivers whatever it has.
    */
   setUpdates?(on: boolean): void;
+  /** The NFLOG groups this source was to bind, and whether it holds each now. */
+  nflogGroups?(): NflogGroupStatus[];
   readCounters(): Promise<CounterSnapshot>;
   /** Effective receive buffer sizes, bytes, as the kernel granted them. */
   readonly rcvbuf: { conntrack: number; nflog: number };

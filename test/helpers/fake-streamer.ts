@@ -38,6 +38,11 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   }
   private readonly ringSize: number;
 
+  nflog: Array<{ group: number; bound: boolean; reason: string | null }> = [];
+  nflogGroups() {
+    return this.nflog;
+  }
+
   retainEvents(): () => void {
     this.eventRetains++;
     let held = true;
