@@ -3,10 +3,12 @@
 // `nsenter --net=PATH` (one shell, every file). The ruleset and the table dump come from the
 // same namespace. Missing tools or files become nulls that checks report, never crashes.
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
 import { parseConntrackList, type CtSummary } from './conntrack-list.js';
 import { scanIptablesSave, scanRuleset, type RulesetScan } from './ruleset-scan.js';
+import { parseNetlinkInodes, parseNfnetlinkLog, type NflogFacts, type NflogHolder } from './checks-nflog.js';
+import { RulesetWatcher } from '../source/ruleset.js';
 
 const SYSCTLS = [
   'net/netfilter/nf_conntrack_count',
@@ -38,6 +40,8 @@ export interface Facts {
   /** null when not dumped (tool missing, table too large, conntrack off). */
   table: CtSummary | null;
   tableNote: string | null;
+  /** NFLOG groups the ruleset logs to and who holds them; absent when unreadable. */
+  nflog?: NflogFacts;
 }
 
 export interface Exec {
@@ -118,7 +122,73 @@ export async function gatherFacts(netns: string | null, exec: Exec = execTool): 
   } else table = parseConntrackList('');
 
   const hs = Number(readOr('/sys/module/nf_conntrack/parameters/hashsize') ?? NaN);
-  return { netns, inNs: fixPrefix(netns), sysctl, hashsize: Number.isFinite(hs) ? hs : null, ruleset, rulesetError, table, tableNote };
+  const nflog = await readNflog(netns, exec);
+  return { netns, inNs: fixPrefix(netns), sysctl, hashsize: Number.isFinite(hs) ? hs : null, ruleset, rulesetError, table, tableNote, ...(nflog ? { nflog } : {}) };
+}
+
+/** The ruleset's NFLOG groups (serve's own ruleset reader) and the process holding each. */
+async function readNflog(netns: string | null, exec: Exec): Promise<NflogFacts | undefined> {
+  const run = async (cmd: string, args: string[]): Promise<string> => {
+    const [c, a] = inNamespace(netns, cmd, args);
+    const r = await exec(c, a);
+    if (r.code !== 0) throw Object.assign(new Error(r.stderr.trim() || `${cmd} exit ${r.code}`), { enoent: r.code === 127 });
+    return r.stdout;
+  };
+  let groups: number[];
+  try {
+    groups = (await new RulesetWatcher(netns, run).refresh()).info.groups;
+  } catch {
+    return undefined;
+  }
+  const holders = new Map<number, NflogHolder | null>();
+  if (groups.length === 0) return { groups, holders };
+  // No file: nfnetlink_log is not loaded, so nothing is bound.
+  const bound = parseNfnetlinkLog(await run('cat', ['/proc/net/netfilter/nfnetlink_log']).catch(() => ''));
+  const inodes = parseNetlinkInodes(await run('cat', ['/proc/net/netlink']).catch(() => ''));
+  const wanted = new Map<number, number>(); // inode → group
+  for (const g of groups) {
+    const port = bound.get(g);
+    if (port === undefined) continue;
+    holders.set(g, null);
+    const inode = inodes.get(port);
+    if (inode !== undefined) wanted.set(inode, g);
+  }
+  if (wanted.size > 0) {
+    for (const [inode, holder] of socketOwners(new Set(wanted.keys()))) holders.set(wanted.get(inode)!, holder);
+  }
+  return { groups, holders };
+}
+
+/** Processes holding these socket inodes (a scan of /proc/PID/fd: doctor runs once). */
+function socketOwners(inodes: Set<number>): Map<number, NflogHolder> {
+  const out = new Map<number, NflogHolder>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      let m: RegExpExecArray | null = null;
+      try {
+        m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        continue;
+      }
+      if (!m || !inodes.has(Number(m[1]))) continue;
+      const cmdline = readOr(`/proc/${pid}/cmdline`)?.replace(/\0/g, ' ') ?? '';
+      const name = /natwatch/.test(cmdline) ? 'natwatch' : (readOr(`/proc/${pid}/comm`) ?? 'unknown');
+      out.set(Number(m[1]), { pid: Number(pid), name });
+    }
+  }
+  return out;
 }
 
 function readOr(path: string): string | undefined {

@@ -3,7 +3,8 @@
 // once naming the group, show it unbound (hello, metrics), still raise nat_port_exhaustion in
 // that namespace, and take the group over once ulogd2 stops (a short --nflog-retry here; the
 // 30 s default is pinned by test/unit/nflog-best-effort.test.ts).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,21 @@ const isRoot = process.getuid?.() === 0;
 const GROUP = 7;
 const LOG_RULE = `table inet nwlog { chain filt { type filter hook forward priority 0; tcp dport 9999 log prefix "blocked-9999 " group ${GROUP} drop; }; }`;
 const PLUGINS = '/usr/lib/x86_64-linux-gnu/ulogd';
+const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
+
+/** `natwatch doctor --json`'s nflog-groups finding for the namespace. */
+function doctorNflog(netns: string): Promise<{ verdict: string; finding: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [BIN, 'doctor', '--netns', netns, '--json'], { timeout: 60_000 }, (err, stdout) => {
+      try {
+        const report = JSON.parse(stdout) as { checks: Array<{ id: string; verdict: string; finding: string }> };
+        resolve(report.checks.find((c) => c.id === 'nflog-groups')!);
+      } catch {
+        reject(err ?? new Error(`doctor printed no JSON: ${stdout}`));
+      }
+    });
+  });
+}
 
 /** Who holds NFLOG groups in ns: /proc/net/netfilter/nfnetlink_log (group, port id). */
 async function nflogHolders(lab: Lab, ns: string): Promise<Map<number, number>> {
@@ -68,6 +84,12 @@ describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: la
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  it('doctor names ulogd2 as the holder of the group the ruleset logs to', async () => {
+    const c = await doctorNflog(lab.nsPath(lab.router));
+    expect(c.verdict).toBe('warn');
+    expect(c.finding).toMatch(new RegExp(`^group ${GROUP}: held by ulogd \\(pid ${ulogd!.pid}\\)`));
+  });
+
   it('an explicit --nflog-group that ulogd2 holds is a one-line error, exit 1', async () => {
     const err = await startServe({ netns: lab.nsPath(lab.router), args: ['--nflog-group', String(GROUP)] }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
@@ -99,6 +121,8 @@ describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: la
       await w.ws.waitFor<StatsMessage>((m) => m.type === 'stats' && (m as StatsMessage).nflog?.[0]?.bound === true, 10_000, 'stats with the group bound');
       expect(await metrics()).toBe('1');
       expect((await nflogHolders(lab, lab.router)).has(GROUP)).toBe(true);
+      const c = await doctorNflog(lab.nsPath(lab.router));
+      expect([c.verdict, c.finding]).toEqual(['ok', `group ${GROUP}: held by natwatch (pid ${w.serve.pid})`]);
       await lab.runPeer(lab.client, ['connect', '--proto', 'tcp', '--to', `${ADDR.server}:9999`, '--count', '1', '--timeout-ms', '1500']);
       await w.ws.waitFor<Alert>((m) => m.type === 'alert' && m.kind === 'nflog_drop', 15_000, 'nflog_drop after the takeover');
     } finally {
