@@ -5,6 +5,8 @@
 
 #include "batch-layout.h"
 #include "debug.h"
+#include "proc-net.h"
+#include "kernel-facts.h"
 #include "source.h"
 
 namespace nw {
@@ -113,6 +115,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeForTest", Napi::Function::New(env, DecodeForTest, "decodeForTest"));
   exports.Set("capture", Napi::Function::New(env, Capture, "capture"));
   exports.Set("layout", Layout(env));
+  exports.Set("readProcNet", Napi::Function::New(env, ReadProcNet, "readProcNet"));
+  exports.Set("kernelFacts", Napi::Function::New(env, KernelFacts, "kernelFacts"));
+  exports.Set("watchKernel", Napi::Function::New(env, WatchKernel, "watchKernel"));
   return exports;
 }
 

@@ -10,13 +10,15 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
+import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
-import type { Alert, NflogGroupStatus, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
+import type { Alert, NflogGroupStatus, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
 
 export type { StreamMessage };
 
@@ -37,12 +39,15 @@ export interface StreamerOptions {
   /** Inject a source (tests, replay); default: the native netlink source. */
   source?: EventSource;
   clock?: Clock;
-  /** The namespace's addresses; default: read with `ip -j addr` and refreshed. */
+  /** The namespace's addresses; default: read over rtnetlink and kept current by notifications. */
   localAddrs?: string[];
   /** Read the ruleset for capacities (default true unless a source is injected). */
   detectRuleset?: boolean;
+  /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
   rulesetIntervalMs?: number;
   addrsIntervalMs?: number;
+  /** Local socket counts (sock_diag) period; default 1 s. */
+  socketsIntervalMs?: number;
   rcvbufBytes?: number;
   /** Keys with per-second rings (LRU beyond). */
   ringKeys?: number;
@@ -61,12 +66,17 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private readonly ruleset: RulesetWatcher;
   private source: EventSource | null = null;
   private timers: unknown[] = [];
+  private watch: KernelWatch | null = null;
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
   private lastRefreshMs = 0;
   private lastError = { message: '', ms: 0 };
   private closed = false;
+  /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
+  private firstDumpEnded = false;
+  private countersRead = false;
+  private countersFailing = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
   /** Loss components since start; totals() turns them into events (lostEvents). */
@@ -147,10 +157,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (this.source) throw new NatwatchError('ERUNTIME', 'streamer already started');
     if (this.netns !== null && !existsSync(this.netns)) throw new NatwatchError('ENETNS', `network namespace ${this.netns} does not exist`);
     const detect = this.opts.detectRuleset ?? this.opts.source === undefined;
-    if (detect) {
-      await this.refreshRuleset();
-      if (!this.opts.localAddrs) await this.refreshAddrs();
-    }
+    if (detect) await this.refreshRuleset(); // addresses come with it
     const source = this.opts.source ?? (await this.nativeSource());
     this.source = source;
     source.setUpdates?.(this.updatesOn); // before start: subscribe with the right groups
@@ -173,6 +180,36 @@ export class Streamer extends EventEmitter implements StreamerLike {
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
     every(this.opts.statsIntervalMs ?? 1000, () => this.tick());
     if (detect) {
+      this.watchChanges(every);
+      every(this.opts.socketsIntervalMs ?? 1000, () => this.refreshSockets());
+    }
+  }
+
+  /** Local sockets from sock_diag (local_port_exhaustion where conntrack does not see them). */
+  private async refreshSockets(): Promise<void> {
+    try {
+      const counts = await readLocalSockets(this.netns);
+      if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
+    } catch (err) {
+      if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  /**
+   * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
+   * tables send no notification: they are re-read every rulesetIntervalMs (60 s) while they
+   * exist. Without notifications (the subscription failed) both are polled.
+   */
+  private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
+    try {
+      this.watch = watchKernelChanges(this.netns, { ruleset: true, addresses: true }, (kind) => {
+        void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
+      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, async () => {
+        if (this.ruleset.current.natRules.some((r) => r.text.startsWith('legacy ')) || this.ruleset.current.unreadable.length) await this.refreshRuleset();
+      });
+    } catch (err) {
+      this.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
       if (!this.opts.localAddrs) every(this.opts.addrsIntervalMs ?? 30_000, () => this.refreshAddrs());
     }
@@ -180,7 +217,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private async nativeSource(): Promise<EventSource> {
     const explicit = this.opts.nflogGroups;
-    const groups = explicit ?? (await nflogGroupsFromRuleset(this.netns).catch(() => [] as number[]));
+    const groups = explicit ?? this.ruleset.current.groups;
     // A variable specifier keeps the addon out of anything that never starts a native streamer.
     const spec = './source/netlink-source.js';
     const mod = (await import(spec)) as typeof import('./source/netlink-source.js');
@@ -224,6 +261,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private onDumpEnd(): void {
+    this.firstDumpEnded = true;
     this.tracker.dumpEnd();
     this.rules.loss.onDumpEnd();
     this.maybeResync();
@@ -257,7 +295,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
       let snap: CounterSnapshot;
       try {
         snap = await this.source.readCounters();
+        this.countersRead = true;
+        this.countersFailing = false;
       } catch (err) {
+        this.countersFailing = true;
         this.fail(err as Error);
         return;
       }
@@ -283,20 +324,27 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private async refreshRuleset(): Promise<void> {
     try {
-      const { changed, info } = await this.ruleset.refresh();
-      if (changed) this.tracker.capacity.setDetected(info.nat);
+      const { changed, info, interfaces } = await this.ruleset.refresh();
+      if (changed) this.tracker.capacity.setRuleset(info);
+      // What could not be read is said (once a minute at most) and marks capacities unknown.
+      if (info.unreadable.length && !this.closed) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${info.unreadable.join('; ')}`));
+      this.applyInterfaces(interfaces);
     } catch (err) {
-      // Capacity falls back to the defaults: say why (fail() repeats a recurring cause once a
-      // minute). A read that was in flight when close() ran has nobody left to tell.
+      // Capacities become unknown: say why (fail() repeats a recurring cause once a minute).
+      // A read that was in flight when close() ran has nobody left to tell.
+      this.tracker.capacity.setUnreadable([`ruleset unreadable: ${(err as Error).message}`]);
       if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
     }
   }
 
+  private applyInterfaces(ifs: Map<string, string[]>): void {
+    if (!this.opts.localAddrs) this.tracker.setLocalAddrs([...ifs.values()].flat());
+    this.tracker.capacity.setInterfaces(ifs);
+  }
+
   private async refreshAddrs(): Promise<void> {
     try {
-      const ifs = await readInterfaces(this.netns);
-      this.tracker.setLocalAddrs([...ifs.values()].flat());
-      this.tracker.capacity.setInterfaces(ifs);
+      this.applyInterfaces(await readInterfaces(this.netns));
     } catch (err) {
       if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading interface addresses: ${(err as Error).message}`, { cause: err }));
     }
@@ -352,6 +400,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return this.last;
   }
 
+  readiness(): Readiness {
+    if (!this.firstDumpEnded || !this.countersRead) return 'starting';
+    return this.countersFailing ? 'degraded' : 'ok';
+  }
+
   totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
     return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
   }
@@ -380,6 +433,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.closed = true;
     for (const t of this.timers) this.clock.clearInterval(t);
     this.timers = [];
+    this.watch?.close();
+    this.watch = null;
     for (const q of this.queues) q.end();
     this.queues.clear();
     const s = this.source;

@@ -77,7 +77,19 @@ export interface NflogKey {
   dstPort: number;
 }
 
-export type AlertKey = PortKey | NflogKey | Record<string, never>;
+/**
+ * An nflog_drop aggregate: one rule's drops to the destinations past the per-destination cap
+ * (their number is the alert's `destinations`, the top ones in its `detail.top`).
+ */
+export interface NflogRuleKey {
+  prefix: string;
+  group: number;
+  proto: null;
+  dstIp: null;
+  dstPort: null;
+}
+
+export type AlertKey = PortKey | NflogKey | NflogRuleKey | Record<string, never>;
 
 export interface Alert {
   type: 'alert';
@@ -92,6 +104,11 @@ export interface Alert {
   utilization: number | null;
   drops: number;
   message: string;
+  /**
+   * nflog_drop aggregate only (key with dstIp/dstPort null): how many destinations the rule
+   * dropped packets to beyond the per-destination alerts.
+   */
+  destinations?: number;
   /** Predicted seconds until the key is exhausted at the current trend (port kinds only). */
   etaSeconds?: number | null;
   /** Kind-specific detail (counter deltas, loss counts, ...). */
@@ -172,6 +189,8 @@ export interface StreamerEvents {
   warning: [string];
 }
 
+export type Readiness = 'starting' | 'ok' | 'degraded';
+
 export interface StreamerLike {
   on<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
   off<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
@@ -192,6 +211,11 @@ export interface StreamerLike {
   retainEvents(): () => void;
   /** The NFLOG groups and whether they are bound (hello, stats, metrics). */
   nflogGroups(): NflogGroupStatus[];
+  /**
+   * For /healthz: 'starting' until the first table dump ended and the counters were read once,
+   * 'degraded' while a source has failed and is being re-opened, else 'ok'.
+   */
+  readiness(): Readiness;
   /** Totals for /metrics. */
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };

@@ -13,6 +13,8 @@ export interface Observation {
   /** Drops attributed to the key since the previous observation (added to the alert's total). */
   dropsDelta: number;
   etaSeconds?: number | null;
+  /** nflog_drop aggregates: distinct destinations (Alert.destinations). */
+  destinations?: number;
   detail?: Record<string, unknown>;
   /** The message, given the alert's drops total and severity. */
   message: (drops: number, severity: Severity) => string;
@@ -129,6 +131,7 @@ export class AlertEngine {
       message: o.message(drops, severity),
     };
     if (o.etaSeconds !== undefined) a.etaSeconds = o.etaSeconds;
+    if (o.destinations !== undefined) a.destinations = o.destinations;
     if (o.detail !== undefined) a.detail = o.detail;
     return a;
   }

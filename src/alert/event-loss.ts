@@ -1,7 +1,10 @@
-// event_loss: any LossReport is critical (state may now be wrong). Conntrack loss is repaired
-// by a table re-dump: the alert resolves at the dumpEnd of a resync during which no further
-// loss arrived (otherwise another resync follows, spaced by minResyncMs). NFLOG loss cannot be
-// repaired (packets are gone): it resolves after lossQuietMs without loss.
+// event_loss: one episode per overload. Any LossReport is critical (state may now be wrong): the
+// first fires the alert, later ones grow its count (re-sent at the engine's rate limit).
+// Conntrack loss is repaired by a table re-dump (another follows, spaced by minResyncMs, when
+// loss arrived during one). The episode resolves only once both hold: no resync is pending or
+// running after the last conntrack loss (the last one ended clean), and lossQuietSeconds passed
+// without any new loss. NFLOG loss cannot be repaired (packets are gone): the quiet period alone
+// ends it. The resolved alert carries the episode's total.
 import type { LossReport } from '../source/types.js';
 import type { Clock } from './clock.js';
 import type { AlertEngine } from './engine.js';
@@ -94,7 +97,7 @@ export class EventLossRule {
     return true;
   }
 
-  /** A dump finished. Resolves if it was our clean resync and no NFLOG loss is recent. */
+  /** A dump finished: a clean resync repairs the state; a dirty one is followed by another. */
   onDumpEnd(): void {
     if (!this.resyncing) return;
     this.resyncing = false;
@@ -103,23 +106,26 @@ export class EventLossRule {
       this.needDump = true;
       return;
     }
-    this.maybeResolve(true);
+    this.maybeResolve();
   }
 
   tick(): void {
-    if (!this.resyncing && !this.needDump) this.maybeResolve(false);
+    this.maybeResolve();
   }
 
-  private maybeResolve(afterDump: boolean): void {
-    if (!this.engine.isFiring('event_loss', KEY)) return;
+  private maybeResolve(): void {
+    if (this.resyncing || this.needDump || !this.engine.isFiring('event_loss', KEY)) return;
+    if (this.clock.now() - this.lastLossMs < this.t.lossQuietSeconds * 1000) return;
     const nflogLoss = lostEvents(this.counts.nflog) > 0;
-    const quiet = this.clock.now() - this.lastLossMs >= this.t.lossQuietMs;
-    // Conntrack-only loss ends with the dump; NFLOG loss needs the quiet period.
-    if (nflogLoss ? !quiet : !afterDump && !quiet) return;
+    const ctLoss = lostEvents(this.counts.conntrack) > 0;
     const detail = this.detail();
+    const quiet = `${this.t.lossQuietSeconds} s`;
     this.engine.resolve('event_loss', KEY, {
       detail,
-      message: (total) => `Event loss is over: ${total} events were lost in all; conntrack state was rebuilt from a table dump${nflogLoss ? ' (lost NFLOG packets cannot be recovered)' : ''}`,
+      message: (total) =>
+        `Event loss is over (none for ${quiet}): ${total} events were lost in this episode` +
+        (ctLoss ? '; conntrack state was rebuilt from a table dump' : '') +
+        (nflogLoss ? `; ${lostEvents(this.counts.nflog)} lost NFLOG packets cannot be recovered` : ''),
     });
     this.counts = { conntrack: zeroLoss(), nflog: zeroLoss() };
   }

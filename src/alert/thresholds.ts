@@ -14,8 +14,11 @@ export interface Thresholds {
   nflogQuietMs: number;
   /** conntrack_drops resolves after this long without unattributed drops. */
   dropsQuietMs: number;
-  /** event_loss for NFLOG (no resync possible) resolves after this long without loss. */
-  lossQuietMs: number;
+  /**
+   * event_loss resolves only after this many seconds without new loss (and, for conntrack
+   * loss, after the resync dump ended): one episode per overload, not one per burst.
+   */
+  lossQuietSeconds: number;
   /** A firing alert whose drops grew is re-sent at most this often. */
   resendMs: number;
   /** Seconds of history behind the occupancy trend (ETA). */
@@ -33,8 +36,10 @@ export interface Thresholds {
   refreshDumpMs: number;
   /** ... but only while the table holds at most this many entries (a dump costs per entry). */
   refreshDumpMaxCount: number;
-  /** Distinct NFLOG keys tracked at once. */
+  /** Distinct NFLOG destinations tracked at once. */
   nflogMaxKeys: number;
+  /** Per-destination nflog_drop alerts firing at once per (group, prefix); past it, one aggregate. */
+  nflogMaxPerRule: number;
 }
 
 export const DEFAULT_THRESHOLDS: Thresholds = {
@@ -46,7 +51,7 @@ export const DEFAULT_THRESHOLDS: Thresholds = {
   tableResolve: 0.85,
   nflogQuietMs: 30_000,
   dropsQuietMs: 30_000,
-  lossQuietMs: 30_000,
+  lossQuietSeconds: 10,
   resendMs: 5_000,
   trendSeconds: 30,
   minResyncMs: 2_000,
@@ -54,12 +59,22 @@ export const DEFAULT_THRESHOLDS: Thresholds = {
   refreshDumpMs: 10_000,
   refreshDumpMaxCount: 200_000,
   nflogMaxKeys: 10_000,
+  nflogMaxPerRule: 20,
 };
 
-export function thresholds(over: Partial<Thresholds> = {}): Thresholds {
-  const t = { ...DEFAULT_THRESHOLDS, ...over };
+const NAMES = Object.keys(DEFAULT_THRESHOLDS) as Array<keyof Thresholds>;
+
+/**
+ * Defaults with `over` applied. Every name must be a known threshold (an own key: `constructor`
+ * is not one) and every value a non-negative number; the first problem is a UsageError.
+ */
+export function thresholds(over: Partial<Thresholds> | Record<string, unknown> = {}): Thresholds {
+  for (const k of Object.keys(over)) {
+    if (!Object.hasOwn(DEFAULT_THRESHOLDS, k)) throw new UsageError(`threshold '${k.slice(0, 64)}' is unknown; valid: ${NAMES.join(', ')}`);
+  }
+  const t = { ...DEFAULT_THRESHOLDS, ...(over as Partial<Thresholds>) };
   for (const [k, v] of Object.entries(t)) {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UsageError(`threshold ${k}: ${String(v)} is not a non-negative number`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UsageError(`threshold ${k}: ${JSON.stringify(v)?.slice(0, 64)} is not a non-negative number`);
   }
   if (!(t.portResolve < t.portWarning && t.portWarning <= t.portCritical)) throw new UsageError('thresholds: need portResolve < portWarning <= portCritical');
   if (!(t.tableResolve < t.tableWarning && t.tableWarning <= t.tableCritical)) throw new UsageError('thresholds: need tableResolve < tableWarning <= tableCritical');

@@ -7,7 +7,13 @@ import { formatReport } from '../doctor/format.js';
 const HELP = `usage: natwatch doctor [--netns NAME|PATH] [--json]
 
 Checks conntrack and NAT settings of a network namespace and prints, per check, a verdict
-(ok, info, warn, fail), the finding, and a command that fixes it.`;
+(ok, info, warn, fail), the finding, and a command that fixes it.
+
+environment:
+  NO_COLOR   no colours in the report
+
+example:
+  natwatch doctor --netns gw`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse({

@@ -6,6 +6,7 @@ import { formatConntrack, formatLoss, formatNflog } from '../source/format.js';
 import { createNetlinkSource } from '../source/netlink-source.js';
 import { nflogGroupsFromRuleset } from '../source/ruleset.js';
 import type { LossReport, SourceHandlers } from '../source/types.js';
+import { onStdoutClosed, untilSignal } from './until-signal.js';
 
 const HELP = `usage: natwatch events [--netns NAME|PATH] [--nflog-group N]... [--json] [--no-dump] [--rcvbuf SIZE]
 
@@ -14,7 +15,12 @@ Prints decoded conntrack events and NFLOG packets, one per line, until interrupt
   --nflog-group N     bind NFLOG group N (repeatable); default: the groups the ruleset logs to
   --json              one JSON event object per line (the WebSocket 'event' shape)
   --no-dump           do not list the existing table first
-  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events`;
+  --rcvbuf SIZE       netlink receive buffer, e.g. 64M (default); small values lose events
+
+environment: none read
+
+example:
+  natwatch events --netns gw --json | head -20`;
 
 const LOSS_INTERVAL_MS = 1000;
 
@@ -45,34 +51,27 @@ export async function run(argv: string[]): Promise<number> {
   // The conntrack -E of this tool prints every event: UPDATEs included.
   const source = createNetlinkSource({ netns, nflogGroups: groups, nflogBestEffort: bestEffort, rcvbufBytes, dump: values['no-dump'] !== true, updates: true });
 
-  return new Promise<number>((resolve, reject) => {
-    let done = false;
-    let pendingLoss: LossReport[] = [];
-    let lossTimer: NodeJS.Timeout | null = null;
-    const flushLoss = () => {
-      lossTimer = null;
-      for (const source of ['conntrack', 'nflog'] as const) {
-        const rs = pendingLoss.filter((r) => r.source === source);
-        if (rs.length === 0) continue;
-        const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
-        process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
-      }
-      pendingLoss = [];
-    };
-    const finish = (code: number, err?: unknown) => {
-      if (done) return;
-      done = true;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      if (lossTimer) clearTimeout(lossTimer);
-      flushLoss();
-      void source.close().then(() => (err ? reject(err) : resolve(code)));
-    };
-    const onSignal = () => finish(0);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    process.stdout.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'EPIPE' ? 0 : 1, err.code === 'EPIPE' ? undefined : err));
-
+  let done = false;
+  let pendingLoss: LossReport[] = [];
+  let lossTimer: NodeJS.Timeout | null = null;
+  const flushLoss = () => {
+    lossTimer = null;
+    for (const source of ['conntrack', 'nflog'] as const) {
+      const rs = pendingLoss.filter((r) => r.source === source);
+      if (rs.length === 0) continue;
+      const sum = (k: 'enobufs' | 'kernelDrops' | 'dropped' | 'seqGap') => rs.reduce((a, r) => a + r[k], 0);
+      process.stderr.write(formatLoss({ source, enobufs: sum('enobufs'), kernelDrops: sum('kernelDrops'), dropped: sum('dropped'), seqGap: sum('seqGap') }) + '\n');
+    }
+    pendingLoss = [];
+  };
+  const cleanup = async () => {
+    done = true;
+    if (lossTimer) clearTimeout(lossTimer);
+    flushLoss();
+    await source.close();
+  };
+  return untilSignal(cleanup, (stop) => {
+    onStdoutClosed(stop);
     const write = (s: string) => {
       if (!done && s.length > 0) process.stdout.write(s);
     };
@@ -106,6 +105,6 @@ export async function run(argv: string[]): Promise<number> {
         process.stderr.write(`natwatch: ${message}\n`);
       },
     };
-    source.start(handlers).catch((err: unknown) => finish(1, err));
+    source.start(handlers).catch((err: unknown) => stop(err as Error));
   });
 }

@@ -27,7 +27,14 @@ const HELP = `usage: natwatch lab [--scenario NAME] [--keep] [--prefix P] [--pro
 Builds client – NAT router – server namespaces (documentation addresses only), makes the
 kernel fail in one classic way, and shows what natwatch reported next to what the kernel did.
 Needs root. table-full lowers the machine-wide nf_conntrack_max for a few seconds and always
-restores it. Exit 0 when every expected alert was seen, 1 otherwise.`;
+restores it. Exit 0 when every expected alert was seen, 1 otherwise.
+
+environment:
+  NATWATCH_LOG_LEVEL  log level of the in-process streamer (default warn)
+  NO_COLOR            no colours in the alert lines
+
+example:
+  sudo natwatch lab --scenario port-exhaustion`;
 
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 

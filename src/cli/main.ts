@@ -11,7 +11,7 @@ commands:
   doctor   checks and tuning advice for conntrack and NAT
   lab      throwaway namespaces that reproduce the classic failures
 
-run 'natwatch <command> --help' for a command's options`;
+run 'natwatch help <command>' (or 'natwatch <command> --help') for a command's options`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -25,9 +25,15 @@ const commands: Record<string, () => Promise<{ run: Command }>> = {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // No command is a usage error: the usage goes where errors go.
+    process.stderr.write(USAGE + '\n');
+    return 2;
+  }
+  if (name === 'help' && rest.length > 0) return main([rest[0]!, '--help']);
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(USAGE + '\n');
-    return name === undefined ? 2 : 0;
+    return 0;
   }
   if (name === '--version' || name === '-V') {
     const { VERSION } = await import('../version.js');

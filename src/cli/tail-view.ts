@@ -19,10 +19,24 @@ const color = {
 type Paint = (s: string) => string;
 const plain: Paint = (s) => s;
 
-function keyText(key: Alert['key']): string {
-  const k = key as Partial<PortKey> & { prefix?: string; group?: number };
-  if (k.prefix !== undefined) return `nflog ${k.group} "${k.prefix.trim()}" ${k.proto ?? ''} → ${endpoint(k.dstIp ?? '?', k.dstPort ?? 0)}`;
-  if (k.dstIp !== undefined) return `${k.proto} ${k.natIp} → ${endpoint(k.dstIp, k.dstPort ?? 0)}`;
+/**
+ * Text from the server (messages, prefixes, host names) with control characters removed: a
+ * server, or an NFLOG prefix an attacker chose, must not move the cursor, retitle the terminal
+ * or hide lines. C0/C1 controls, DEL, and the bidirectional overrides are dropped.
+ */
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+export function printable(v: unknown): string {
+  return String(v ?? '').replace(UNPRINTABLE, '');
+}
+
+function keyText(key: Alert['key'], destinations?: number): string {
+  const k = key as { [F in keyof PortKey]?: PortKey[F] | null } & { prefix?: string; group?: number };
+  if (k.prefix !== undefined) {
+    const dst = k.dstIp === null || k.dstIp === undefined ? `${destinations !== undefined ? Number(destinations) : 'many'} destinations` : endpoint(printable(k.dstIp), Number(k.dstPort ?? 0));
+    return `nflog ${printable(k.group)} "${printable(k.prefix).trim()}" ${printable(k.proto ?? '')} → ${dst}`;
+  }
+  if (k.dstIp !== undefined && k.dstIp !== null) return `${printable(k.proto)} ${printable(k.natIp)} → ${endpoint(printable(k.dstIp), Number(k.dstPort ?? 0))}`;
   return 'host';
 }
 
@@ -44,17 +58,17 @@ export function alertLine(a: Alert, useColor: boolean): string {
   const t = a.ts.slice(11, 19);
   const sev = a.severity === 'critical' ? 'CRIT' : 'WARN';
   const paint: Paint = !useColor ? plain : a.state === 'resolved' ? color.green : a.severity === 'critical' ? color.red : color.yellow;
-  const load = a.used !== null && a.capacity !== null ? ` ${a.used}/${a.capacity}` : '';
-  const drops = a.drops > 0 ? ` drops ${a.drops}` : '';
-  return paint(`${t} ${sev} ${a.state.toUpperCase().padEnd(8)} ${a.kind} ${keyText(a.key)}${load}${drops} — ${a.message}`);
+  const load = a.used !== null && a.capacity !== null ? ` ${Number(a.used)}/${Number(a.capacity)}` : '';
+  const drops = a.drops > 0 ? ` drops ${Number(a.drops)}` : '';
+  return paint(`${printable(t)} ${sev} ${printable(a.state).toUpperCase().padEnd(8)} ${printable(a.kind)} ${keyText(a.key, a.destinations)}${load}${drops} — ${printable(a.message)}`);
 }
 
 export function eventLine(e: WireEvent): string {
   if (e.source === 'conntrack') {
     const nat = e.nat ? ` [${e.nat} ${endpoint(e.reply.dst, e.reply.dport)}]` : '';
-    return `${e.ts.slice(11, 23)} ${e.event.padEnd(7)} ${e.proto} ${endpoint(e.orig.src, e.orig.sport)} → ${endpoint(e.orig.dst, e.orig.dport)}${nat}`;
+    return printable(`${e.ts.slice(11, 23)} ${e.event.padEnd(7)} ${e.proto} ${endpoint(e.orig.src, e.orig.sport)} → ${endpoint(e.orig.dst, e.orig.dport)}${nat}`);
   }
-  return `${e.ts.slice(11, 23)} nflog   ${e.group} "${e.prefix.trim()}" ${e.proto} ${endpoint(e.src, e.sport)} → ${endpoint(e.dst, e.dport)}`;
+  return printable(`${e.ts.slice(11, 23)} nflog   ${e.group} "${e.prefix.trim()}" ${e.proto} ${endpoint(e.src, e.sport)} → ${endpoint(e.dst, e.dport)}`);
 }
 
 export interface ViewState {
@@ -76,7 +90,7 @@ export function renderBlock(st: ViewState, width: number, useColor: boolean): st
   const c = useColor ? color : { red: plain, yellow: plain, green: plain, dim: plain, bold: plain, cyan: plain };
   const lines: string[] = [];
   lines.push(c.dim(fit('─'.repeat(Math.min(width, 100)), width)));
-  lines.push(c.cyan(fit(st.status, width)));
+  lines.push(c.cyan(fit(printable(st.status), width)));
   const s = st.stats;
   if (!s) {
     lines.push(fit('waiting for stats…', width));
@@ -85,7 +99,7 @@ export function renderBlock(st: ViewState, width: number, useColor: boolean): st
   const ct = s.conntrack;
   const frac = ct.max > 0 ? ct.count / ct.max : 0;
   const gauge = `conntrack ${ct.count}/${ct.max} ${bar(frac, 20)} ${(frac * 100).toFixed(1)}%  buckets ${ct.buckets}  new ${s.rates.new}/s  destroy ${s.rates.destroy}/s  drop ${s.rates.drop}/s  insert_failed ${s.counters.insert_failed}`;
-  lines.push((frac >= 0.9 ? c.red : frac >= 0.75 ? c.yellow : plain)(fit(gauge, width)));
+  lines.push((frac >= 0.9 ? c.red : frac >= 0.75 ? c.yellow : plain)(fit(printable(gauge), width)));
   const header = `${'DESTINATION'.padEnd(44)} ${'UTILIZATION'.padEnd(27)} ${'USED/CAP'.padStart(13)} ${'NEW/S'.padStart(7)} ${'DROPS'.padStart(7)} ${'ETA'.padStart(5)}`;
   lines.push(c.bold(fit(header, width)));
   if (s.top.length === 0) lines.push(c.dim(fit('(no NAT destinations yet)', width)));
@@ -103,7 +117,7 @@ function topRow(e: TopEntry, st: ViewState, width: number, c: typeof color): str
     ` ${`${e.used}/${e.capacity}`.padStart(13)} ${e.newPerSec.toFixed(e.newPerSec < 10 ? 1 : 0).padStart(7)}` +
     ` ${String(alert?.drops ?? 0).padStart(7)} ${eta(alert?.etaSeconds).padStart(5)}`;
   const paint = e.utilization >= 0.9 ? c.red : e.utilization >= 0.75 ? c.yellow : plain;
-  return paint(fit(row, width));
+  return paint(fit(printable(row), width));
 }
 
 /** Keeps the block at the bottom of the terminal while lines scroll above it. */

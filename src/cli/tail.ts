@@ -6,8 +6,9 @@ import { UsageError } from '../errors.js';
 import { setupLogging } from '../log.js';
 import type { Alert, ServerMessage, StatsMessage, WireEvent } from '../types.js';
 import { TailClient, type ConnState } from './tail-client.js';
-import { eventLine, TtyView } from './tail-view.js';
+import { eventLine, printable, TtyView } from './tail-view.js';
 import { loadStreamerFactory } from './streamer-loader.js';
+import { onStdoutClosed, untilSignal, type Stop } from './until-signal.js';
 
 const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
 
@@ -15,7 +16,15 @@ const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
   --nflog-group N     NFLOG group to bind in-process (repeatable)
   --type LIST         alert,stats,event,gap (default alert,stats,gap)
   --token T           bearer token for the server (or NATWATCH_TOKEN)
-  --json              one JSON message per line (also when stdout is not a terminal)`;
+  --json              one JSON message per line (also when stdout is not a terminal)
+
+environment:
+  NATWATCH_TOKEN      the token, when --token is not given
+  NATWATCH_LOG_LEVEL  log level (default warn)
+  NO_COLOR            no colours in the terminal view
+
+example:
+  NATWATCH_TOKEN=$(cat ~/.natwatch-token) natwatch tail wss://gw.example:7600 --type alert`;
 
 const TYPES = ['alert', 'stats', 'event', 'gap'];
 
@@ -97,10 +106,10 @@ function ttySink(types: string[]): Sink {
           view.print([eventLine(m)]);
           return;
         case 'gap':
-          view.print([`… ${m.dropped} messages skipped (${m.reason})`]);
+          view.print([`… ${Number(m.dropped)} messages skipped (${printable(m.reason)})`]);
           return;
         case 'hello':
-          view.state.status = `${view.state.status.split(' — ')[0]} — ${m.host}${m.netns ? ` netns ${m.netns}` : ''} (natwatch ${m.version})`;
+          view.state.status = `${view.state.status.split(' — ')[0]} — ${printable(m.host)}${m.netns ? ` netns ${printable(m.netns)}` : ''} (natwatch ${printable(m.version)})`;
           view.refresh();
           return;
       }
@@ -110,31 +119,13 @@ function ttySink(types: string[]): Sink {
       view.refresh();
     },
     warn(text) {
-      view.print([`natwatch: ${text}`]);
+      view.print([`natwatch: ${printable(text)}`]);
     },
     close() {
       process.stdout.off('resize', onResize);
       view.close();
     },
   };
-}
-
-/** Runs until SIGINT/SIGTERM (exit 0) or a fatal error (rejects with it); cleans up once either way. */
-function untilSignal(cleanup: () => Promise<void> | void, fatal?: (fail: (err: Error) => void) => void): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let finished = false;
-    const finish = (err?: Error): void => {
-      if (finished) return;
-      finished = true;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      Promise.resolve(cleanup()).then(() => (err ? reject(err) : resolve(0)), reject);
-    };
-    const onSignal = (): void => finish();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    fatal?.(finish);
-  });
 }
 
 async function followServer(url: string, types: string[], token: string | undefined, out: Sink): Promise<number> {
@@ -147,7 +138,10 @@ async function followServer(url: string, types: string[], token: string | undefi
       client.stop();
       out.close();
     },
-    (fail) => client.on('fatal', fail),
+    (stop) => {
+      client.on('fatal', stop);
+      onStdoutClosed(stop);
+    },
   );
 }
 
@@ -176,8 +170,11 @@ async function runLocal(netns: string | undefined, groups: number[], types: stri
   streamer.on('error', (err) => out.warn(err.message));
   await streamer.start();
   out.state(`in-process ${path ?? 'current namespace'}`);
-  return untilSignal(async () => {
-    await streamer.close();
-    out.close();
-  });
+  return untilSignal(
+    async () => {
+      await streamer.close();
+      out.close();
+    },
+    (stop: Stop) => onStdoutClosed(stop),
+  );
 }

@@ -1,9 +1,9 @@
 // Checks on NAT capacity and on natwatch's own needs: port ranges vs the ephemeral range,
 // SNAT addresses vs the busiest destination, and the netlink receive buffer.
 import { endpoint } from '../endpoint.js';
-import { DEFAULT_NAT_PORTS, portSpan } from '../track/capacity.js';
+import type { Ruleset } from '../source/ruleset.js';
+import { CapacityResolver, DEFAULT_NAT_PORTS, portSpan } from '../track/capacity.js';
 import type { Facts } from './facts.js';
-import type { NatRule, RulesetScan } from './ruleset-scan.js';
 import type { CheckResult } from './types.js';
 
 /** natwatch's netlink receive buffer (set with SO_RCVBUFFORCE). */
@@ -16,8 +16,8 @@ function localRange(f: Facts): [number, number] | null {
   return m ? [Number(m[1]), Number(m[2])] : null;
 }
 
-/** Rules that may rewrite the source (an iptables-nft xt target is not told apart here). */
-const sourceNat = (r: RulesetScan): NatRule[] => r.natRules.filter((n) => n.kind === 'masquerade' || n.kind === 'snat' || n.kind === 'xt');
+/** Rules that rewrite the source. */
+const sourceNat = (r: Ruleset): Ruleset['natRules'] => r.natRules.filter((n) => n.kind === 'masquerade' || n.kind === 'snat');
 
 export function natPortRange(f: Facts): CheckResult {
   const id = 'nat-port-range';
@@ -47,15 +47,19 @@ export function snatCapacity(f: Facts): CheckResult {
   const src = sourceNat(f.ruleset);
   const top = f.table.busiest[0];
   if (!top) return { id, verdict: src.length ? 'ok' : 'info', finding: 'no source-NATed flows in the table', fix: null };
-  const withRange = src.find((r) => r.ports !== null);
-  const range = withRange?.ports ?? DEFAULT_NAT_PORTS;
-  const perAddr = portSpan(range);
-  const addresses = Math.max(1, ...src.map((r) => r.addresses));
+  // The same resolver serve's tracker uses: the rule that produced this NAT address decides.
+  const resolver = new CapacityResolver();
+  resolver.setRuleset(f.ruleset);
+  resolver.setInterfaces(f.interfaces);
+  const cap = resolver.nat(top.proto, top.natIp, top.dstIp, top.dstPort);
+  const perAddr = cap.capacity;
+  const addresses = cap.addrs;
   const u = top.flows / perAddr;
   const dst = endpoint(top.dstIp, top.dstPort);
+  const source = cap.source === 'ruleset' && cap.reason === null ? '' : `; capacity source ${cap.source}${cap.reason ? ` (${cap.reason})` : ''}`;
   const finding =
     `busiest destination ${top.proto} ${dst}: ${top.flows} flows through NAT address ${top.natIp}, capacity ${perAddr} ports per address ` +
-    `(${(u * 100).toFixed(0)}%) × ${addresses} address(es); each internal source is pinned to one NAT address, so one can run out while others idle`;
+    `(${(u * 100).toFixed(0)}%) × ${addresses} address(es); each internal source is pinned to one NAT address, so one can run out while others idle${source}`;
   const fix = `widen the rule's range (e.g. 'masquerade to :1024-65535') or add SNAT addresses ('snat to A-B'), then: ${f.inNs}nft list ruleset`;
   if (u >= 1) return { id, verdict: 'fail', finding, fix };
   if (u >= 0.75) return { id, verdict: 'warn', finding, fix };

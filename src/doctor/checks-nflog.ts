@@ -1,8 +1,7 @@
-// The `nflog-groups` check: the NFLOG groups the ruleset logs to, and who reads each one.
-// The kernel lists bound groups per namespace in /proc/net/netfilter/nfnetlink_log (group and
-// the holder's netlink port id); /proc/net/netlink maps the port id to a socket inode, and the
-// process with that inode among its fds is the holder. natwatch takes ruleset groups best
-// effort: one another program holds is retried every 30 s (serve --nflog-retry).
+// The `nflog-groups` check: the NFLOG groups the ruleset logs to, and who reads each one
+// (facts.ts: the namespace's nfnetlink_log and netlink tables, then the process owning the
+// socket). natwatch takes ruleset groups best effort: one another program holds is retried
+// every 30 s (serve --nflog-retry).
 import type { CheckResult } from './types.js';
 
 export interface NflogHolder {
@@ -16,27 +15,6 @@ export interface NflogFacts {
   groups: number[];
   /** Bound groups → holder (null: bound, holder not found). */
   holders: Map<number, NflogHolder | null>;
-}
-
-/** /proc/net/netfilter/nfnetlink_log → group → holder port id. */
-export function parseNfnetlinkLog(text: string): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const line of text.split('\n')) {
-    const c = line.trim().split(/\s+/);
-    if (c.length >= 2 && /^\d+$/.test(c[0]!) && /^\d+$/.test(c[1]!)) out.set(Number(c[0]), Number(c[1]));
-  }
-  return out;
-}
-
-/** /proc/net/netlink → NETLINK_NETFILTER (12) port id → socket inode. */
-export function parseNetlinkInodes(text: string): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const line of text.split('\n').slice(1)) {
-    // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-    const c = line.trim().split(/\s+/);
-    if (c.length >= 10 && c[1] === '12') out.set(Number(c[2]), Number(c[9]));
-  }
-  return out;
 }
 
 export function nflogGroups(nflog: NflogFacts | undefined): CheckResult {

@@ -1,14 +1,15 @@
-// Everything the checks look at, gathered once. Sysctls under /proc/sys/net are per network
-// namespace: read from the host they show the host's, so for --netns they are read through
-// `nsenter --net=PATH` (one shell, every file). The ruleset and the table dump come from the
-// same namespace. Missing tools or files become nulls that checks report, never crashes.
-import { execFile } from 'node:child_process';
+// Everything the checks look at, gathered once and read straight from the kernel: sysctls
+// (per network namespace, so read inside it by the addon's helper thread), the ruleset and
+// interface addresses (netlink, the same model serve uses), and the conntrack table (natwatch's
+// own dump). No external program runs. Facts that cannot be read become nulls or notes that the
+// checks report, never crashes.
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { NatwatchError } from '../errors.js';
-import { parseConntrackList, type CtSummary } from './conntrack-list.js';
-import { scanIptablesSave, scanRuleset, type RulesetScan } from './ruleset-scan.js';
-import { parseNetlinkInodes, parseNfnetlinkLog, type NflogFacts, type NflogHolder } from './checks-nflog.js';
-import { RulesetWatcher } from '../source/ruleset.js';
+import type { KernelFacts } from '../source/facts-codec.js';
+import { buildRuleset, interfacesOf, readKernelFacts, type Ruleset } from '../source/ruleset.js';
+import { dumpTable, type CtSummary } from './conntrack-dump.js';
+import { readNflogBindings, type NflogBindings } from '../source/nflog-bindings.js';
+import type { NflogFacts, NflogHolder } from './checks-nflog.js';
 
 const SYSCTLS = [
   'net/netfilter/nf_conntrack_count',
@@ -18,13 +19,11 @@ const SYSCTLS = [
   'net/netfilter/nf_conntrack_tcp_timeout_time_wait',
   'net/netfilter/nf_conntrack_tcp_timeout_established',
   'net/ipv4/ip_local_port_range',
+  'net/ipv4/ip_local_reserved_ports',
   'net/ipv4/ip_forward',
   'net/core/rmem_max',
 ] as const;
 export type SysctlName = (typeof SYSCTLS)[number];
-
-/** Dumping a table larger than this just for advice costs more than it tells. */
-const DUMP_LIMIT = 200_000;
 
 export interface Facts {
   /** Namespace path, null = the current one. */
@@ -34,28 +33,27 @@ export interface Facts {
   sysctl: Partial<Record<SysctlName, string>>;
   /** /sys/module/nf_conntrack/parameters/hashsize (host-wide), null if unreadable. */
   hashsize: number | null;
-  /** null when `nft` is missing or failed (reason in rulesetError). */
-  ruleset: RulesetScan | null;
+  /** null when the ruleset could not be read at all (reason in rulesetError). */
+  ruleset: Ruleset | null;
+  /** Why the ruleset (or part of it: Ruleset.unreadable) could not be read. */
   rulesetError: string | null;
-  /** null when not dumped (tool missing, table too large, conntrack off). */
+  /** Interface name → addresses (masquerade takes the outgoing interface's). */
+  interfaces: Map<string, string[]>;
   table: CtSummary | null;
   tableNote: string | null;
   /** NFLOG groups the ruleset logs to and who holds them; absent when unreadable. */
   nflog?: NflogFacts;
 }
 
-export interface Exec {
-  (cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+/** Where the facts come from; tests inject their own. */
+export interface FactReaders {
+  kernel(netns: string | null, what: { nft: boolean; legacy: boolean; rtnl: boolean; sysctls: string[] }): Promise<KernelFacts>;
+  dumpTable(netns: string | null): Promise<CtSummary>;
+  /** Bound NFLOG groups and netlink sockets in the namespace; without it, nflog is absent. */
+  nflogBindings?(netns: string | null): Promise<NflogBindings>;
 }
 
-const execTool: Exec = (cmd, args) =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 15_000, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
-      const code = !e ? 0 : typeof e.code === 'number' ? e.code : e.code === 'ENOENT' ? 127 : 1;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (e && !stderr ? String(e.message) : '') });
-    });
-  });
+const kernelReaders: FactReaders = { kernel: readKernelFacts, dumpTable, nflogBindings: async (netns) => readNflogBindings(netns) };
 
 /** A one-line error for a namespace path that is missing or that we may not look at. */
 export function checkNetns(path: string): void {
@@ -75,82 +73,56 @@ function fixPrefix(netns: string | null): string {
   return m ? `ip netns exec ${m[1]} ` : `nsenter --net=${netns} `;
 }
 
-function inNamespace(netns: string | null, cmd: string, args: string[]): [string, string[]] {
-  return netns === null ? [cmd, args] : ['nsenter', [`--net=${netns}`, '--', cmd, ...args]];
-}
-
-export async function gatherFacts(netns: string | null, exec: Exec = execTool): Promise<Facts> {
+export async function gatherFacts(netns: string | null, readers: FactReaders = kernelReaders): Promise<Facts> {
   if (netns !== null) checkNetns(netns);
-  const sysctl = await readSysctls(netns, exec);
+  const k = await readers.kernel(netns, { nft: true, legacy: true, rtnl: true, sysctls: [...SYSCTLS] });
+  const sysctl: Partial<Record<SysctlName, string>> = {};
+  for (const name of SYSCTLS) {
+    const v = k.sysctls.get(name);
+    if (v !== undefined && v !== '') sysctl[name] = v;
+  }
   // net.core.rmem_max is global (registered in the initial namespace only): read the host's.
   if (sysctl['net/core/rmem_max'] === undefined) sysctl['net/core/rmem_max'] = readOr('/proc/sys/net/core/rmem_max');
 
-  let ruleset: RulesetScan | null = null;
-  let rulesetError: string | null = null;
-  const [nftCmd, nftArgs] = inNamespace(netns, 'nft', ['list', 'ruleset']);
-  const nft = await exec(nftCmd, nftArgs);
-  if (nft.code === 0) ruleset = scanRuleset(nft.stdout);
-  else rulesetError = nft.code === 127 ? 'nft is not installed' : nft.stderr.trim().split('\n')[0] ?? `nft exit ${nft.code}`;
-  // Legacy iptables rules are invisible to nft; look only if their tables exist here, so that
-  // reading them does not load the x_tables modules as a side effect.
-  const [catCmd, catArgs] = inNamespace(netns, 'cat', ['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names']);
-  const names = await exec(catCmd, catArgs);
-  if (names.stdout.trim() !== '') {
-    for (const tool of ['iptables-legacy-save', 'ip6tables-legacy-save']) {
-      const [cmd, args] = inNamespace(netns, tool, []);
-      const r = await exec(cmd, args);
-      if (r.code === 0) ruleset = scanIptablesSave(r.stdout, ruleset ?? { natRules: [], ctRules: [], natChains: 0, ruleCount: 0 });
-    }
-    if (ruleset && rulesetError) rulesetError = null;
-  }
+  const built = buildRuleset(k);
+  const nftFailed = k.errors.some((e) => e.section === 'nft');
+  const ruleset = nftFailed && built.ruleCount === 0 ? null : built;
+  const rulesetError = built.unreadable.length ? built.unreadable.join('; ') : null;
 
   let table: CtSummary | null = null;
   let tableNote: string | null = null;
   const count = Number(sysctl['net/netfilter/nf_conntrack_count'] ?? NaN);
   if (!Number.isFinite(count)) tableNote = 'conntrack is not available in this namespace';
-  else if (count > DUMP_LIMIT) tableNote = `table holds ${count} entries: not dumped (over ${DUMP_LIMIT}); 'natwatch serve' and /v1/top track it live`;
-  else if (count > 0) {
-    // conntrack -L lists one family at a time (IPv4 by default).
-    let text = '';
-    for (const family of ['ipv4', 'ipv6']) {
-      const [cmd, args] = inNamespace(netns, 'conntrack', ['-L', '-f', family]);
-      const r = await exec(cmd, args);
-      if (r.code === 0) text += r.stdout;
-      else if (tableNote === null) tableNote = r.code === 127 ? 'conntrack (conntrack-tools) is not installed' : `conntrack -L failed: ${r.stderr.trim().split('\n')[0]}`;
+  else {
+    try {
+      table = await readers.dumpTable(netns);
+    } catch (err) {
+      tableNote = `table not dumped: ${(err as Error).message}`;
     }
-    if (tableNote === null) table = parseConntrackList(text);
-  } else table = parseConntrackList('');
+  }
 
   const hs = Number(readOr('/sys/module/nf_conntrack/parameters/hashsize') ?? NaN);
-  const nflog = await readNflog(netns, exec);
-  return { netns, inNs: fixPrefix(netns), sysctl, hashsize: Number.isFinite(hs) ? hs : null, ruleset, rulesetError, table, tableNote, ...(nflog ? { nflog } : {}) };
+  const nflog = ruleset ? await nflogFacts(netns, ruleset.groups, readers) : undefined;
+  return { netns, inNs: fixPrefix(netns), sysctl, hashsize: Number.isFinite(hs) ? hs : null, ruleset, rulesetError, interfaces: interfacesOf(k), table, tableNote, ...(nflog ? { nflog } : {}) };
 }
 
-/** The ruleset's NFLOG groups (serve's own ruleset reader) and the process holding each. */
-async function readNflog(netns: string | null, exec: Exec): Promise<NflogFacts | undefined> {
-  const run = async (cmd: string, args: string[]): Promise<string> => {
-    const [c, a] = inNamespace(netns, cmd, args);
-    const r = await exec(c, a);
-    if (r.code !== 0) throw Object.assign(new Error(r.stderr.trim() || `${cmd} exit ${r.code}`), { enoent: r.code === 127 });
-    return r.stdout;
-  };
-  let groups: number[];
+/** The ruleset's NFLOG groups and the process holding each (bound group → port id → inode → fd). */
+async function nflogFacts(netns: string | null, groups: number[], readers: FactReaders): Promise<NflogFacts | undefined> {
+  const holders = new Map<number, NflogHolder | null>();
+  if (groups.length === 0) return { groups, holders };
+  if (!readers.nflogBindings) return undefined;
+  let b: NflogBindings;
   try {
-    groups = (await new RulesetWatcher(netns, run).refresh()).info.groups;
+    b = await readers.nflogBindings(netns);
   } catch {
     return undefined;
   }
-  const holders = new Map<number, NflogHolder | null>();
-  if (groups.length === 0) return { groups, holders };
-  // No file: nfnetlink_log is not loaded, so nothing is bound.
-  const bound = parseNfnetlinkLog(await run('cat', ['/proc/net/netfilter/nfnetlink_log']).catch(() => ''));
-  const inodes = parseNetlinkInodes(await run('cat', ['/proc/net/netlink']).catch(() => ''));
   const wanted = new Map<number, number>(); // inode → group
   for (const g of groups) {
-    const port = bound.get(g);
+    const port = b.groups.get(g);
     if (port === undefined) continue;
     holders.set(g, null);
-    const inode = inodes.get(port);
+    const inode = b.inodes.get(port);
     if (inode !== undefined) wanted.set(inode, g);
   }
   if (wanted.size > 0) {
@@ -197,31 +169,4 @@ function readOr(path: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function readSysctls(netns: string | null, exec: Exec): Promise<Partial<Record<SysctlName, string>>> {
-  const out: Partial<Record<SysctlName, string>> = {};
-  if (netns === null) {
-    for (const name of SYSCTLS) {
-      const v = readOr(`/proc/sys/${name}`);
-      if (v !== undefined) out[name] = v;
-    }
-    return out;
-  }
-  // One nsenter for all files; a missing file prints nothing after the '='.
-  const script = `for f in ${SYSCTLS.join(' ')}; do printf '%s=' "$f"; tr '\\t\\n' '  ' < "/proc/sys/$f" 2>/dev/null; echo; done`;
-  const r = await exec('nsenter', [`--net=${netns}`, '--', 'sh', '-c', script]);
-  if (r.code !== 0) {
-    const why = r.stderr.trim().split('\n')[0] ?? '';
-    if (r.code === 127) throw new NatwatchError('ERUNTIME', 'nsenter (util-linux) is needed to read a namespace\'s sysctls');
-    if (/permission|not permitted/i.test(why)) throw new NatwatchError('EPERM', `need root to enter ${netns} (${why})`);
-    throw new NatwatchError('ENETNS', `cannot enter ${netns}: ${why}`);
-  }
-  for (const line of r.stdout.split('\n')) {
-    const i = line.indexOf('=');
-    if (i < 0) continue;
-    const v = line.slice(i + 1).trim();
-    if (v !== '') out[line.slice(0, i) as SysctlName] = v.replace(/\s+/g, ' ');
-  }
-  return out;
 }

@@ -11,7 +11,7 @@ import { deltas, formatDeltas, reapWhile, snapshot } from './scenarios/kernel.js
 import { matchesKey, type Expectation, type Load, type OccupancyCheck, type Scenario } from './scenarios/types.js';
 
 /** Lab runs want recovery in seconds, not the production quiet windows (src/alert/thresholds.ts). */
-export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietMs: 3_000, dropsQuietMs: 3_000, minResyncMs: 500 };
+export const LAB_THRESHOLDS = { nflogQuietMs: 3_000, lossQuietSeconds: 3, dropsQuietMs: 3_000, minResyncMs: 500 };
 
 /** What watches the router namespace: the in-process streamer, or a test's `serve` client. */
 export interface LabWatcher {
@@ -227,14 +227,18 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
       const last = resolved ?? firing;
       const k = sc.kernelDrops ? await sc.kernelDrops(l, before) : null;
       const kernelSide = k ? `kernel: ${k.what} = ${k.n}` : `kernel counters: ${formatDeltas(deltas(before, await snapshot(l, l.router)))}`;
-      // A burst can fire and resolve several times (event_loss): each resolved alert closes
-      // one episode with its own drop count, so natwatch's side is their sum.
+      // Each resolved alert closes one episode with its own drop count: natwatch's side is
+      // their sum (a scenario may require exactly one: event_loss under one overload).
       const episodes = w.alerts.filter((a) => a.kind === e.kind && matchesKey(e.key, a.key) && a.state === 'resolved');
       const drops = episodes.length > 0 ? episodes.reduce((n, a) => n + a.drops, 0) : last.drops;
       const across = episodes.length > 1 ? ` (${episodes.length} episodes)` : '';
       say('compare', `${kernelSide}; natwatch: ${last.kind} drops = ${drops}${across}`);
       const when = e.resolves === 'after-release' ? 'after the client closed' : 'after it fired, the load still on';
+      // Records natwatch dropped in its own queue were delivered by the kernel: not in its count.
+      const inQueue = episodes.reduce((n, a) => n + Number((a.detail as { conntrack?: { dropped?: number } } | undefined)?.conntrack?.dropped ?? 0), 0);
       if (!resolved) result = { ok: false, reason: `${describeAlert(firing)} fired but no resolved followed within ${waitMs} ms` };
+      else if (e.oneEpisode && episodes.length !== 1) result = { ok: false, reason: `${episodes.length} ${e.kind} episodes for one overload, expected exactly one` };
+      else if (e.oneEpisode && k && drops - inQueue !== k.n) result = { ok: false, reason: `natwatch counted ${drops - inQueue} (+${inQueue} in its queue), the kernel ${k.n}` };
       else if (occ && !occ.ok) result = { ok: false, reason: `occupancy mismatch: ${occ.line}` };
       else result = { ok: true, reason: `natwatch raised ${describeAlert(firing)}, resolved ${((Date.parse(resolved.ts) - since) / 1000).toFixed(1)} s ${when}` };
     }

@@ -7,7 +7,12 @@ import { encodeControl, type EncodedFrame, type FrameCache } from './encode.js';
 
 /** RFC 6455 close codes used here. */
 export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_POLICY_VIOLATION = 1008;
 export const CLOSE_TRY_AGAIN_LATER = 1013;
+
+/** `since` replays a client may ask for in a burst, and how often one more is allowed. */
+export const REPLAY_BURST = 2;
+export const REPLAY_REFILL_MS = 5000;
 
 export interface BackpressureLimits {
   /** bufferedAmount above which events/stats are skipped. */
@@ -24,6 +29,9 @@ export class StreamClient {
   sent = 0;
   alive = true;
   closed = false;
+  /** Replay tokens left (REPLAY_BURST at most, one back every REPLAY_REFILL_MS). */
+  private replayTokens = REPLAY_BURST;
+  private replayRefilledMs = Date.now();
 
   constructor(
     readonly id: number,
@@ -31,7 +39,27 @@ export class StreamClient {
     public sub: Subscription,
     private readonly limits: BackpressureLimits,
     private readonly onSlow: (c: StreamClient) => void,
+    /** Digest of the token it connected with (a token change closes it unless it matches). */
+    readonly auth: Buffer | null = null,
+    readonly remote = '',
   ) {}
+
+  /** Takes a replay token; returns the ms to wait instead when none is left. */
+  takeReplay(now = Date.now()): number {
+    const earned = Math.floor((now - this.replayRefilledMs) / REPLAY_REFILL_MS);
+    if (earned > 0) {
+      this.replayTokens = Math.min(REPLAY_BURST, this.replayTokens + earned);
+      this.replayRefilledMs = this.replayTokens === REPLAY_BURST ? now : this.replayRefilledMs + earned * REPLAY_REFILL_MS;
+    }
+    if (this.replayTokens === 0) return REPLAY_REFILL_MS - (now - this.replayRefilledMs);
+    this.replayTokens--;
+    return 0;
+  }
+
+  /** Over the hard limit: nothing more may be queued for it. */
+  get overHardLimit(): boolean {
+    return this.ws.bufferedAmount > this.limits.hardLimit;
+  }
 
   private send(frame: EncodedFrame): void {
     this.sent++;
@@ -41,7 +69,7 @@ export class StreamClient {
   sendControl(msg: object): void {
     if (this.closed) return;
     // A client that keeps sending but never reads must not grow our memory with the replies.
-    if (this.ws.bufferedAmount > this.limits.hardLimit) {
+    if (this.overHardLimit) {
       this.onSlow(this);
       return;
     }
@@ -62,7 +90,7 @@ export class StreamClient {
     const f = this.sub.filter;
     if (b.type === 'alert') {
       if (!alertMatches(f, b.msg)) return;
-      if (this.ws.bufferedAmount > this.limits.hardLimit) {
+      if (this.overHardLimit) {
         this.onSlow(this);
         return;
       }
@@ -83,14 +111,29 @@ export class StreamClient {
     this.send(frames.get(this.sub.format));
   }
 
-  /** Alerts replayed for `since`, already filtered by the caller. */
-  deliverReplay(frames: FrameCache): void {
-    if (!this.closed) this.send(frames.get(this.sub.format));
+  /** Alerts replayed for `since`, already filtered by the caller; false once over the hard limit. */
+  deliverReplay(frames: FrameCache): boolean {
+    if (this.closed) return false;
+    if (this.overHardLimit) {
+      this.onSlow(this);
+      return false;
+    }
+    this.send(frames.get(this.sub.format));
+    return true;
   }
 
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.ws.close(code, reason);
+  }
+
+  /**
+   * Over the hard limit: a 1013 close frame is attempted, and the socket destroyed at once so
+   * the megabytes it never read stop holding memory (it usually sees the connection drop).
+   */
+  terminate(code: number, reason: string): void {
+    this.close(code, reason);
+    this.ws.terminate();
   }
 }

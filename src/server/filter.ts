@@ -52,38 +52,72 @@ export function parseSubscription(fields: SubscriptionFields, base?: Subscriptio
   let format: StreamFormat = base?.format ?? 'json';
   let since: number | null = null;
 
-  if (fields.format !== undefined) {
-    const f = String(fields.format);
-    if (!(FORMATS as readonly string[]).includes(f)) throw new FilterError(`format: '${f}' is not one of ${FORMATS.join(', ')}`);
-    format = f as StreamFormat;
+  // Every value is checked by type before use: a subscribe message is arbitrary JSON, and
+  // String() of `{"toString":1}` throws.
+  const format_ = text(fields, 'format') ?? undefined;
+  if (format_ !== undefined) {
+    if (!(FORMATS as readonly string[]).includes(format_)) throw new FilterError(`format: '${shown(format_)}' is not one of ${FORMATS.join(', ')}`);
+    format = format_ as StreamFormat;
   }
-  if (fields.types !== undefined) filter.types = parseTypes(fields.types);
-  if (fields.severity !== undefined && fields.severity !== null) {
-    const s = String(fields.severity);
+  if (own(fields, 'types')) filter.types = parseTypes(fields.types);
+  const s = text(fields, 'severity', true);
+  if (s !== undefined && s !== null) {
     if (s === '' || s === 'all') filter.severity = null;
     else if (s === 'warning' || s === 'critical') filter.severity = s;
-    else throw new FilterError(`severity: '${s}' is not warning or critical`);
+    else throw new FilterError(`severity: '${shown(s)}' is not warning or critical`);
   }
-  if (fields.dst !== undefined) {
-    const d = parseDst(fields.dst === null ? '' : String(fields.dst));
+  const dst = text(fields, 'dst', true);
+  if (dst !== undefined) {
+    const d = parseDst(dst ?? '');
     filter.dstIp = d.ip;
     filter.dstPort = d.port;
   }
-  if (fields.since !== undefined && fields.since !== null) {
-    const raw = String(fields.since);
-    if (!/^\d{1,15}$/.test(raw)) throw new FilterError(`since: '${raw}' is not a sequence number`);
-    since = Number(raw);
+  if (own(fields, 'since') && fields.since !== null) {
+    const v = fields.since;
+    if (typeof v === 'number') {
+      if (!Number.isSafeInteger(v) || v < 0) throw new FilterError(`since: ${shown(String(v))} is not a sequence number`);
+      since = v;
+    } else if (typeof v === 'string') {
+      if (!/^\d{1,15}$/.test(v)) throw new FilterError(`since: '${shown(v)}' is not a sequence number`);
+      since = Number(v);
+    } else throw new FilterError(`since: expected a number, got ${typeName(v)}`);
   }
   return { filter, format, since };
 }
 
+function own(fields: SubscriptionFields, k: string): boolean {
+  return Object.prototype.hasOwnProperty.call(fields, k) && fields[k] !== undefined;
+}
+
+/** A string field (or null when `nullable`); undefined when absent; anything else is refused. */
+function text(fields: SubscriptionFields, k: string, nullable = false): string | null | undefined {
+  if (!own(fields, k)) return undefined;
+  const v = fields[k];
+  if (typeof v === 'string') return v;
+  if (v === null && nullable) return null;
+  throw new FilterError(`${k}: expected a string, got ${typeName(v)}`);
+}
+
+function typeName(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** Client-supplied text echoed in an error: bounded, so a 60 KiB value is not sent back. */
+function shown(s: string): string {
+  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+}
+
 function parseTypes(v: unknown): Set<StreamType> {
-  const list = Array.isArray(v) ? v.map(String) : String(v).split(',');
+  let list: string[];
+  if (typeof v === 'string') list = v.split(',');
+  else if (Array.isArray(v) && v.every((t) => typeof t === 'string')) list = v as string[];
+  else throw new FilterError(`types: expected a comma-separated string or a list of strings, got ${typeName(v)}`);
+  if (list.length > TYPES.length * 4) throw new FilterError(`types: too many entries (${list.length})`);
   const out = new Set<StreamType>();
   for (const raw of list) {
     const t = raw.trim();
     if (t === '') continue;
-    if (!(TYPES as readonly string[]).includes(t)) throw new FilterError(`types: '${t}' is not one of ${TYPES.join(', ')}`);
+    if (!(TYPES as readonly string[]).includes(t)) throw new FilterError(`types: '${shown(t)}' is not one of ${TYPES.join(', ')}`);
     out.add(t as StreamType);
   }
   if (out.size === 0) throw new FilterError('types: empty list');
@@ -106,8 +140,8 @@ export function parseDst(raw: string): { ip: string | null; port: number | null 
       port = raw.slice(i + 1);
     }
   }
-  if (isIP(ip) === 0) throw new FilterError(`dst: '${raw}' is not IP or IP:PORT`);
-  if (port !== null && (!/^\d{1,5}$/.test(port) || Number(port) > 65535)) throw new FilterError(`dst: '${raw}' has a bad port`);
+  if (isIP(ip) === 0) throw new FilterError(`dst: '${shown(raw)}' is not IP or IP:PORT`);
+  if (port !== null && (!/^\d{1,5}$/.test(port) || Number(port) > 65535)) throw new FilterError(`dst: '${shown(raw)}' has a bad port`);
   return { ip: normalizeIp(ip), port: port === null ? null : Number(port) };
 }
 
@@ -121,17 +155,18 @@ function normalizeIp(ip: string): string {
   }
 }
 
-function dstMatches(f: StreamFilter, ip: string | undefined, port: number | undefined): boolean {
+function dstMatches(f: StreamFilter, ip: string | null | undefined, port: number | null | undefined): boolean {
   if (f.dstIp === null) return true;
-  // Host-wide alerts (table full, event loss) carry no destination; they concern every one.
-  if (ip === undefined) return true;
+  // Host-wide alerts (table full, event loss) carry no destination, and an nflog aggregate a
+  // null one: they concern every destination, the filtered one too.
+  if (ip === undefined || ip === null) return true;
   return ip === f.dstIp && (f.dstPort === null || port === f.dstPort);
 }
 
 export function alertMatches(f: StreamFilter, a: Alert): boolean {
   if (!f.types.has('alert')) return false;
   if (f.severity !== null && SEVERITY_RANK[a.severity] < SEVERITY_RANK[f.severity]) return false;
-  const key = a.key as { dstIp?: string; dstPort?: number };
+  const key = a.key as { dstIp?: string | null; dstPort?: number | null };
   return dstMatches(f, key.dstIp, key.dstPort);
 }
 

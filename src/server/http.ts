@@ -1,16 +1,15 @@
-// HTTP endpoints sharing the stream's port: /healthz (no auth: for probes), /metrics,
-// /v1/alerts, /v1/top. Anything else is left to the caller (404 when standalone).
+// HTTP endpoints sharing the stream's port: /healthz (no token: for probes; it says only
+// starting/ok/degraded), /metrics, /v1/alerts, /v1/top. Anything else is left to the caller
+// (404 when standalone). The Host check (DNS rebinding) comes before every route.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { StreamerLike } from '../types.js';
-import { VERSION } from '../version.js';
-import type { TokenCheck } from './auth.js';
+import type { AccessPolicy } from './auth.js';
 
 export interface HttpContext {
   streamer: StreamerLike;
   registry: Registry;
-  token: TokenCheck;
-  clientCount(): number;
+  access: AccessPolicy;
 }
 
 const ROUTES = new Set(['/healthz', '/metrics', '/v1/alerts', '/v1/top']);
@@ -37,26 +36,24 @@ export function requestUrl(req: IncomingMessage): URL | null {
 export function handleHttp(ctx: HttpContext, req: IncomingMessage, res: ServerResponse): boolean {
   const url = requestUrl(req);
   if (url === null || !ROUTES.has(url.pathname)) return false;
+  const refused = ctx.access.hostRefusal(req);
+  if (refused !== null) {
+    sendJson(res, 403, { error: refused });
+    return true;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     sendJson(res, 405, { error: 'method not allowed' });
     return true;
   }
   if (url.pathname === '/healthz') {
-    const st = ctx.streamer.lastStats();
-    const lastStatsAgeMs = st ? Date.now() - Date.parse(st.ts) : null;
-    sendJson(res, 200, {
-      status: st === null || (lastStatsAgeMs !== null && lastStatsAgeMs > 10_000) ? 'starting' : 'ok',
-      version: VERSION,
-      netns: ctx.streamer.netns,
-      startedAt: ctx.streamer.startedAt,
-      seq: ctx.streamer.seq,
-      clients: ctx.clientCount(),
-      lastStatsAgeMs,
-    });
+    // Liveness is "it answers"; readiness is the status code. Nothing else is said here: the
+    // route needs no token, so versions, namespaces and counts stay behind it.
+    const status = ctx.streamer.readiness();
+    sendJson(res, status === 'ok' ? 200 : 503, { status });
     return true;
   }
-  if (!ctx.token.allows(req, url)) {
+  if (!ctx.access.token.allows(req, url)) {
     res.setHeader('www-authenticate', 'Bearer');
     sendJson(res, 401, { error: 'missing or wrong token' });
     return true;

@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client';
 import type { StreamerLike } from '../types.js';
 import { NatwatchError, UsageError } from '../errors.js';
 import { logger, type Logger } from '../log.js';
-import { isLoopback, TokenCheck } from './auth.js';
+import { AccessPolicy, isLoopback, TokenCheck } from './auth.js';
 import { handleHttp, sendJson } from './http.js';
 import { createMetrics } from './metrics.js';
 import { StreamHub } from './stream.js';
@@ -30,6 +30,14 @@ export interface AttachOptions {
   hardLimit?: number;
   /** Ping interval; a client that has not answered the previous ping is dropped (default 15 s). */
   heartbeatMs?: number;
+  /** Stream clients at most (default 64); past it an upgrade gets 503. */
+  maxClients?: number;
+  /** Stream clients per remote address at most (default 16); past it an upgrade gets 503. */
+  maxClientsPerAddress?: number;
+  /** Browser origins allowed to open the stream; none by default (an upgrade with another Origin gets 403). */
+  allowOrigins?: readonly string[];
+  /** Without a token, Host names accepted besides loopback literals and `localhost` (others get 403). */
+  allowHosts?: readonly string[];
   logger?: Logger;
 }
 
@@ -49,7 +57,10 @@ export interface NatwatchServer {
   readonly clientCount: number;
   /** Per-client counters: messages sent, skipped (gap), bytes waiting in the send buffer. */
   clients(): ClientInfo[];
-  /** Replace the token (null disables auth); existing clients stay connected. */
+  /**
+   * Replace the token (null disables auth). Clients that authenticated with another token are
+   * closed with 1008; the others stay connected.
+   */
   setToken(token: string | null): void;
   /** Close stream clients with 1001 and detach (does not close the http.Server). */
   close(): Promise<void>;
@@ -61,6 +72,7 @@ type AnyServer = Server | HttpsServer;
 export function attachServer(server: AnyServer, streamer: StreamerLike, opts: AttachOptions = {}): NatwatchServer {
   const log = opts.logger ?? logger('server');
   const token = new TokenCheck(opts.token);
+  const access = new AccessPolicy(token, opts);
   const hub = new StreamHub(
     streamer,
     {
@@ -69,8 +81,10 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
       highWaterMark: opts.highWaterMark ?? 1024 * 1024,
       hardLimit: opts.hardLimit ?? 8 * 1024 * 1024,
       heartbeatMs: opts.heartbeatMs ?? 15_000,
+      maxClients: opts.maxClients ?? 64,
+      maxClientsPerAddress: opts.maxClientsPerAddress ?? 16,
     },
-    token,
+    access,
     log,
   );
   const registry = createMetrics({
@@ -79,7 +93,7 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
     slowClosed: () => hub.slowClosed,
     droppedByGone: () => hub.droppedByGone,
   });
-  const ctx = { streamer, registry, token, clientCount: () => hub.clients.size };
+  const ctx = { streamer, registry, access };
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     try {
       // Not our path: the host app's own upgrade listener answers; if there is none, say 404
@@ -101,7 +115,10 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
       return hub.clients.size;
     },
     clients: () => [...hub.clients].map((c) => ({ id: c.id, sent: c.sent, dropped: c.droppedTotal, buffered: c.ws.bufferedAmount })),
-    setToken: (t) => token.set(t),
+    setToken: (t) => {
+      token.set(t);
+      hub.revalidate();
+    },
     close() {
       closed ??= (async () => {
         server.off('upgrade', onUpgrade);
@@ -143,8 +160,11 @@ export async function startServer(a: StreamerLike | (StartOptions & { streamer: 
   }
   const server: AnyServer = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
   const nw = attachServer(server, streamer, opts);
+  const access = new AccessPolicy(new TokenCheck(opts.token), opts);
   server.on('request', (req, res) => {
-    if (!nw.handleRequest(req, res)) sendJson(res, 404, { error: 'not found' });
+    if (nw.handleRequest(req, res)) return;
+    const refused = access.hostRefusal(req);
+    sendJson(res, refused === null ? 404 : 403, { error: refused ?? 'not found' });
   });
   // Keep-alive sockets from HTTP clients must not hold close() open.
   server.keepAliveTimeout = 5000;

@@ -1,5 +1,6 @@
-// Address arithmetic for capacity matching (rule address ranges). Not on the event path: used
-// when a key is first seen or the ruleset changes.
+// Addresses: text from bytes (RFC 5952 for IPv6), and the arithmetic capacity matching needs
+// (rule address ranges). The arithmetic is not on the event path: it runs when a key is first
+// seen or the ruleset changes.
 import { isIPv4, isIPv6 } from 'node:net';
 
 /** Address as a bigint (IPv4 as its 32-bit value), or null when not an address. */
@@ -63,4 +64,34 @@ export function rangeSize(r: AddrRange): number {
   if (lo === null || hi === null || hi < lo) return 0;
   const n = hi - lo + 1n;
   return n > 65535n ? 65535 : Number(n);
+}
+
+/** Address text from its 4 (IPv4) or 16 (IPv6) bytes in network order. */
+export function formatBytes(b: Uint8Array): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((b[i * 2]! << 8) | b[i * 2 + 1]!);
+  return formatGroups(g);
+}
+
+/** RFC 5952 text of eight 16-bit groups: lowercase, the longest run (≥ 2) of zero groups compressed, the first on a tie. */
+export function formatGroups(g: readonly number[]): string {
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (a: number, b: number) => g.slice(a, b).map((x) => x.toString(16)).join(':');
+  if (bestAt < 0) return hex(0, 8);
+  return `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
 }

@@ -69,8 +69,25 @@ export interface NativeAddon {
   decodeForTest(kind: DecodeKind, datagram: Uint8Array, tsMs?: number): Buffer;
   /** Raw datagrams from a namespace, for fixtures (scripts/capture-fixtures.mjs). */
   capture(opts: CaptureOptions): Promise<Buffer[]>;
+  /** A namespace's /proc/net tables (allow-list: 'netlink', 'netfilter/nfnetlink_log'), read
+   *  from inside it; null for a table that does not exist there. */
+  readProcNet(netns: string | null, names: string[]): Record<string, string | null>;
   /** batch-layout.h offsets, to check against codec.ts. */
   layout: Record<string, number>;
+  /** One-shot kernel facts read inside the namespace (kernel-facts.cc); see facts-codec.ts. */
+  kernelFacts(opts: KernelFactsRequest): Promise<Buffer>;
+  /** Change notifications (ruleset, addresses) on the event loop; onChange is not debounced. */
+  watchKernel(opts: { netns: string | null; ruleset: boolean; addresses: boolean }, onChange: (kind: 'ruleset' | 'addresses') => void): { close(): void };
+}
+
+export interface KernelFactsRequest {
+  netns: string | null;
+  nft?: boolean;
+  legacy?: boolean;
+  rtnl?: boolean;
+  diag?: boolean;
+  /** Paths under /proc/sys, `net/...` only. */
+  sysctls?: string[];
 }
 
 /** The package root: two levels up from both src/source and dist/source. */

@@ -1,15 +1,15 @@
-// Reads a namespace's NAT configuration: source NAT statements (capacity detection), the NFLOG
-// groups its log statements name, and its interface addresses (masquerade takes the outgoing
-// interface's address; the host's own flows come from them).
+// A namespace's NAT configuration, read from the kernel (native/kernel-facts.cc): source NAT
+// statements (capacity), the NFLOG groups its log statements name (and whether those rules
+// drop), the rules that keep conntrack in use (doctor), and its interface addresses (masquerade
+// takes the outgoing interface's address; the host's own flows come from them). No external
+// program is run: nf_tables is dumped over netlink (native nft, and iptables-nft's compat
+// targets with their x_tables payloads), iptables-legacy through getsockopt.
 //
-// nft -j shows native nftables rules fully, but a rule made by iptables-nft appears only as
-// {"xt":{"type":"target","name":"MASQUERADE"}} without its options (nft 1.0.6), so when xt
-// targets are present the rules are read again through iptables-nft-save. iptables-legacy rules
-// are invisible to nft: they are read through iptables-legacy-save when the legacy tables exist.
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// One model for everyone: serve's capacity resolver, doctor and the lab all take a Ruleset.
 import { NatwatchError } from '../errors.js';
-import { prefixRange, type AddrRange } from './ip.js';
+import { decodeFacts, SRC, VERDICT, type KernelFacts, type NatOperand, type NatStatement, type RuleFacts, type SetElem } from './facts-codec.js';
+import { formatBytes, rangeSize, type AddrRange } from './ip.js';
+import { errnoName, loadNative } from './native.js';
 import { protoName } from './names.js';
 
 /** A source NAT statement found in the ruleset. */
@@ -19,261 +19,270 @@ export interface DetectedNat {
   family: string;
   /** Protocols the rule is limited to (null: any). */
   protos: string[] | null;
-  /** `oifname` the rule matches (masquerade takes that interface's address). */
+  /** Output interface the rule matches (`eth*` for a prefix); masquerade takes its address. */
   oifname: string | null;
   /** snat target addresses; null for masquerade or a target we cannot read. */
   addrs: AddrRange[] | null;
   ports: [number, number] | null;
   origin: 'nft' | 'iptables' | 'iptables-legacy';
+  /** `family table chain`, for messages. */
+  where?: string;
 }
 
-export type Exec = (cmd: string, args: string[]) => Promise<string>;
-
-const EXEC_TIMEOUT_MS = 5000;
-
-/** Runs cmd inside the namespace (nsenter --net=PATH) or here when netns is null. */
-export function nsExec(netns: string | null): Exec {
-  return (cmd, args) =>
-    new Promise((resolve, reject) => {
-      const [file, argv] = netns === null ? [cmd, args] : ['nsenter', [`--net=${netns}`, cmd, ...args]];
-      execFile(file, argv, { timeout: EXEC_TIMEOUT_MS, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-        if (err) {
-          const why = String(stderr || err.message).trim().split('\n')[0];
-          const e = new NatwatchError('ERUNTIME', `${cmd} ${args.join(' ')}: ${why}`, { cause: err });
-          (e as NatwatchError & { enoent?: boolean }).enoent = (err as NodeJS.ErrnoException).code === 'ENOENT';
-          reject(e);
-        } else resolve(stdout);
-      });
-    });
+/** A rule with a `log group N` statement (nft) or an NFLOG target (iptables). */
+export interface LogRule {
+  group: number;
+  prefix: string;
+  /** The same rule drops or rejects what it logs (ECS event.type: denied). */
+  denies: boolean;
+  where: string;
 }
 
-function checkNetns(netns: string | null): void {
-  if (netns !== null && !existsSync(netns)) throw new NatwatchError('ENETNS', `network namespace ${netns} does not exist`);
-}
-
-export interface RulesetInfo {
+export interface Ruleset {
+  /** Source NAT (masquerade, snat), in ruleset order. */
   nat: DetectedNat[];
+  /** Every NAT rule (also dnat / redirect / netmap) as one line of text, for doctor. */
+  natRules: Array<{ kind: string; ports: [number, number] | null; addresses: number; text: string }>;
   /** NFLOG groups named by log statements / NFLOG targets, sorted, unique. */
   groups: number[];
+  logs: LogRule[];
+  /** Rules matching on conntrack without NAT (`ct state`, `-m conntrack`, `-m state`…). */
+  ctRules: string[];
+  /** Base chains of type nat. */
+  natChains: number;
+  ruleCount: number;
+  /**
+   * Parts that could not be read, one line each naming the cause (a missing capability). When
+   * not empty, a NAT key no readable rule explains has an unknown capacity, never the default.
+   */
+  unreadable: string[];
 }
 
-// ---- nft -j ----------------------------------------------------------------------------------
+/** @deprecated name kept for embedders: the ruleset facts. */
+export type RulesetInfo = Ruleset;
 
-type J = any; // nft's JSON schema is wide; the walkers below check every field they read
+export const EMPTY_RULESET: Ruleset = { nat: [], natRules: [], groups: [], logs: [], ctRules: [], natChains: 0, ruleCount: 0, unreadable: [] };
 
-const PORT_PROTOS = new Set(['tcp', 'udp', 'sctp', 'dccp', 'udplite']);
+const NFT_META_L4PROTO = 16; // linux/netfilter/nf_tables.h enum nft_meta_keys
+const PAYLOAD_IP_PROTOCOL = (1 << 16) | 9; // network header, offset 9 (IPv4 protocol)
+const PAYLOAD_IP6_NEXTHDR = (1 << 16) | 6;
+const CT_MATCHES = new Set(['conntrack', 'state', 'connmark', 'connlimit', 'helper', 'connbytes', 'connlabel']);
+const CT_TARGETS = new Set(['CONNMARK', 'CT', 'CONNSECMARK']);
+const CT_KEYS: Record<number, string> = { 0: 'state', 1: 'direction', 2: 'status', 3: 'mark', 4: 'secmark', 5: 'expiration', 6: 'helper', 0xff: 'count' };
 
-function protoValues(v: J): string[] | null {
-  const one = (x: J) => (typeof x === 'number' ? protoName(x) : typeof x === 'string' ? x : null);
-  if (v && typeof v === 'object' && Array.isArray(v.set)) {
-    const out = v.set.map(one).filter((x: string | null): x is string => x !== null);
-    return out.length ? out : null;
+function setKey(family: string, table: string, set: string): string {
+  return `${family}|${table}|${set}`;
+}
+
+function portAt(data: Uint8Array, off: number): number | null {
+  return off + 2 <= data.length ? (data[off]! << 8) | data[off + 1]! : null;
+}
+
+/** The (addresses, ports) pairs one NAT statement can produce (several through a map). */
+function natTargets(n: NatStatement, elems: Map<string, SetElem[]>, family: string): Array<{ addrs: AddrRange[] | null; ports: [number, number] | null }> {
+  const alen = n.nfproto === 10 || (n.nfproto === 0 && family === 'ip6') ? 16 : 4;
+  const portsFrom = (lo: NatOperand, hi: NatOperand, data: Uint8Array | null): [number, number] | null => {
+    if (lo.src === SRC.imm && typeof lo.value === 'number') {
+      const b = hi.src === SRC.imm && typeof hi.value === 'number' ? hi.value : lo.value;
+      return [lo.value, b];
+    }
+    if (lo.src === SRC.map && data) {
+      const a = portAt(data, lo.mapOffset);
+      const b = hi.src === SRC.map ? portAt(data, hi.mapOffset) : a;
+      return a !== null && b !== null ? [a, b] : null;
+    }
+    return null;
+  };
+  const addrFrom = (lo: NatOperand, hi: NatOperand, data: Uint8Array | null): AddrRange[] | null => {
+    if (lo.src === SRC.imm && typeof lo.value === 'string') {
+      return [{ lo: lo.value, hi: hi.src === SRC.imm && typeof hi.value === 'string' ? hi.value : lo.value }];
+    }
+    if (lo.src === SRC.map && data && lo.mapOffset + alen <= data.length) {
+      const a = formatBytes(data.subarray(lo.mapOffset, lo.mapOffset + alen));
+      const b = hi.src === SRC.map && hi.mapOffset !== lo.mapOffset && hi.mapOffset + alen <= data.length ? formatBytes(data.subarray(hi.mapOffset, hi.mapOffset + alen)) : a;
+      return [{ lo: a, hi: b }];
+    }
+    return null;
+  };
+  if (n.map) {
+    const list = (elems.get(setKey(family, n.map.table, n.map.set)) ?? []).filter((e) => !e.intervalEnd && e.data.length > 0);
+    if (list.length > 0) return list.map((e) => ({ addrs: addrFrom(n.addrMin, n.addrMax, e.data), ports: portsFrom(n.portMin, n.portMax, e.data) ?? portsFrom(n.portMin, n.portMax, null) }));
   }
-  const x = one(v);
-  return x ? [x] : null;
+  return [{ addrs: addrFrom(n.addrMin, n.addrMax, null), ports: portsFrom(n.portMin, n.portMax, null) }];
 }
 
-function portsOf(p: J): [number, number] | null {
-  if (typeof p === 'number') return [p, p];
-  if (p && Array.isArray(p.range) && typeof p.range[0] === 'number' && typeof p.range[1] === 'number') return [p.range[0], p.range[1]];
+function protosOf(r: RuleFacts, elems: Map<string, SetElem[]>): string[] | null {
+  const eq = r.protos.filter((p) => !p.neq).map((p) => protoName(p.proto));
+  if (eq.length) return eq;
+  for (const l of r.lookups) {
+    const key = l.keySrc === SRC.meta ? l.keyKey === NFT_META_L4PROTO : false;
+    if (l.isMap || !(key || (l.keySrc === SRC.payload && (l.keyKey === (PAYLOAD_IP_PROTOCOL & 0xff) || l.keyKey === (PAYLOAD_IP6_NEXTHDR & 0xff))))) continue;
+    const list = (elems.get(setKey(r.family, l.table, l.set)) ?? []).filter((e) => e.key.length === 1).map((e) => protoName(e.key[0]!));
+    if (list.length) return list;
+  }
   return null;
 }
 
-function addrOf(a: J): AddrRange[] | null {
-  if (typeof a === 'string') return [{ lo: a, hi: a }];
-  if (a && Array.isArray(a.range) && typeof a.range[0] === 'string') return [{ lo: a.range[0], hi: a.range[1] }];
-  if (a && a.prefix && typeof a.prefix.addr === 'string') {
-    const r = prefixRange(a.prefix.addr, Number(a.prefix.len));
-    return r ? [r] : null;
+function oifOf(r: RuleFacts, links: Map<number, string>): string | null {
+  for (const o of r.oif) {
+    if (o.neq) continue;
+    const name = o.name ?? (o.index !== null ? (links.get(o.index) ?? null) : null);
+    if (name === null) continue;
+    return o.prefix ? `${name.replace(/\+$/, '')}*` : name;
   }
   return null;
 }
 
-/** (addresses, ports) pairs an snat map's data side can produce. */
-function mapTargets(data: J, ports: [number, number] | null): Array<{ addrs: AddrRange[] | null; ports: [number, number] | null }> {
-  if (data && Array.isArray(data.concat)) return [{ addrs: addrOf(data.concat[0]), ports: portsOf(data.concat[1]) ?? ports }];
-  return [{ addrs: addrOf(data), ports }];
+function rangeText(p: [number, number] | null): string {
+  return p ? `:${p[0]}${p[1] !== p[0] ? `-${p[1]}` : ''}` : '';
 }
 
-export function parseNftRuleset(doc: J): RulesetInfo & { xtFamilies: Set<string> } {
-  const items: J[] = Array.isArray(doc?.nftables) ? doc.nftables : [];
-  const maps = new Map<string, J[]>();
-  for (const it of items) {
-    const m = it?.map;
-    if (m && Array.isArray(m.elem)) maps.set(`${m.family}|${m.table}|${m.name}`, m.elem);
+function addrCount(addrs: AddrRange[] | null): number {
+  return addrs ? Math.max(1, addrs.reduce((n, a) => n + rangeSize(a), 0)) : 1;
+}
+
+/** Builds the ruleset model from decoded kernel facts (pure: unit tests feed it directly). */
+export function buildRuleset(f: Pick<KernelFacts, 'chains' | 'rules' | 'setElems' | 'links' | 'errors'>): Ruleset {
+  const elems = new Map<string, SetElem[]>();
+  for (const e of f.setElems) {
+    const k = setKey(e.family, e.table, e.set);
+    const list = elems.get(k);
+    if (list) list.push(e);
+    else elems.set(k, [e]);
   }
-  const nat: DetectedNat[] = [];
+  const out: Ruleset = { nat: [], natRules: [], groups: [], logs: [], ctRules: [], natChains: 0, ruleCount: f.rules.length, unreadable: [] };
+  out.natChains = f.chains.filter((c) => c.type === 'nat' && c.hook !== null).length;
   const groups = new Set<number>();
-  const xtFamilies = new Set<string>();
-  for (const it of items) {
-    const r = it?.rule;
-    if (!r || !Array.isArray(r.expr)) continue;
-    const family = String(r.family);
-    let protos: string[] | null = null;
-    let oifname: string | null = null;
-    for (const e of r.expr) {
-      if (e?.match) {
-        const { left, right, op } = e.match;
-        if (left?.meta?.key === 'l4proto' || (left?.payload?.protocol === 'ip' && left.payload.field === 'protocol') || (left?.payload?.protocol === 'ip6' && left.payload.field === 'nexthdr')) {
-          if (op === '==' || op === 'in') protos = protoValues(right);
-        } else if (PORT_PROTOS.has(left?.payload?.protocol)) {
-          protos = [left.payload.protocol];
-        } else if (left?.meta?.key === 'oifname' && op === '==' && typeof right === 'string') {
-          oifname = right;
+  for (const r of f.rules) {
+    const where = `${r.origin === 'legacy' ? 'legacy ' : ''}${r.family} ${r.table} ${r.chain}`;
+    const protos = protosOf(r, elems);
+    const oifname = oifOf(r, f.links);
+    const denies = r.verdicts.some((v) => v.code === VERDICT.drop || v.code === VERDICT.reject);
+    for (const l of r.logs) {
+      if (l.group === null) continue;
+      groups.add(l.group);
+      out.logs.push({ group: l.group, prefix: l.prefix, denies, where });
+    }
+    for (const n of r.nat) {
+      const family = n.nfproto === 2 ? 'ip' : n.nfproto === 10 ? 'ip6' : r.family;
+      const origin: DetectedNat['origin'] = r.origin === 'legacy' ? 'iptables-legacy' : n.viaXt ? 'iptables' : 'nft';
+      const targets = natTargets(n, elems, r.family);
+      for (const t of targets) {
+        const match = `${oifname ? `oifname "${oifname}" ` : ''}${protos ? `${protos.join(',')} ` : ''}`;
+        const addrs = t.addrs?.map((a) => (a.lo === a.hi ? a.lo : `${a.lo}-${a.hi}`)).join(',');
+        const v6 = family === 'ip6' && t.ports !== null;
+        const to = n.type === 'masquerade' || n.type === 'redirect' ? rangeText(t.ports) : addrs ? `${v6 ? `[${addrs}]` : addrs}${rangeText(t.ports)}` : `(map @${n.map?.set ?? '?'})`;
+        out.natRules.push({ kind: n.type, ports: t.ports, addresses: addrCount(t.addrs), text: `${where}: ${match}${n.type}${to ? ` to ${to}` : ''}${origin !== 'nft' ? ` (${origin})` : ''}` });
+        if (n.type === 'masquerade' || n.type === 'snat') {
+          out.nat.push({ kind: n.type, family, protos, oifname, addrs: n.type === 'snat' ? t.addrs : null, ports: t.ports, origin, where });
         }
-      } else if (e && typeof e === 'object' && 'masquerade' in e) {
-        nat.push({ kind: 'masquerade', family, protos, oifname, addrs: null, ports: portsOf(e.masquerade?.port), origin: 'nft' });
-      } else if (e?.snat) {
-        const ports = portsOf(e.snat.port);
-        const a = e.snat.addr;
-        if (a?.map) {
-          const d = a.map.data;
-          const elems: J[] = Array.isArray(d?.set) ? d.set : typeof d === 'string' && d.startsWith('@') ? (maps.get(`${family}|${r.table}|${d.slice(1)}`) ?? []) : [];
-          for (const el of elems) {
-            for (const t of mapTargets(Array.isArray(el) ? el[1] : undefined, ports)) {
-              nat.push({ kind: 'snat', family, protos, oifname, addrs: t.addrs, ports: t.ports, origin: 'nft' });
-            }
-          }
-        } else {
-          nat.push({ kind: 'snat', family, protos, oifname, addrs: addrOf(a), ports, origin: 'nft' });
-        }
-      } else if (e?.log && typeof e.log.group === 'number') {
-        groups.add(e.log.group);
-      } else if (e?.xt?.type === 'target' && ['MASQUERADE', 'SNAT', 'NFLOG'].includes(e.xt.name)) {
-        xtFamilies.add(family);
       }
     }
+    if (r.nat.length === 0) {
+      const ct = r.ct.map((k) => `ct ${CT_KEYS[k] ?? k}`);
+      const xt = [...r.xtMatches.filter((m) => CT_MATCHES.has(m)).map((m) => `-m ${m}`), ...r.xtTargets.filter((t) => CT_TARGETS.has(t)).map((t) => `-j ${t}`)];
+      if (ct.length || xt.length) out.ctRules.push(`${where}: ${[...ct, ...xt].join(' ')}`);
+    }
   }
-  return { nat, groups: [...groups].sort((a, b) => a - b), xtFamilies };
+  out.groups = [...groups].sort((a, b) => a - b);
+  out.unreadable = unreadableLines(f.errors);
+  return out;
 }
 
-// ---- iptables-save ---------------------------------------------------------------------------
-
-function splitHostPort(s: string): { host: string; ports: [number, number] | null } {
-  let host = s;
-  let port: string | null = null;
-  const v6 = /^\[([^\]]+)\](?::(.+))?$/.exec(s);
-  if (v6) {
-    host = v6[1]!;
-    port = v6[2] ?? null;
-  } else if ((s.match(/:/g) ?? []).length === 1) {
-    [host, port] = s.split(':') as [string, string];
+/** One line per section that could not be read, naming the capability it needs. */
+function unreadableLines(errors: KernelFacts['errors']): string[] {
+  const E = { EPERM: 1, EACCES: 13 };
+  const lines: string[] = [];
+  for (const e of errors) {
+    if (e.section === 'nft') {
+      lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? 'nf_tables ruleset unreadable: need CAP_NET_ADMIN' : `nf_tables ruleset unreadable: ${e.what}: ${errnoName(e.errno)}`);
+    } else if (e.section === 'iptables-legacy' || e.section === 'ip6tables-legacy') {
+      const file = e.section === 'iptables-legacy' ? 'ip_tables_names' : 'ip6_tables_names';
+      lines.push(
+        e.what === 'tables-names' && (e.errno === E.EACCES || e.errno === E.EPERM)
+          ? `${e.section} tables not checked: /proc/net/${file} is readable by root only (need CAP_DAC_READ_SEARCH)`
+          : e.errno === E.EPERM || e.errno === E.EACCES
+            ? `${e.section} tables unreadable: need CAP_NET_ADMIN`
+            : `${e.section} tables unreadable: ${e.what}: ${errnoName(e.errno)}`,
+      );
+    }
   }
-  let ports: [number, number] | null = null;
-  if (port) {
-    const [a, b] = port.split('-').map(Number);
-    if (Number.isInteger(a)) ports = [a!, Number.isInteger(b) ? b! : a!];
-  }
-  return { host, ports };
+  return lines;
 }
 
-/** NAT targets and NFLOG groups from iptables-save / ip6tables-save text. */
-export function parseIptablesSave(text: string, family: 'ip' | 'ip6', origin: DetectedNat['origin']): RulesetInfo {
-  const nat: DetectedNat[] = [];
-  const groups = new Set<number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('-A ')) continue;
-    const tok = line.split(/\s+/);
-    const opt = (name: string): string | null => {
-      const i = tok.indexOf(name);
-      return i > 0 && tok[i - 1] !== '!' && i + 1 < tok.length ? tok[i + 1]! : null;
-    };
-    const target = opt('-j');
-    const p = opt('-p');
-    const protos = p ? [p] : null;
-    const oifname = opt('-o')?.replace(/\+$/, '*') ?? null;
-    if (target === 'MASQUERADE') {
-      const tp = opt('--to-ports');
-      const [a, b] = tp ? tp.split('-').map(Number) : [];
-      nat.push({ kind: 'masquerade', family, protos, oifname, addrs: null, ports: a !== undefined && Number.isInteger(a) ? [a, Number.isInteger(b) ? b! : a] : null, origin });
-    } else if (target === 'SNAT') {
-      const to = opt('--to-source');
-      if (!to) continue;
-      const { host, ports } = splitHostPort(to);
-      const v6 = host.startsWith('[') || host.includes(':');
-      const [lo, hi] = v6 && !host.includes('-') ? [host, host] : host.split('-');
-      nat.push({ kind: 'snat', family, protos, oifname, addrs: lo ? [{ lo, hi: hi ?? lo }] : null, ports, origin });
-    } else if (target === 'NFLOG') {
-      groups.add(Number(opt('--nflog-group') ?? 0));
-    }
+/** Interface name → its addresses, from an rtnetlink dump. */
+export function interfacesOf(f: Pick<KernelFacts, 'links' | 'addrs'>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const name of f.links.values()) out.set(name, []);
+  for (const a of f.addrs) {
+    const name = f.links.get(a.ifindex) ?? `if${a.ifindex}`;
+    const list = out.get(name);
+    if (list) list.push(a.addr);
+    else out.set(name, [a.addr]);
   }
-  return { nat, groups: [...groups].sort((a, b) => a - b) };
+  return out;
 }
 
-// ---- readers ---------------------------------------------------------------------------------
+/** Namespace entry failures (the only ones kernelFacts throws) → one-line errors. */
+export function mapFactsError(err: unknown, netns: string | null): Error {
+  const e = err as { errno?: number; syscall?: string; message?: string };
+  if (e?.syscall === 'open' && (e.errno === 2 || e.errno === 20)) return new NatwatchError('ENETNS', `network namespace ${netns} does not exist`, { cause: err });
+  if (e?.syscall === 'open' && e.errno === 13) return new NatwatchError('EPERM', `cannot open network namespace ${netns}: permission denied`, { cause: err });
+  if (e?.syscall === 'setns' && e.errno === 1) return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
+  if (e?.syscall === 'setns' && e.errno === 22) return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
+  return new NatwatchError('ERUNTIME', String(e?.message ?? err), { cause: err });
+}
 
-/** Reads the namespace's ruleset; skips parsing when the raw text did not change. */
-export class RulesetWatcher {
-  private last = '';
-  private info: RulesetInfo = { nat: [], groups: [] };
-  private readonly exec: Exec;
-
-  constructor(
-    readonly netns: string | null,
-    exec?: Exec,
-  ) {
-    this.exec = exec ?? nsExec(netns);
+/** Reads facts inside the namespace (null: this one). */
+export async function readKernelFacts(netns: string | null, what: { nft?: boolean; legacy?: boolean; rtnl?: boolean; diag?: boolean; sysctls?: string[] }): Promise<KernelFacts> {
+  let buf: Buffer;
+  try {
+    buf = await loadNative().kernelFacts({ netns, ...what });
+  } catch (err) {
+    throw mapFactsError(err, netns);
   }
+  return decodeFacts(buf);
+}
 
-  get current(): RulesetInfo {
-    return this.info;
-  }
-
-  async refresh(): Promise<{ changed: boolean; info: RulesetInfo }> {
-    checkNetns(this.netns);
-    let nftText = '';
-    try {
-      nftText = await this.exec('nft', ['-j', 'list', 'ruleset']);
-    } catch (err) {
-      if (!(err as { enoent?: boolean }).enoent) throw err;
-    }
-    let raw = nftText;
-    const nft = nftText ? parseNftRuleset(JSON.parse(nftText)) : { nat: [], groups: [], xtFamilies: new Set<string>() };
-    const extra: RulesetInfo[] = [];
-    const tools: Array<[string, 'ip' | 'ip6', DetectedNat['origin']]> = [];
-    if (nft.xtFamilies.has('ip')) tools.push(['iptables-nft-save', 'ip', 'iptables']);
-    if (nft.xtFamilies.has('ip6')) tools.push(['ip6tables-nft-save', 'ip6', 'iptables']);
-    if (existsSync('/proc/net/ip_tables_names')) tools.push(['iptables-legacy-save', 'ip', 'iptables-legacy']);
-    if (existsSync('/proc/net/ip6_tables_names')) tools.push(['ip6tables-legacy-save', 'ip6', 'iptables-legacy']);
-    for (const [cmd, fam, origin] of tools) {
-      try {
-        const text = await this.exec(cmd, []);
-        raw += `\n#${cmd}\n${text}`;
-        extra.push(parseIptablesSave(text, fam, origin));
-      } catch (err) {
-        if (!(err as { enoent?: boolean }).enoent) throw err;
-      }
-    }
-    if (raw === this.last) return { changed: false, info: this.info };
-    this.last = raw;
-    const groups = new Set(nft.groups);
-    const nat = [...nft.nat];
-    for (const x of extra) {
-      // iptables-nft rules are also in nft's output (as bare xt targets): the save text has their options.
-      nat.push(...x.nat);
-      for (const g of x.groups) groups.add(g);
-    }
-    this.info = { nat, groups: [...groups].sort((a, b) => a - b) };
-    return { changed: true, info: this.info };
-  }
+/** The namespace's ruleset and interface addresses, in one trip into it. */
+export async function readRuleset(netns: string | null): Promise<{ ruleset: Ruleset; interfaces: Map<string, string[]> }> {
+  const f = await readKernelFacts(netns, { nft: true, legacy: true, rtnl: true });
+  return { ruleset: buildRuleset(f), interfaces: interfacesOf(f) };
 }
 
 /** NFLOG groups the namespace's ruleset logs to (nft `log group N`, iptables `-j NFLOG`). */
 export async function nflogGroupsFromRuleset(netnsPath: string | null): Promise<number[]> {
-  const w = new RulesetWatcher(netnsPath);
-  return (await w.refresh()).info.groups;
+  return (await readRuleset(netnsPath)).ruleset.groups;
 }
 
-/** Interface name → addresses, from `ip -j addr` in the namespace. */
-export async function readInterfaces(netns: string | null, exec: Exec = nsExec(netns)): Promise<Map<string, string[]>> {
-  checkNetns(netns);
-  const out = new Map<string, string[]>();
-  const doc = JSON.parse(await exec('ip', ['-j', 'addr', 'show'])) as J[];
-  for (const link of Array.isArray(doc) ? doc : []) {
-    if (typeof link?.ifname !== 'string') continue;
-    const addrs: string[] = [];
-    for (const a of Array.isArray(link.addr_info) ? link.addr_info : []) if (typeof a?.local === 'string') addrs.push(a.local);
-    out.set(link.ifname, addrs);
+/** Interface name → addresses, from an rtnetlink dump in the namespace. */
+export async function readInterfaces(netns: string | null): Promise<Map<string, string[]>> {
+  return interfacesOf(await readKernelFacts(netns, { rtnl: true }));
+}
+
+/** Reads the namespace's ruleset; says whether it changed since the last read. */
+export class RulesetWatcher {
+  private last = '';
+  private info: Ruleset = EMPTY_RULESET;
+  private ifs = new Map<string, string[]>();
+
+  constructor(readonly netns: string | null) {}
+
+  get current(): Ruleset {
+    return this.info;
   }
-  return out;
+
+  get interfaces(): Map<string, string[]> {
+    return this.ifs;
+  }
+
+  async refresh(): Promise<{ changed: boolean; info: Ruleset; interfaces: Map<string, string[]> }> {
+    const { ruleset, interfaces } = await readRuleset(this.netns);
+    this.ifs = interfaces;
+    const raw = JSON.stringify(ruleset);
+    if (raw === this.last) return { changed: false, info: this.info, interfaces };
+    this.last = raw;
+    this.info = ruleset;
+    return { changed: true, info: ruleset, interfaces };
+  }
 }

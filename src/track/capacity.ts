@@ -2,8 +2,12 @@
 // address (operator override, per-rule config, or what the namespace's ruleset says), or the
 // local port range for the host's own connections. Resolved when a key is first seen and again
 // when any input changes (`version`).
+//
+// This is the one capacity model: serve's tracker and doctor's snat-capacity check both ask it,
+// so they agree by construction. Every answer says where it came from (`source`): an
+// unreadable ruleset makes a key's capacity `unknown` (with the reason), never a silent default.
 import { inRange, ipFamily, rangeSize } from '../source/ip.js';
-import type { DetectedNat } from '../source/ruleset.js';
+import type { DetectedNat, Ruleset } from '../source/ruleset.js';
 
 /** The kernel's NAT source port range when a rule names none (nf_nat_core.c: 1024-65535). */
 export const DEFAULT_NAT_PORTS: [number, number] = [1024, 65535];
@@ -17,12 +21,22 @@ export interface NatRuleConfig {
   ports: [number, number];
 }
 
+/**
+ * Where a capacity came from: `flag` (--nat-ports), `config` (a natRules entry), `ruleset` (the
+ * rule that produced the NAT address), `default` (the ruleset was read and names no range:
+ * the kernel's 1024-65535), `unknown` (part of the ruleset could not be read; the number is the
+ * kernel default and `reason` says what is missing), `sysctl` (local keys:
+ * ip_local_port_range minus ip_local_reserved_ports).
+ */
+export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
+
 export interface Capacity {
   capacity: number;
   /** NAT addresses the rule spreads internal sources over (1 for masquerade/local). */
   addrs: number;
-  /** Where the number came from, for messages and `doctor`. */
-  origin: 'config' | 'nat-ports' | 'ruleset' | 'default' | 'local';
+  source: CapacitySource;
+  /** Why the source is `unknown` or `default`; null otherwise. */
+  reason: string | null;
 }
 
 export const portSpan = (r: readonly [number, number]): number => Math.max(0, r[1] - r[0] + 1);
@@ -36,6 +50,12 @@ export class CapacityResolver {
   /** Bumped whenever a resolution may have changed. */
   version = 0;
   private detected: DetectedNat[] = [];
+  /** Parts of the ruleset that could not be read (Ruleset.unreadable). */
+  private unreadable: string[] = [];
+  private localRead = false;
+  /** capacityInfo() answers for this version, by key. */
+  private infoCache = new Map<string, Capacity>();
+  private infoVer = -1;
   private ifAddrs = new Map<string, string[]>();
   /** Until the first snapshot: the kernel's default ip_local_port_range (af_inet.c, inet_init_net). */
   private localCap = portSpan([32768, 60999]);
@@ -57,6 +77,19 @@ export class CapacityResolver {
     this.version++;
   }
 
+  /** A whole ruleset read: its NAT statements and what of it could not be read. */
+  setRuleset(r: Pick<Ruleset, 'nat' | 'unreadable'>): void {
+    this.setDetected(r.nat);
+    this.setUnreadable(r.unreadable);
+  }
+
+  /** The ruleset (or part of it) could not be read: keys no readable rule explains are unknown. */
+  setUnreadable(lines: string[]): void {
+    if (JSON.stringify(lines) === JSON.stringify(this.unreadable)) return;
+    this.unreadable = [...lines];
+    this.version++;
+  }
+
   /** Interface name → its addresses; masquerade rules with `oifname` match through it. */
   setInterfaces(ifs: Map<string, string[]>): void {
     if (JSON.stringify([...ifs]) === JSON.stringify([...this.ifAddrs])) return;
@@ -73,13 +106,32 @@ export class CapacityResolver {
       if (hi >= lo) n -= hi - lo + 1;
     }
     n = Math.max(n, 0);
-    if (n === this.localCap) return;
+    if (n === this.localCap && this.localRead) return;
     this.localCap = n;
+    this.localRead = true;
     this.version++;
   }
 
   local(): Capacity {
-    return { capacity: this.localCap, addrs: 1, origin: 'local' };
+    return this.localRead
+      ? { capacity: this.localCap, addrs: 1, source: 'sysctl', reason: null }
+      : { capacity: this.localCap, addrs: 1, source: 'default', reason: "ip_local_port_range not read yet: the kernel's default 32768-60999" };
+  }
+
+  /** Source and reason of a key's capacity (cached per version: top and alerts ask each second). */
+  info(local: boolean, proto: string, natIp: string, dstIp: string, dstPort: number): Capacity {
+    if (this.infoVer !== this.version) {
+      this.infoCache.clear();
+      this.infoVer = this.version;
+    }
+    const k = `${local ? 'L' : 'N'}|${proto}|${natIp}|${dstIp}|${dstPort}`;
+    let c = this.infoCache.get(k);
+    if (!c) {
+      c = local ? this.local() : this.nat(proto, natIp, dstIp, dstPort);
+      if (this.infoCache.size > 10_000) this.infoCache.clear();
+      this.infoCache.set(k, c);
+    }
+    return c;
   }
 
   nat(proto: string, natIp: string, dstIp: string, dstPort: number): Capacity {
@@ -88,15 +140,22 @@ export class CapacityResolver {
       if (r.dstIp !== undefined && r.dstIp !== dstIp) continue;
       if (r.dstPort !== undefined && r.dstPort !== dstPort) continue;
       if (r.proto !== undefined && r.proto !== proto) continue;
-      return { capacity: portSpan(r.ports), addrs: 1, origin: 'config' };
+      return { capacity: portSpan(r.ports), addrs: 1, source: 'config', reason: null };
     }
-    if (this.opts.natPorts) return { capacity: portSpan(this.opts.natPorts), addrs: 1, origin: 'nat-ports' };
+    if (this.opts.natPorts) return { capacity: portSpan(this.opts.natPorts), addrs: 1, source: 'flag', reason: null };
     const rule = this.match(proto, natIp);
     if (rule) {
       const addrs = rule.addrs ? rule.addrs.reduce((n, a) => n + rangeSize(a), 0) : 1;
-      return { capacity: portSpan(rule.ports ?? DEFAULT_NAT_PORTS), addrs: Math.max(addrs, 1), origin: 'ruleset' };
+      return {
+        capacity: portSpan(rule.ports ?? DEFAULT_NAT_PORTS),
+        addrs: Math.max(addrs, 1),
+        source: 'ruleset',
+        reason: rule.ports ? null : `the ${rule.kind} rule names no port range: the kernel's ${DEFAULT_NAT_PORTS.join('-')}`,
+      };
     }
-    return { capacity: portSpan(DEFAULT_NAT_PORTS), addrs: 1, origin: 'default' };
+    const cap = portSpan(DEFAULT_NAT_PORTS);
+    if (this.unreadable.length) return { capacity: cap, addrs: 1, source: 'unknown', reason: this.unreadable.join('; ') };
+    return { capacity: cap, addrs: 1, source: 'default', reason: `no source NAT rule for ${natIp} names a range: the kernel's ${DEFAULT_NAT_PORTS.join('-')}` };
   }
 
   /** The rule that produced natIp: an snat naming it, else a masquerade out of its interface. */

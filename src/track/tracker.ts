@@ -52,6 +52,8 @@ export class Tracker {
   private local4 = new Set<number>();
   private gen = 0;
   private dumping = false;
+  /** Local key id → sockets sock_diag counted beyond conntrack's flows (see setLocalSockets). */
+  private sockExtra = new Map<number, number>();
 
   constructor(opts: TrackerOptions = {}) {
     this.flows = new FlowTable(opts.initialFlows ?? 1024);
@@ -164,6 +166,45 @@ export class Tracker {
     });
     this.totals.resyncRemoved += removed;
     return removed;
+  }
+
+  /**
+   * The host's own connected sockets per local key string (sock_diag). Conntrack does not
+   * track local flows in a namespace without a stateful rule, so a local key counts
+   * max(conntrack flows, sockets): the sockets beyond conntrack's flows are added as an extra
+   * that each snapshot replaces (conntrack keeps moving its own part in between).
+   */
+  setLocalSockets(counts: ReadonlyMap<string, number>, nowSec: number): void {
+    const occ = this.occ;
+    const seen = new Set<number>();
+    for (const [str, n] of counts) {
+      const k = occ.intern(str);
+      seen.add(k);
+      this.setExtra(k, n, nowSec);
+    }
+    for (const k of [...this.sockExtra.keys()]) if (!seen.has(k)) this.setExtra(k, 0, nowSec);
+  }
+
+  private setExtra(k: number, sockets: number, nowSec: number): void {
+    const occ = this.occ;
+    const old = this.sockExtra.get(k) ?? 0;
+    const ct = occ.used[k]! - old;
+    const extra = Math.max(0, sockets - ct);
+    if (extra === old) {
+      if (extra === 0 && occ.used[k] === 0 && !this.rings.has(k)) occ.release(k);
+      return;
+    }
+    occ.used[k] = ct + extra;
+    if (extra > 0) this.sockExtra.set(k, extra);
+    else this.sockExtra.delete(k);
+    if (extra > old) this.rings.add(k, C_NEW, nowSec, extra - old, true);
+    else this.rings.add(k, C_DESTROY, nowSec, old - extra, occ.used[k]! > 0);
+    if (occ.used[k] === 0) {
+      this.rings.setActive(k, false);
+      if (!this.rings.has(k)) occ.release(k);
+    } else {
+      this.rings.setActive(k, true);
+    }
   }
 
   /** Adds drops attributed to key k at second sec. */

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { unpack } from 'msgpackr';
-import type { Alert, AlertKey, AlertKind, ConntrackEvent, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
+import type { Alert, AlertKey, AlertKind, ConntrackEvent, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
 
 export interface AlertInit {
   kind?: AlertKind;
@@ -30,6 +30,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   closed = false;
   /** retainEvents() holders (what the real streamer turns into UPDATE group membership). */
   eventRetains = 0;
+  /** What /healthz reports; tests set it. */
+  ready: Readiness = 'ok';
 
   constructor(opts: { netns?: string | null; ringSize?: number } = {}) {
     super();
@@ -129,6 +131,9 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   }
   lastStats(): StatsMessage | null {
     return this.stats;
+  }
+  readiness(): Readiness {
+    return this.ready;
   }
   totals() {
     return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost } };

@@ -83,17 +83,20 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
     expect(metrics).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion"\} 1$/m);
     expect(metrics).toMatch(/^natwatch_destination_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 10$/m);
 
-    // SIGHUP: the new token applies to new requests; the open stream stays up.
+    // SIGHUP: the new token applies to new requests; the stream opened with the old one is
+    // closed with 1008 (a leaked token stops working at once).
     writeFileSync(cfg, 'token: second-token\n');
     serve.kill('SIGHUP');
     const deadline = Date.now() + 5000;
     while ((await fetch(`${base}/v1/top?token=second-token`)).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect((await fetch(`${base}/v1/top?token=second-token`)).status).toBe(200);
     expect((await fetch(`${base}/v1/top?token=first-token`)).status).toBe(401);
-    expect(c.closeCode).toBe(null);
+    expect(await c.closedP).toBe(1008);
+    const c2 = await TestClient.open(`${s.url}?types=alert&token=second-token`);
+    await c2.next('hello');
 
     serve.kill('SIGTERM');
-    expect(await c.closedP).toBe(1001);
+    expect(await c2.closedP).toBe(1001);
     expect(await exited(serve)).toBe(0);
     expect(s.stderr()).toMatch(/"msg":"stopped"/);
     expect(s.stderr()).not.toMatch(/first-token|second-token/);
@@ -150,5 +153,33 @@ describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
     expect(await c.closedP).toBe(1001);
     expect(await exited(serve)).toBe(0);
     expect(s.stderr()).not.toContain('tls-tok');
+    expect(s.stderr()).toMatch(/--token is visible to every local user in the process list/);
+  });
+
+  it('--token-file on a plaintext non-loopback listener: warned; a SIGHUP that would drop the token is refused', async () => {
+    const tf = join(dir, 'token');
+    writeFileSync(tf, 'file-tok\n', { mode: 0o600 });
+    const cfg = join(dir, 'exposed.yaml');
+    writeFileSync(cfg, 'listen: 0.0.0.0:0\ninsecurePlaintext: true\ntokenFile: ' + tf + '\n');
+    const s = await startServe(['--netns', lab.router, '--config', cfg, '--listen', '0.0.0.0:0']);
+    serve = s.child;
+    expect(s.stderr()).toMatch(/"level":40.*--insecure-plaintext: the token and every alert cross the network unencrypted/);
+    expect(s.stderr()).not.toMatch(/process list/);
+    const port = Number(/:(\d+)\/v1\/stream$/.exec(s.url)![1]);
+    const c = await TestClient.open(`ws://127.0.0.1:${port}/v1/stream`, { headers: { authorization: 'Bearer file-tok' } });
+    await c.next('hello');
+    // The operator drops the token from the file: the listener is on 0.0.0.0 until a restart,
+    // so the reload is refused, logged, and the token kept.
+    writeFileSync(cfg, 'insecurePlaintext: true\n');
+    serve.kill('SIGHUP');
+    const until = Date.now() + 5000;
+    while (!/SIGHUP: (refused|config not reloaded)/.test(s.stderr()) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(s.stderr()).toMatch(/"level":50[^\n]*non-loopback[^\n]*SIGHUP: (refused|config not reloaded)/);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/top`)).status).toBe(401);
+    expect(c.closeCode).toBe(null);
+    serve.kill('SIGTERM');
+    expect(await c.closedP).toBe(1001);
+    expect(await exited(serve)).toBe(0);
+    expect(s.stderr()).not.toContain('file-tok');
   });
 });

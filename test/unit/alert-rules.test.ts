@@ -362,6 +362,69 @@ describe('nflog_drop', () => {
   });
 });
 
+describe('nflog_drop aggregate (a scan hitting one rule)', () => {
+  const scan = (ports: number[], group = 5, prefix = 'blocked ') => ports.map((p) => ({ group, prefix, src: '192.0.2.5', dst: DST, sport: 40000, dport: p }));
+
+  it('a 900-port scan: 20 per-destination alerts, then one aggregate for the rule', async () => {
+    const h = await harness({ thresholds: { nflogQuietMs: 30_000 } });
+    const ports = Array.from({ length: 900 }, (_, i) => 1 + i);
+    // Port 900 is hit 5 times, 899 four times...: they lead the top list.
+    h.src.nflog(scan([...ports, 900, 900, 900, 900, 899, 899, 899, 898, 898]));
+    const per = h.of('nflog_drop').filter((a) => a.key && (a.key as { dstIp: unknown }).dstIp !== null);
+    expect(per).toHaveLength(20);
+    expect(per.map((a) => (a.key as { dstPort: number }).dstPort)).toEqual(ports.slice(0, 20));
+    const agg = h.of('nflog_drop').filter((a) => (a.key as { dstIp: unknown }).dstIp === null);
+    expect(agg).toHaveLength(1);
+    expect(agg[0]).toMatchObject({
+      kind: 'nflog_drop', severity: 'warning', state: 'firing',
+      key: { prefix: 'blocked ', group: 5, proto: null, dstIp: null, dstPort: null },
+      destinations: 880, drops: 880 + 9, used: null, capacity: null,
+    });
+    const top = (agg[0]!.detail as { top: Array<{ dstPort: number; packets: number }> }).top;
+    expect(top).toHaveLength(10);
+    expect(top.slice(0, 3)).toEqual([
+      { proto: 'tcp', dstIp: DST, dstPort: 900, packets: 5 },
+      { proto: 'tcp', dstIp: DST, dstPort: 899, packets: 4 },
+      { proto: 'tcp', dstIp: DST, dstPort: 898, packets: 3 },
+    ]);
+    expect(agg[0]!.message).toMatch(/^Packets to 880 more destinations \(beyond the 20 alerted one by one\) were dropped by the rule logging "blocked" \(NFLOG group 5\): 889 packets so far; top 10: tcp 198\.51\.100\.8:900 \(5\), tcp 198\.51\.100\.8:899 \(4\), tcp 198\.51\.100\.8:898 \(3\), /);
+    // Another rule keeps its own cap.
+    h.src.nflog(scan([1, 2], 6, 'other '));
+    expect(h.alerts.slice(-2).map((a) => (a.key as { group: number; dstPort: number }).dstPort)).toEqual([1, 2]);
+    // More of the scan: grows the aggregate (re-sent rate-limited), no new per-destination alert.
+    const before = h.alerts.length;
+    h.src.nflog(scan([901, 902, 5]));
+    await h.step(5000);
+    const after = h.alerts.slice(before);
+    expect(after).toHaveLength(2);
+    expect(after.find((a) => (a.key as { dstIp: unknown }).dstIp === null)).toMatchObject({ destinations: 882, drops: 891 });
+    expect(after.find((a) => (a.key as { dstPort: unknown }).dstPort === 5)).toMatchObject({ drops: 2 });
+    // Quiet: every per-destination alert and the aggregate resolve; nothing fires after.
+    await h.step(30_000);
+    const resolved = h.alerts.filter((a) => a.state === 'resolved');
+    expect(resolved).toHaveLength(20 + 1 + 2);
+    expect(resolved.find((a) => (a.key as { dstIp: unknown }).dstIp === null)).toMatchObject({ destinations: 882, drops: 891 });
+    expect(h.s.firing()).toEqual([]);
+    // The slots are free again: a new destination gets its own alert.
+    h.src.nflog(scan([7000]));
+    expect(h.alerts.at(-1)).toMatchObject({ state: 'firing', key: { dstPort: 7000 } });
+  });
+
+  it('a per-destination slot freed while the aggregate fires goes to a new destination; aggregated ones stay there', async () => {
+    const h = await harness({ thresholds: { nflogQuietMs: 10_000, nflogMaxPerRule: 2 } });
+    h.src.nflog(scan([1, 2, 3]));
+    await h.step(6000);
+    h.src.nflog(scan([2, 3])); // 2 stays alive, 1 goes quiet; 3 is in the aggregate
+    await h.step(4000);
+    expect(h.alerts.filter((a) => a.state === 'resolved').map((a) => (a.key as { dstPort: number }).dstPort)).toEqual([1]);
+    h.src.nflog(scan([4, 3]));
+    const last = h.alerts.slice(-1)[0]!;
+    expect(last).toMatchObject({ state: 'firing', key: { dstPort: 4 } });
+    await h.step(5000);
+    expect(h.of('nflog_drop').filter((a) => (a.key as { dstIp: unknown }).dstIp === null).at(-1)).toMatchObject({ destinations: 1, drops: 3 });
+  });
+});
+
 describe('nflog_drop bounds', () => {
   it('tracks at most nflogMaxKeys keys and counts packets beyond', async () => {
     const h = await harness({ thresholds: { nflogMaxKeys: 2 } });
@@ -385,6 +448,9 @@ describe('event_loss', () => {
     // No kernel drop count (unreadable): each ENOBUFS stands for at least one event.
     h.src.loss({ source: 'conntrack', enobufs: 2, dropped: 4 });
     expect(h.src.resyncs).toBe(1);
+    // The dump ran at once (synthetic table); the episode ends after the quiet period.
+    expect(h.of('event_loss')).toHaveLength(1);
+    await h.step(10_000);
     const [fire, resolved] = h.of('event_loss');
     expect(fire).toMatchObject({ severity: 'critical', state: 'firing', key: {}, drops: 6, detail: { conntrack: { enobufs: 2, dropped: 4, seqGap: 0 } } });
     expect(resolved).toMatchObject({ state: 'resolved' });
@@ -420,7 +486,7 @@ describe('event_loss', () => {
   });
 
   it('an NFLOG packet lost by the kernel is one event, though both its drop counter and the sequence gap show it', async () => {
-    const h = await harness({ thresholds: { lossQuietMs: 60_000 } });
+    const h = await harness({ thresholds: { lossQuietSeconds: 60 } });
     h.src.loss({ source: 'nflog', enobufs: 1, kernelDrops: 7 });
     expect(h.of('event_loss')[0]).toMatchObject({ drops: 7, detail: { nflog: { enobufs: 1, kernelDrops: 7, seqGap: 0, lost: 7 } } });
     await h.step(5000); // past resendMs
@@ -442,6 +508,9 @@ describe('event_loss', () => {
     await h.step(2000);
     expect(h.src.resyncs).toBe(2);
     h.src.dump([]);
+    // Clean dump, but the quiet period (10 s from the last loss) is not over yet.
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
+    await h.step(8000);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
   });
 
@@ -454,6 +523,7 @@ describe('event_loss', () => {
     expect(h.src.resyncs).toBe(1);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
     h.src.dump([]);
+    await h.step(10_000);
     expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
   });
 
@@ -467,11 +537,51 @@ describe('event_loss', () => {
     await h.step(1000);
     expect(h.src.resyncs).toBe(2);
     h.src.dump([]);
+    await h.step(1000);
     expect(h.of('event_loss').at(-1)).toMatchObject({ state: 'resolved' });
   });
 
+  it('sustained overload is one episode: fires once, re-sent as it grows, resolved once with the total', async () => {
+    const h = await harness({ thresholds: { minResyncMs: 500, lossQuietSeconds: 10 } });
+    // 20 s of overload: loss every second, each resync dump ends clean between two bursts.
+    let total = 0;
+    for (let i = 0; i < 20; i++) {
+      h.src.loss({ source: 'conntrack', enobufs: 1, kernelDrops: 100 + i });
+      total += 100 + i;
+      await h.step(500);
+      h.src.dump([]);
+      await h.step(500);
+    }
+    const states = h.of('event_loss').map((a) => a.state);
+    expect(states.filter((x) => x === 'resolved')).toEqual([]);
+    // Re-sent as the count grew, at most once per resendMs (5 s) after the first.
+    expect(states.length).toBeGreaterThanOrEqual(2);
+    expect(states.length).toBeLessThanOrEqual(1 + 20 / 5);
+    await h.step(8000); // 9 s after the last loss
+    expect(h.of('event_loss').map((a) => a.state)).not.toContain('resolved');
+    await h.step(1000);
+    const all = h.of('event_loss');
+    expect(all.filter((a) => a.state === 'resolved')).toHaveLength(1);
+    const end = all.at(-1)!;
+    expect(end).toMatchObject({ state: 'resolved', drops: total, detail: { conntrack: { kernelDrops: total, lost: total } } });
+    expect(end.message).toMatch(new RegExp(`^Event loss is over \\(none for 10 s\\): ${total} events were lost in this episode; conntrack state was rebuilt`));
+    // The next overload is a new episode.
+    h.src.loss({ source: 'conntrack', kernelDrops: 5 });
+    expect(h.of('event_loss').at(-1)).toMatchObject({ state: 'firing', drops: 5 });
+  });
+
+  it('a resync that has not ended keeps the episode open past the quiet period', async () => {
+    const h = await harness({ thresholds: { lossQuietSeconds: 2, resyncTimeoutMs: 60_000 } });
+    h.src.loss({ source: 'conntrack', kernelDrops: 3 });
+    h.src.dumpBegin();
+    await h.step(5000);
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing']);
+    h.src.dumpEnd();
+    expect(h.of('event_loss').map((a) => a.state)).toEqual(['firing', 'resolved']);
+  });
+
   it('NFLOG loss resolves after the quiet period without a resync', async () => {
-    const h = await harness({ thresholds: { lossQuietMs: 5000 } });
+    const h = await harness({ thresholds: { lossQuietSeconds: 5 } });
     h.src.loss({ source: 'nflog', seqGap: 9 });
     expect(h.src.resyncs).toBe(0);
     expect(h.alerts[0]).toMatchObject({ kind: 'event_loss', drops: 9, detail: { nflog: { seqGap: 9 } } });

@@ -1,6 +1,6 @@
 // Pure rendering of the tail view: alert line colours, block rows fitting the width, ETA.
 import { describe, expect, it } from 'vitest';
-import { alertLine, bar, eta, renderBlock, alertId, type ViewState } from '../../src/cli/tail-view.js';
+import { alertLine, bar, eta, printable, renderBlock, alertId, type ViewState } from '../../src/cli/tail-view.js';
 import { FakeStreamer } from '../helpers/fake-streamer.js';
 
 const strip = (s: string): string => s.replace(/\x1b\[[0-9;]*m/g, '');
@@ -15,6 +15,28 @@ describe('tail view', () => {
     expect(plain).not.toContain('\x1b');
     expect(plain).toMatch(/CRIT FIRING +nat_port_exhaustion tcp 198\.51\.100\.1 → 198\.51\.100\.8:80 10\/10 drops 3 — /);
     expect(alertLine(f.emitAlert({ kind: 'conntrack_table_full', key: {}, used: null, capacity: null }), false)).toContain('conntrack_table_full host —');
+  });
+
+  it('strips control characters from server-supplied text', () => {
+    const evil = f.emitAlert({
+      message: 'ok\x1b]0;pwned\x07\x1b[2J\r\nFAKE CRIT line\u202eevil\x9b31m',
+      key: { prefix: 'blk\x1b[8m ', group: 5, proto: 'tcp\x00', dstIp: '198.51.100.8', dstPort: 22 },
+      kind: 'nflog_drop',
+    });
+    const line = alertLine(evil, false);
+    expect(line).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+    expect(line).toContain('ok]0;pwned[2JFAKE CRIT lineevil31m');
+    expect(line).toContain('nflog 5 "blk[8m" tcp → 198.51.100.8:22');
+    expect(printable('a\tb\u2066c')).toBe('abc');
+    const st: ViewState = { status: 'x\x1b[1Ay', stats: null, firing: new Map() };
+    expect(renderBlock(st, 80, false)[1]).toBe('x[1Ay');
+  });
+
+  it('an aggregate nflog alert (no destination) shows the number of destinations', () => {
+    const a = f.emitAlert({ kind: 'nflog_drop', key: { prefix: 'scan ', group: 5, proto: null, dstIp: null, dstPort: null } as never, used: null, capacity: null });
+    expect(alertLine(a, false)).toContain('nflog 5 "scan"  → many destinations');
+    a.destinations = 900;
+    expect(alertLine(a, false)).toContain('nflog 5 "scan"  → 900 destinations');
   });
 
   it('eta and bar', () => {

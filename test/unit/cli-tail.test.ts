@@ -82,6 +82,25 @@ describe('natwatch tail (JSON lines)', () => {
     await out.until((m) => m.some((x) => x.type === 'hello'));
   });
 
+  it('tail --json | head: a closed stdout ends it quietly (exit 0, nothing on stderr)', async () => {
+    const streamer = new FakeStreamer();
+    srv = await startServer(streamer, { port: 0 });
+    child = spawnCli(['tail', srv.url, '--json']);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    // `head -1`: read one line, then close the pipe.
+    await new Promise<void>((resolve) => child!.stdout!.once('data', () => resolve()));
+    child.stdout!.destroy();
+    const exit = new Promise<number | null>((r) => child!.once('exit', (c) => r(c)));
+    // Bounded: keep writing until tail notices the closed pipe.
+    for (let i = 0; i < 50 && child.exitCode === null; i++) {
+      streamer.emitAlert();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await exit).toBe(0);
+    expect(stderr.split('\n').filter((l) => l && !/connecting|connected/.test(l))).toEqual([]);
+  });
+
   it.each([
     [['tail', 'http://127.0.0.1:1'], 'not a ws://'],
     [['tail', 'ws://['], 'not a ws://'],

@@ -1,6 +1,7 @@
 // doctor's nflog-groups check over parsed /proc tables: who holds each group the ruleset logs to.
 import { describe, expect, it } from 'vitest';
-import { nflogGroups, parseNetlinkInodes, parseNfnetlinkLog } from '../../src/doctor/checks-nflog.js';
+import { nflogGroups } from '../../src/doctor/checks-nflog.js';
+import { parseNetlinkInodes, parseNfnetlinkLog } from '../../src/source/nflog-bindings.js';
 
 describe('nflog-groups', () => {
   it('parses the kernel tables', () => {

@@ -71,8 +71,10 @@ describe('HTTP endpoints', () => {
     const firing = s.emitAlert({ key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '198.51.100.9', dstPort: 53 } });
     s.emitAlert({ state: 'resolved' });
     s.emitStats();
-    const health = await (await fetch(base() + '/healthz')).json();
-    expect(health).toMatchObject({ status: 'ok', netns: '/var/run/netns/nwc-x', seq: 2, clients: 0 });
+    const health = await fetch(base() + '/healthz');
+    expect(health.status).toBe(200);
+    // Only the status: no version, namespace or counts without a token.
+    expect(await health.json()).toEqual({ status: 'ok' });
     expect(await (await fetch(base() + '/v1/alerts')).json()).toEqual([firing]);
     expect(await (await fetch(base() + '/v1/top')).json()).toEqual(s.topEntries);
     expect((await fetch(base() + '/nope')).status).toBe(404);
@@ -89,8 +91,8 @@ describe('HTTP endpoints', () => {
         sock.on('close', () => resolve(text));
         sock.on('error', reject);
       });
-    expect(await raw('GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 404 /);
-    const upgrade = 'GET // HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+    expect(await raw('GET // HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 404 /);
+    const upgrade = 'GET // HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
     expect(await raw(upgrade)).toMatch(/^HTTP\/1\.1 404 /);
     expect((await fetch(base() + '/healthz')).status).toBe(200);
   });
@@ -152,7 +154,7 @@ describe('TLS', () => {
         res.on('end', () => resolve(b));
       }).on('error', reject).end();
     });
-    expect(JSON.parse(body).version).toBeTypeOf('string');
+    expect(JSON.parse(body)).toEqual({ status: 'ok' });
     c.close();
   });
 });

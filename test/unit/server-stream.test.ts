@@ -215,7 +215,7 @@ describe('robustness', () => {
     await c.next('error', 3);
     const errs = c.ofType('error').map((e) => e.message);
     expect(errs[0]).toMatch(/malformed JSON/);
-    expect(errs[1]).toMatch(/unknown message type 'frobnicate'/);
+    expect(errs[1]).toMatch(/unknown message type \('frobnicate'\)/);
     const a = streamer.emitAlert();
     expect(await c.next('alert')).toEqual(a);
     c.close();
@@ -284,7 +284,7 @@ describe('backpressure', () => {
     fast.close();
   });
 
-  it('a client that cannot take alerts is closed with 1013', async () => {
+  it('a client that cannot take alerts is terminated at once (its backlog freed)', async () => {
     await start({ highWaterMark: 16 * 1024, hardLimit: 64 * 1024 });
     const slow = await TestClient.open(url());
     const fast = await TestClient.open(url());
@@ -299,7 +299,9 @@ describe('backpressure', () => {
     }
     expect(srv.clientCount).toBe(1);
     raw.resume();
-    expect(await slow.closedP).toBe(1013);
+    // The socket is destroyed at once rather than after a close handshake queued behind
+    // megabytes it never read: the client sees the connection drop.
+    expect([1006, 1013]).toContain(await slow.closedP);
     await fast.next('alert', n, 10_000);
     expect(fast.closeCode).toBe(null);
     fast.close();

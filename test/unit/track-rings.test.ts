@@ -111,14 +111,24 @@ describe('CapacityResolver', () => {
   });
 
   it('defaults to the kernel range 1024-65535', () => {
-    expect(new CapacityResolver().nat('tcp', '198.51.100.1', '198.51.100.8', 80)).toEqual({ capacity: 64512, addrs: 1, origin: 'default' });
+    expect(new CapacityResolver().nat('tcp', '198.51.100.1', '198.51.100.8', 80)).toMatchObject({ capacity: 64512, addrs: 1, source: 'default' });
+  });
+
+  it('an unreadable ruleset makes an unexplained key unknown, with the reason; a readable matching rule still counts', () => {
+    const c = new CapacityResolver();
+    c.setRuleset({ nat: [snat([['203.0.113.1', '203.0.113.1']], [40000, 40019])], unreadable: ['iptables-legacy tables not checked: need CAP_DAC_READ_SEARCH'] });
+    expect(c.nat('tcp', '198.51.100.1', '198.51.100.8', 80)).toEqual({ capacity: 64512, addrs: 1, source: 'unknown', reason: 'iptables-legacy tables not checked: need CAP_DAC_READ_SEARCH' });
+    expect(c.nat('tcp', '203.0.113.1', '198.51.100.8', 80)).toMatchObject({ capacity: 20, source: 'ruleset' });
+    expect(c.info(false, 'tcp', '203.0.113.1', '198.51.100.8', 80).source).toBe('ruleset');
+    c.setRuleset({ nat: [], unreadable: [] });
+    expect(c.info(false, 'tcp', '203.0.113.1', '198.51.100.8', 80).source).toBe('default');
   });
 
   it('--nat-ports overrides the ruleset; per-rule config overrides both', () => {
     const c = new CapacityResolver({ natPorts: [50000, 50009], natRules: [{ dstPort: 443, ports: [1, 100] }] });
     c.setDetected([masq([1, 2])]);
-    expect(c.nat('tcp', '198.51.100.1', '198.51.100.8', 80).capacity).toBe(10);
-    expect(c.nat('tcp', '198.51.100.1', '198.51.100.8', 443)).toEqual({ capacity: 100, addrs: 1, origin: 'config' });
+    expect(c.nat('tcp', '198.51.100.1', '198.51.100.8', 80)).toMatchObject({ capacity: 10, source: 'flag' });
+    expect(c.nat('tcp', '198.51.100.1', '198.51.100.8', 443)).toMatchObject({ capacity: 100, addrs: 1, source: 'config' });
   });
 
   it('matches snat by address range, masquerade by interface, protocol and family', () => {
@@ -129,16 +139,18 @@ describe('CapacityResolver', () => {
       masq(null, { oifname: 'eth*' }),
     ]);
     c.setInterfaces(new Map([['r-out', ['198.51.100.1']], ['eth0', ['192.0.2.99']]]));
-    expect(c.nat('tcp', '203.0.113.2', '198.51.100.8', 80)).toEqual({ capacity: 100, addrs: 3, origin: 'ruleset' });
-    expect(c.nat('udp', '203.0.113.2', '198.51.100.8', 80).origin).toBe('default');
+    expect(c.nat('tcp', '203.0.113.2', '198.51.100.8', 80)).toMatchObject({ capacity: 100, addrs: 3, source: 'ruleset', reason: null });
+    expect(c.nat('udp', '203.0.113.2', '198.51.100.8', 80).source).toBe('default');
     expect(c.nat('tcp', '198.51.100.1', '198.51.100.8', 80).capacity).toBe(10);
-    expect(c.nat('tcp', '192.0.2.99', '198.51.100.8', 80)).toEqual({ capacity: 64512, addrs: 1, origin: 'ruleset' });
-    expect(c.nat('tcp', '2001:db8::1', '2001:db8::8', 80).origin).toBe('default');
+    expect(c.nat('tcp', '192.0.2.99', '198.51.100.8', 80)).toMatchObject({ capacity: 64512, addrs: 1, source: 'ruleset' });
+    expect(c.nat('tcp', '2001:db8::1', '2001:db8::8', 80).source).toBe('default');
   });
 
   it('local capacity is ip_local_port_range minus reserved ports, and bumps the version', () => {
     const c = new CapacityResolver();
-    expect(c.local().capacity).toBe(28232);
+    expect(c.local()).toMatchObject({ capacity: 28232, source: 'default' });
+    c.setLocalLimits([32768, 60999], []);
+    expect(c.local()).toMatchObject({ capacity: 28232, source: 'sysctl' });
     const v = c.version;
     c.setLocalLimits([32768, 60999], [[40000, 40009], [1, 100], [60990, 61010]]);
     expect(c.local().capacity).toBe(28232 - 10 - 10);

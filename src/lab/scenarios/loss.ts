@@ -72,6 +72,7 @@ export function loss(): Scenario {
       drops: true,
       resolves: 'by-itself',
       flowsExpire: false,
+      oneEpisode: true,
     },
     kernelDrops: async (lab) => ({
       what: "events the kernel could not queue to netfilter sockets in R (/proc/net/netlink Drops; only natwatch's event socket overflows, and natwatch counts these exactly)",

@@ -26,6 +26,11 @@ export interface Expectation {
   resolves: 'after-release' | 'by-itself';
   /** Recovery is R's closed flows leaving the table (so the lab reaps expired entries promptly). */
   flowsExpire: boolean;
+  /**
+   * One overload must be one episode (a single firing..resolved) whose drops, less the records
+   * natwatch dropped in its own queue, equal the scenario's kernelDrops.
+   */
+  oneEpisode?: boolean;
 }
 
 /** A destination whose natwatch occupancy must equal the kernel's own flow count. */
