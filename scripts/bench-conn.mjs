@@ -14,7 +14,7 @@
 // Then the idle cost of extra namespaces: one process with 1, 10, 50 native sources (each in its
 // own namespace), RSS and threads; and that process's CPU per connection while one of its 50
 // namespaces is the loaded router.
-//   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50]
+//   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50] [--prof DIR]
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' } } });
 const SECONDS = Math.min(Number(values.seconds), 60);
 const CONC = Math.min(Number(values.conc), 1024);
 const NAMESPACES = Math.min(Number(values.namespaces), 100);
@@ -40,7 +40,7 @@ const cpuSeconds = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / TICK;
 };
-/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...). */
+/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...), user and system. */
 const threadCpu = (pid) => {
   const out = {};
   for (const t of readdirSync(`/proc/${pid}/task`)) {
@@ -48,7 +48,8 @@ const threadCpu = (pid) => {
       const raw = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
       const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'));
       const f = raw.split(') ')[1].split(' ');
-      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / TICK;
+      out[`${name} user`] = (out[`${name} user`] ?? 0) + Number(f[11]) / TICK;
+      out[`${name} sys`] = (out[`${name} sys`] ?? 0) + Number(f[12]) / TICK;
     } catch {
       // exited
     }
@@ -112,15 +113,16 @@ try {
 
   // Listeners.
   const devnull = openSync('/dev/null', 'w');
-  const serveAt = async (name) => {
+  const serveAt = async (name, prof = []) => {
     const port = await freePort();
-    const p = spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'inherit'] });
+    const p = spawn(process.execPath, [...prof, `${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'inherit'] });
     procs.push(p);
     const base = `http://127.0.0.1:${port}`;
     await waitHealthy(base, p);
     return { name, pid: p.pid, base, proc: p };
   };
-  const plain = await serveAt('serve');
+  // --prof DIR: the consumer-less serve writes a V8 CPU profile there when it exits.
+  const plain = await serveAt('serve', values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : []);
   const withEvents = await serveAt('serve+events');
   let wsEvents = 0;
   const ws = new WebSocket(`ws://127.0.0.1:${new URL(withEvents.base).port}/v1/stream?types=event`);
@@ -194,6 +196,7 @@ try {
   }));
   ws.close();
   for (const l of [plain, withEvents]) l.proc.kill('SIGTERM');
+  await exited(plain.proc); // its profile is written on the way out
   ctE.kill('SIGTERM');
 
   // --- idle cost per namespace, and 50 namespaces with one under load ---------------------
