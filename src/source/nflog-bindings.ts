@@ -18,7 +18,8 @@ export function readNflogBindings(netns: string | null): NflogBindings {
     throw mapNativeError(err, netns);
   }
   // No nfnetlink_log table: the module is not loaded, so nothing is bound.
-  return { groups: parseNfnetlinkLog(t['netfilter/nfnetlink_log'] ?? ''), inodes: parseNetlinkInodes(t.netlink ?? '') };
+  const inodes = new Map(parseNetlinkTable(t.netlink ?? '').map((s) => [s.portId, s.inode]));
+  return { groups: parseNfnetlinkLog(t['netfilter/nfnetlink_log'] ?? ''), inodes };
 }
 
 /** /proc/net/netfilter/nfnetlink_log → group → holder port id. */
@@ -32,15 +33,28 @@ export function parseNfnetlinkLog(text: string): Map<number, number> {
   return out;
 }
 
-const NETLINK_NETFILTER = '12'; // linux/netlink.h
+/** NETLINK_NETFILTER, include/uapi/linux/netlink.h */
+export const NETLINK_NETFILTER = 12;
 
-/** /proc/net/netlink → NETLINK_NETFILTER port id → socket inode. */
-export function parseNetlinkInodes(text: string): Map<number, number> {
-  const out = new Map<number, number>();
+/** One NETLINK_NETFILTER socket of a namespace as /proc/net/netlink lists it. */
+export interface NetlinkSocket {
+  /** Port id (the Pid column). */
+  portId: number;
+  /** Bitmask of the first 32 multicast groups joined (group g is bit g - 1). */
+  groups: number;
+  /** Messages the kernel could not queue to it: the ground truth for loss. */
+  drops: number;
+  inode: number;
+}
+
+/** /proc/net/netlink text → its NETLINK_NETFILTER sockets. */
+export function parseNetlinkTable(text: string): NetlinkSocket[] {
+  const out: NetlinkSocket[] = [];
   for (const line of text.split('\n').slice(1)) {
     // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-    const c = line.trim().split(/\s+/);
-    if (c.length >= 10 && c[1] === NETLINK_NETFILTER) out.set(Number(c[2]), Number(c[9]));
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || Number(f[1]) !== NETLINK_NETFILTER) continue;
+    out.push({ portId: Number(f[2]), groups: parseInt(f[3]!, 16), drops: Number(f[8]), inode: Number(f[9]) });
   }
   return out;
 }

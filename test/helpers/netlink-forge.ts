@@ -4,17 +4,11 @@
 // has no AF_NETLINK).
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { Lab } from '../../src/lab/topology.js';
+import { netlinkSockets, type NetlinkSocket } from '../../src/lab/scenarios/loss.js';
+import { NETLINK_NETFILTER } from '../../src/source/nflog-bindings.js';
 
-const NETLINK_NETFILTER = 12; // linux/netlink.h
-
-export interface OwnSocket {
-  portId: number;
-  groups: number;
-  inode: number;
-}
-
-/** Our NETLINK_NETFILTER sockets in namespace ns (port id, multicast groups 1-32 as a mask). */
-export async function ownNetfilterSockets(lab: Lab, ns: string): Promise<OwnSocket[]> {
+/** Our NETLINK_NETFILTER sockets in namespace ns: /proc/net/netlink rows whose inode we hold. */
+export async function ownNetfilterSockets(lab: Lab, ns: string): Promise<NetlinkSocket[]> {
   const inodes = new Set<number>();
   for (const fd of readdirSync('/proc/self/fd')) {
     try {
@@ -24,16 +18,7 @@ export async function ownNetfilterSockets(lab: Lab, ns: string): Promise<OwnSock
       // closed meanwhile
     }
   }
-  const table = (await lab.exec(ns, 'cat', ['/proc/net/netlink'])).stdout;
-  const out: OwnSocket[] = [];
-  for (const line of table.split('\n').slice(1)) {
-    // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-    const c = line.trim().split(/\s+/);
-    if (c.length < 10 || Number(c[1]) !== NETLINK_NETFILTER) continue;
-    const inode = Number(c[9]);
-    if (inodes.has(inode)) out.push({ portId: Number(c[2]), groups: parseInt(c[3]!, 16), inode });
-  }
-  return out;
+  return (await netlinkSockets(lab, ns)).filter((s) => inodes.has(s.inode));
 }
 
 const FORGER = `

@@ -13,6 +13,7 @@ import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import type { Alert, HelloMessage, StatsMessage } from '../../src/types.js';
+import { parseNfnetlinkLog } from '../../src/source/nflog-bindings.js';
 import { natLab } from '../helpers/nat-lab.js';
 import { startServe, watchRouter } from '../helpers/serve.js';
 import { until } from '../helpers/wait.js';
@@ -37,15 +38,9 @@ function doctorNflog(netns: string): Promise<{ verdict: string; finding: string 
   });
 }
 
-/** Who holds NFLOG groups in ns: /proc/net/netfilter/nfnetlink_log (group, port id). */
+/** Who holds NFLOG groups in ns: /proc/net/netfilter/nfnetlink_log (group → port id). */
 async function nflogHolders(lab: Lab, ns: string): Promise<Map<number, number>> {
-  const text = (await lab.exec(ns, 'cat', ['/proc/net/netfilter/nfnetlink_log'])).stdout;
-  const out = new Map<number, number>();
-  for (const line of text.split('\n')) {
-    const c = line.trim().split(/\s+/);
-    if (c.length >= 2 && /^\d+$/.test(c[0]!)) out.set(Number(c[0]), Number(c[1]));
-  }
-  return out;
+  return parseNfnetlinkLog((await lab.exec(ns, 'cat', ['/proc/net/netfilter/nfnetlink_log'])).stdout);
 }
 
 describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: lab, ulogd2)', () => {

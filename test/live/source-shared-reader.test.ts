@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { netlinkSockets } from '../../src/lab/scenarios/loss.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
 import { until } from '../helpers/wait.js';
@@ -96,12 +97,11 @@ describe.runIf(isRoot || !!process.env.CI)('one reader thread for all namespaces
     expect(sb.stats.kernelDrops.conntrack).toBeGreaterThan(0);
     expect(cb.seen.newIds.size).toBeGreaterThan(0);
     // B's count is the kernel's: the Drops column of its event socket in B's /proc/net/netlink.
-    const table = (await b.exec(b.router, 'cat', ['/proc/net/netlink'])).stdout;
-    const drops = table.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000005').map((c) => Number(c[8]));
+    // The event sockets: groups NEW (1) and DESTROY (3), mask 0b101.
+    const eventDrops = async (lab: Lab) => (await netlinkSockets(lab, lab.router)).filter((s) => s.groups === 0b101).map((s) => s.drops);
+    const drops = await eventDrops(b);
     await until('B: drops all reported', () => drops.includes(sb.stats.kernelDrops.conntrack), 5_000);
-    const tableA = (await a.exec(a.router, 'cat', ['/proc/net/netlink'])).stdout;
-    const dropsA = tableA.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000005').map((c) => Number(c[8]));
-    expect(dropsA).toEqual([0]);
+    expect(await eventDrops(a)).toEqual([0]);
 
     // A resync on B dumps B only.
     const endsA = ca.seen.dumpEnds;

@@ -1,7 +1,7 @@
 // doctor's nflog-groups check over parsed /proc tables: who holds each group the ruleset logs to.
 import { describe, expect, it } from 'vitest';
 import { nflogGroups } from '../../src/doctor/checks-nflog.js';
-import { parseNetlinkInodes, parseNfnetlinkLog } from '../../src/source/nflog-bindings.js';
+import { parseNetlinkTable, parseNfnetlinkLog } from '../../src/source/nflog-bindings.js';
 
 describe('nflog-groups', () => {
   it('parses the kernel tables', () => {
@@ -10,7 +10,7 @@ describe('nflog-groups', () => {
     const netlink = 'sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode\n' +
       '0000000000000000 12  4242       00000000 0        0        0     2        0        99123\n' +
       '0000000000000000 0   1          00000551 0        0        0     2        0        11\n';
-    expect(parseNetlinkInodes(netlink)).toEqual(new Map([[4242, 99123]]));
+    expect(parseNetlinkTable(netlink)).toEqual([{ portId: 4242, groups: 0, drops: 0, inode: 99123 }]);
   });
 
   it('warns when another program holds a group, is ok when natwatch does', () => {
