@@ -135,6 +135,7 @@ Channel::Channel(ChannelFds fds, ChannelOptions opts, BatchTsfn tsfn)
       ct_(kKindConntrack, kCtRecordSize, opts.batch_records),
       nl_(kKindNflog, kNlRecordSize, opts.batch_records),
       ifnames_(fds.ifname) {
+  batch_ms_ = opts.batch_ms;
   ct_port_ = {this, kPortCt, fds.ct, {}};
   dump_port_ = {this, kPortDump, fds.dump, {}};
   if (opts.dump_on_start && fds.dump >= 0) dump_req_ = true;
@@ -341,7 +342,7 @@ void Reader::StartDump(Channel& ch) {
   }
   ch.dump_active_ = true;
   ch.dump_intr_ = false;
-  Arm(ch.ct_deadline_, ch.opts_.batch_ms);
+  Arm(ch.ct_deadline_, ch.batch_ms_.load(std::memory_order_relaxed));
 }
 
 void Reader::EndDump(Channel& ch, int err) {
@@ -359,7 +360,7 @@ void Reader::DrainConntrack(Channel& ch) {
   const int fd = ch.ct_port_.fd;
   DropWatch& drops = ch.ct_port_.drops;
   LossCounters& loss = ch.ct_loss_;
-  const uint32_t bms = ch.opts_.batch_ms;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
   const size_t slot = ch.slot_;
   mmsghdr msgs[kSlots];
   iovec iov[kSlots];
@@ -432,7 +433,7 @@ void Reader::DrainDump(Channel& ch) {
       return;
     }
     if (n == 0) {  // not from the kernel: dropped, counted, reported with the next batch
-      Arm(ch.ct_deadline_, ch.opts_.batch_ms);
+      Arm(ch.ct_deadline_, ch.batch_ms_.load(std::memory_order_relaxed));
       continue;
     }
     // The rest of a dump abandoned on an error is read and dropped: the kernel refuses a new
@@ -466,7 +467,7 @@ void Reader::DrainDump(Channel& ch) {
 
 void Reader::DrainNflog(Channel& ch, Channel::Port& p) {
   LossCounters& loss = ch.nl_loss_;
-  const uint32_t bms = ch.opts_.batch_ms;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
   for (int i = 0; i < kMaxDatagramsPerWake; i++) {
     int flags = 0;
     ssize_t n = RecvFromKernel(p.fd, rxbuf_, kRxBuf, &flags, loss);

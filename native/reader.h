@@ -87,6 +87,8 @@ class Channel {
   bool AddNflogFd(int fd);
   /** The event socket, fixed from construction until the reader retires the channel. */
   int CtFd() const { return ct_port_.fd; }
+  /** Longest a record waits in a partial batch from now on (any thread). */
+  void SetBatchMs(uint32_t ms) { batch_ms_.store(ms, std::memory_order_relaxed); }
 
  private:
   friend class Reader;
@@ -103,6 +105,7 @@ class Channel {
   BatchTsfn tsfn_;
   std::atomic<bool> dump_req_{false};
   std::atomic<bool> closing_{false};
+  std::atomic<uint32_t> batch_ms_{5};
 
   // Reader-thread state below.
   Port ct_port_;

@@ -70,8 +70,8 @@ Napi::Function Source::Define(Napi::Env env) {
                      });
 }
 
-// new Source({netns, conntrack, updates, nflogGroups, rcvbuf, batchRecords, batchMs, dump, queue,
-//             slotBytes}, onBatch)
+// new Source({netns, conntrack, updates, nflogGroups, rcvbuf, batchRecords, batchMs,
+//             quietBatchMs, dump, queue, slotBytes}, onBatch)
 Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
@@ -98,6 +98,7 @@ Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) 
   rcvbuf_ = int(U32Opt(o, "rcvbuf", 64u << 20, 4096, 1u << 30));
   copts_.batch_records = U32Opt(o, "batchRecords", 4096, 1, 65536);
   copts_.batch_ms = U32Opt(o, "batchMs", 5, 1, 1000);
+  quiet_batch_ms_ = U32Opt(o, "quietBatchMs", copts_.batch_ms, 1, 1000);
   queue_ = U32Opt(o, "queue", 64, 1, 4096);
   copts_.slot_bytes = U32Opt(o, "slotBytes", 0, 0, 1u << 16);
   on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
@@ -196,7 +197,9 @@ Napi::Value Source::Start(const Napi::CallbackInfo& info) {
   // 500 µs of events fits a buffer of 8 MiB and more even at the kernel's ≈ 400k events/s.
   copts_.coalesce_us = ct_rcvbuf >= (8 << 20) ? 500 : 0;
   tsfn_ = BatchTsfn::New(env, on_batch_.Value(), "natwatch-netlink", queue_, 1);
-  Channel* ch = new Channel(fds, copts_, tsfn_);
+  ChannelOptions co = copts_;
+  co.batch_ms = updates_ ? copts_.batch_ms : quiet_batch_ms_;
+  Channel* ch = new Channel(fds, co, tsfn_);
   fds = ChannelFds{};  // the channel owns them now
   for (size_t i = 0; i < groups_.size(); i++) {
     if (results.Get(uint32_t(i)).As<Napi::Object>().Get("errno").As<Napi::Number>().Int32Value() == 0) {
@@ -273,6 +276,9 @@ Napi::Value Source::SetUpdates(const Napi::CallbackInfo& info) {
     }
   }
   updates_ = on;
+  // Someone reads events: hand them over promptly; tracking alone needs no 5 ms latency and
+  // pays per hand-over (a JS call), so it gets the longer window.
+  if (channel_) channel_->SetBatchMs(on ? copts_.batch_ms : quiet_batch_ms_);
   return env.Undefined();
 }
 

@@ -41,6 +41,8 @@ class Source : public Napi::ObjectWrap<Source> {
   std::vector<uint16_t> groups_;
   int rcvbuf_ = 64 << 20;
   ChannelOptions copts_;
+  /** Hand-off window while nobody reads events (tracking only), ms: longer, fewer JS calls. */
+  uint32_t quiet_batch_ms_ = 25;
   uint32_t queue_ = 64;
   Napi::FunctionReference on_batch_;
 

@@ -17,7 +17,9 @@ export interface NativeSourceOptions {
   /** Requested receive buffer per event socket, bytes (SO_RCVBUFFORCE). */
   rcvbuf: number;
   batchRecords: number;
+  /** Hand-off window while UPDATE events are on, and while only tracking (quietBatchMs). */
   batchMs: number;
+  quietBatchMs: number;
   /** Dump the table right after subscribing. */
   dump: boolean;
   /** Batches queued towards JS; the reader waits while it is full. */

@@ -38,8 +38,12 @@ export interface NetlinkSourceOptions {
   rcvbufBytes?: number;
   /** Records per batch before it is handed over; default 4096. */
   batchRecords?: number;
-  /** Longest a record waits in a partial batch, ms; default 5. */
+  /** Longest a record waits in a partial batch while UPDATE events are on (someone reads
+   *  events), ms; default 5. */
   batchMs?: number;
+  /** The same while only tracking (NEW and DESTROY): each hand-over is a JS call, and tracking
+   *  needs no 5 ms latency; default 25, or batchMs when that is given. */
+  quietBatchMs?: number;
   /** Dump the table after subscribing; default true. */
   dump?: boolean;
   /** Subscribe to conntrack events; default true (false: NFLOG only). */
@@ -86,6 +90,7 @@ export function createNetlinkSource(opts: NetlinkSourceOptions): NetlinkSource {
 }
 
 const DEFAULT_RCVBUF = 64 << 20;
+const DEFAULT_QUIET_BATCH_MS = 25;
 /** How often a group another program holds is tried again (issue: take over within 30 s). */
 export const NFLOG_RETRY_MS = 30_000;
 const FOREIGN_REPORT_MS = 60_000;
@@ -143,6 +148,7 @@ class NativeNetlinkSource implements NetlinkSource {
         rcvbuf: this.opts.rcvbufBytes ?? DEFAULT_RCVBUF,
         batchRecords: this.opts.batchRecords ?? 4096,
         batchMs: this.opts.batchMs ?? 5,
+        quietBatchMs: this.opts.quietBatchMs ?? this.opts.batchMs ?? DEFAULT_QUIET_BATCH_MS,
         dump: this.opts.dump ?? true,
         queue: this.opts.queue ?? 64,
         slotBytes: this.opts.slotBytes ?? 0,
