@@ -527,6 +527,7 @@ void Reader::Run() {
     int timeout = -1;
     int64_t now = MonoMs();
     for (Channel* ch : channels_) {
+      if (ch->closing_.load(std::memory_order_relaxed)) continue;  // retired next round
       if (ch->dump_req_.load() && !ch->dump_active_) StartDump(*ch);
       for (int64_t d : {ch->ct_deadline_, ch->nl_deadline_}) {
         if (d == 0) continue;
