@@ -119,4 +119,28 @@ describe.runIf(isRoot || !!process.env.CI)('one reader thread for all namespaces
     await sb.close();
     expect(readerThreads()).toBe(0);
   });
+
+  it('sources that come and go in any order leave no thread and no socket behind', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const paths = [a.nsPath(a.router), b.nsPath(b.router), a.nsPath(a.client), b.nsPath(b.server)];
+    const live: NetlinkSource[] = [];
+    for (let round = 0; round < 20; round++) {
+      // Start two, close the oldest (or two at once every fifth round): the thread stays up
+      // while any is left, channels are added and retired under it.
+      for (let i = 0; i < 2; i++) {
+        const s = createNetlinkSource({ netns: paths[(round + i) % paths.length]!, nflogGroups: [100 + round * 2 + i] });
+        await s.start(collector().handlers);
+        s.resync();
+        live.push(s);
+      }
+      await live.shift()!.close();
+      if (round % 5 === 4) await live.shift()!.close();
+      expect(readerThreads()).toBeLessThanOrEqual(1);
+    }
+    expect(live.length).toBeGreaterThan(0);
+    for (const s of live.splice(0)) await s.close();
+    await until('the reader thread gone', () => readerThreads() === 0);
+    expect(fds()).toBe(before);
+  });
 });
