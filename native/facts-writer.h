@@ -131,6 +131,25 @@ class FactsWriter {
     End();
   }
 
+  /**
+   * Capture mode (kernelFacts({raw: true}), for fixtures and fuzz seeds): the kernel bytes each
+   * decoder was given, framed as u8 kind (FactSection; kSecDiag + 16 for UDP), 3 pad, u32
+   * length, bytes, padding to 4. Legacy blobs start with valid_hooks, hook_entry[5],
+   * underflow[5] (u32 each) and the table name (32 bytes).
+   */
+  bool capture = false;
+  std::vector<uint8_t> captured;
+  void Capture(uint8_t kind, const void* p, size_t n, const void* prefix = nullptr, size_t plen = 0) {
+    if (!capture) return;
+    uint8_t hdr[8] = {kind, 0, 0, 0};
+    uint32_t len = uint32_t(n + plen);
+    std::memcpy(hdr + 4, &len, 4);
+    captured.insert(captured.end(), hdr, hdr + 8);
+    if (plen) captured.insert(captured.end(), static_cast<const uint8_t*>(prefix), static_cast<const uint8_t*>(prefix) + plen);
+    captured.insert(captured.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+    captured.insert(captured.end(), (4 - len % 4) % 4, 0);
+  }
+
   const std::vector<uint8_t>& Data() const { return buf_; }
   std::vector<uint8_t>& Data() { return buf_; }
   size_t Size() const { return buf_.size(); }

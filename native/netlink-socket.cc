@@ -1,4 +1,5 @@
 #include "netlink-socket.h"
+#include <endian.h>  // htobe16: glibc pulls it in through other headers, musl does not
 
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/sock_diag.h>  // SK_MEMINFO_VARS, SK_MEMINFO_DROPS

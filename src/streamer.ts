@@ -10,7 +10,7 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { readInterfaces, RulesetWatcher, type LogRule } from './source/ruleset.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
@@ -67,6 +67,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private source: EventSource | null = null;
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
+  private saidUnreadable = '';
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
@@ -185,10 +186,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
     }
   }
 
-  /** Local sockets from sock_diag (local_port_exhaustion where conntrack does not see them). */
+  /**
+   * Local sockets from sock_diag, where conntrack does not see local flows: a namespace with no
+   * nat chain and no rule using conntrack has no conntrack hooks. Elsewhere conntrack counts
+   * them and the dump (≈ 9 ms CPU a second, the kernel walks its whole socket hash) is skipped.
+   */
   private async refreshSockets(): Promise<void> {
+    const r = this.ruleset.current;
+    const tracked = r.unreadable.length === 0 && (r.natChains > 0 || r.ctRules.length > 0);
     try {
-      const counts = await readLocalSockets(this.netns);
+      const counts = tracked ? new Map<string, number>() : await readLocalSockets(this.netns);
       if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
     } catch (err) {
       if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
@@ -197,17 +204,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   /**
    * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
-   * tables send no notification: they are re-read every rulesetIntervalMs (60 s) while they
-   * exist. Without notifications (the subscription failed) both are polled.
+   * tables send no notification: a slow re-read every rulesetIntervalMs (60 s; one read of a
+   * 100-rule ruleset costs about a millisecond, BENCHMARKS.md) covers them. Without
+   * notifications (the subscription failed) both are polled faster.
    */
   private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
     try {
       this.watch = watchKernelChanges(this.netns, { ruleset: true, addresses: true }, (kind) => {
         void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
       });
-      every(this.opts.rulesetIntervalMs ?? 60_000, async () => {
-        if (this.ruleset.current.natRules.some((r) => r.text.startsWith('legacy ')) || this.ruleset.current.unreadable.length) await this.refreshRuleset();
-      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, () => this.refreshRuleset());
     } catch (err) {
       this.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
@@ -326,8 +332,12 @@ export class Streamer extends EventEmitter implements StreamerLike {
     try {
       const { changed, info, interfaces } = await this.ruleset.refresh();
       if (changed) this.tracker.capacity.setRuleset(info);
-      // What could not be read is said (once a minute at most) and marks capacities unknown.
-      if (info.unreadable.length && !this.closed) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${info.unreadable.join('; ')}`));
+      // What could not be read marks capacities unknown, and is said once (again only if it changes).
+      const unreadable = info.unreadable.join('; ');
+      if (unreadable !== this.saidUnreadable && !this.closed) {
+        this.saidUnreadable = unreadable;
+        if (unreadable) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
+      }
       this.applyInterfaces(interfaces);
     } catch (err) {
       // Capacities become unknown: say why (fail() repeats a recurring cause once a minute).
@@ -378,6 +388,14 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.lastError = { message: err.message, ms: now };
     // 'error' without a listener would throw and take a daemon down: only emit when heard.
     if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /**
+   * The ruleset's log rules: NFLOG group, prefix, and whether the same rule drops or rejects
+   * (ECS `event.type: denied` vs a log-only rule). Current as of the last ruleset read.
+   */
+  logRules(): LogRule[] {
+    return this.ruleset.current.logs;
   }
 
   firing(): Alert[] {

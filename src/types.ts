@@ -111,14 +111,29 @@ export interface Alert {
   destinations?: number;
   /** Predicted seconds until the key is exhausted at the current trend (port kinds only). */
   etaSeconds?: number | null;
+  /** Port kinds: where `capacity` came from (docs/kernel-facts.md). */
+  capacitySource?: CapacitySource;
+  /** Why the source is `unknown` or `default` (e.g. the capability that is missing); else null. */
+  capacityReason?: string | null;
   /** Kind-specific detail (counter deltas, loss counts, ...). */
   detail?: Record<string, unknown>;
 }
+
+/**
+ * Where a capacity came from: `flag` (--nat-ports), `config` (natRules), `ruleset` (the rule
+ * that produced the NAT address), `default` (no rule names a range: the kernel's 1024-65535),
+ * `unknown` (part of the ruleset could not be read; capacityReason says what), `sysctl` (local
+ * keys: ip_local_port_range minus ip_local_reserved_ports).
+ */
+export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
 
 export interface TopEntry {
   key: PortKey;
   used: number;
   capacity: number;
+  /** Always set by natwatch (optional for entries built by embedders and tests). */
+  capacitySource?: CapacitySource;
+  capacityReason?: string | null;
   utilization: number;
   newPerSec: number;
 }

@@ -2,6 +2,7 @@
 // streamer running in-process on the router and the kernel's own counters beside what it
 // reports. Always cleans up (namespaces, peers, a lowered nf_conntrack_max), also on Ctrl-C.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from './args.js';
 import { NatwatchError, UsageError } from '../errors.js';
@@ -66,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
   if ((proto !== 'tcp' || values.ipv6) && name !== 'port-exhaustion' && name !== 'all') {
     throw new UsageError(`--${values.ipv6 ? 'ipv6' : 'proto'}: only for --scenario port-exhaustion`);
   }
-  if (process.getuid?.() !== 0) {
+  if (process.getuid?.() !== 0 || !holdsLabCapabilities()) {
     throw new NatwatchError('EPERM', 'lab needs root: it creates network namespaces and nft rules (run it with sudo)');
   }
   setupLogging({ level: process.env.NATWATCH_LOG_LEVEL ?? 'warn' });
@@ -124,4 +125,19 @@ function runDoctor(lab: Lab): Promise<{ ok: boolean; text: string }> {
       resolve({ ok: code === 0 && /track/i.test(text), text });
     });
   });
+}
+
+/**
+ * uid 0 is not enough: a root shell with its capabilities dropped (setpriv, a container) cannot
+ * create namespaces either. The lab needs CAP_SYS_ADMIN and CAP_NET_ADMIN (linux/capability.h
+ * bits 21 and 12) in the effective set.
+ */
+function holdsLabCapabilities(): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    const eff = m ? BigInt(`0x${m[1]}`) : 0n;
+    return ((eff >> 21n) & 1n) === 1n && ((eff >> 12n) & 1n) === 1n;
+  } catch {
+    return false;
+  }
 }

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { NatwatchError, UsageError } from '../errors.js';
 import type { ServerMessage } from '../types.js';
+import { printable } from './tail-view.js';
 
 export interface TailClientOptions {
   url: string;
@@ -82,7 +83,8 @@ export class TailClient extends EventEmitter<TailClientEvents> {
           } catch {
             // plain-text body
           }
-          const msg = res.statusCode === 401 ? 'server refused the token (401): pass --token' : `server refused the stream (${res.statusCode}): ${detail}`;
+          // The body is the server's text: no control characters reach the terminal.
+          const msg = res.statusCode === 401 ? 'server refused the token (401): pass --token' : `server refused the stream (${res.statusCode}): ${printable(detail).slice(0, 200)}`;
           this.stop();
           this.emit('fatal', new NatwatchError(res.statusCode === 400 ? 'EUSAGE' : 'ERUNTIME', msg));
         });
@@ -108,7 +110,7 @@ export class TailClient extends EventEmitter<TailClientEvents> {
       if (this.ws === ws) this.ws = null;
       if (this.stopped || fatal) return;
       if (this.attempt === 0) this.downSince = Date.now();
-      this.retry(code === 1006 ? 'connection lost' : `closed ${code}${reason.length ? ' ' + reason.toString() : ''}`);
+      this.retry(code === 1006 ? 'connection lost' : `closed ${code}${reason.length ? ' ' + printable(reason.toString()) : ''}`);
     });
   }
 

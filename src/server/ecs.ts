@@ -40,6 +40,7 @@ export function alertToEcs(a: Alert): Record<string, unknown> {
       utilization: a.utilization,
       drops: a.drops,
       ...(a.etaSeconds !== undefined ? { etaSeconds: a.etaSeconds } : {}),
+      ...(a.capacitySource !== undefined ? { capacitySource: a.capacitySource, capacityReason: a.capacityReason ?? null } : {}),
       ...(a.detail !== undefined ? { detail: a.detail } : {}),
     },
   };

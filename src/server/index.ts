@@ -69,6 +69,9 @@ export interface NatwatchServer {
 /** Plain or TLS: both emit 'upgrade' with the same arguments. */
 type AnyServer = Server | HttpsServer;
 
+/** Each attached server's access policy, for startServer's own 404 route (kept off the public type). */
+const policies = new WeakMap<NatwatchServer, AccessPolicy>();
+
 export function attachServer(server: AnyServer, streamer: StreamerLike, opts: AttachOptions = {}): NatwatchServer {
   const log = opts.logger ?? logger('server');
   const token = new TokenCheck(opts.token);
@@ -108,7 +111,7 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
   };
   server.on('upgrade', onUpgrade);
   let closed: Promise<void> | null = null;
-  return {
+  const nw: NatwatchServer = {
     handleRequest: (req, res) => handleHttp(ctx, req, res),
     registry,
     get clientCount() {
@@ -127,6 +130,8 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
       return closed;
     },
   };
+  policies.set(nw, access);
+  return nw;
 }
 
 export interface StartOptions extends AttachOptions {
@@ -160,7 +165,7 @@ export async function startServer(a: StreamerLike | (StartOptions & { streamer: 
   }
   const server: AnyServer = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
   const nw = attachServer(server, streamer, opts);
-  const access = new AccessPolicy(new TokenCheck(opts.token), opts);
+  const access = policies.get(nw)!;
   server.on('request', (req, res) => {
     if (nw.handleRequest(req, res)) return;
     const refused = access.hostRefusal(req);

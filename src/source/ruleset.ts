@@ -191,9 +191,11 @@ export function buildRuleset(f: Pick<KernelFacts, 'chains' | 'rules' | 'setElems
 
 /** One line per section that could not be read, naming the capability it needs. */
 function unreadableLines(errors: KernelFacts['errors']): string[] {
-  const E = { EPERM: 1, EACCES: 13 };
+  const E = { EPERM: 1, EACCES: 13, EPROTONOSUPPORT: 93, EOPNOTSUPP: 95 };
   const lines: string[] = [];
   for (const e of errors) {
+    // A kernel without nf_tables has no nft rules to miss.
+    if (e.section === 'nft' && (e.errno === E.EOPNOTSUPP || e.errno === E.EPROTONOSUPPORT)) continue;
     if (e.section === 'nft') {
       lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? 'nf_tables ruleset unreadable: need CAP_NET_ADMIN' : `nf_tables ruleset unreadable: ${e.what}: ${errnoName(e.errno)}`);
     } else if (e.section === 'iptables-legacy' || e.section === 'ip6tables-legacy') {

@@ -1,12 +1,11 @@
 // `natwatch doctor --netns` against lab namespaces prepared into the classic conditions.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLab, ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import type { CheckResult, DoctorReport } from '../../src/doctor/index.js';
 import { ensureBuilt, runCli } from '../helpers/cli-build.js';
-
-const isRoot = process.getuid?.() === 0;
+import { describeLive } from '../helpers/gate.js';
 
 async function doctor(ns: string): Promise<{ report: DoctorReport; text: string; byId: Map<string, CheckResult> }> {
   const j = await runCli(['doctor', '--netns', ns, '--json'], { timeoutMs: 30_000 });
@@ -23,7 +22,7 @@ async function iptables(lab: Lab, args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`iptables ${args.join(' ')}: ${r.stderr}`);
 }
 
-describe.runIf(isRoot)('natwatch doctor (root: real namespaces)', () => {
+describeLive('natwatch doctor (root: real namespaces)', () => {
   let lab: Lab;
   const loads: Load[] = [];
   beforeAll(async () => {

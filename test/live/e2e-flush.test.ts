@@ -2,13 +2,13 @@
 // binary) says so, with the numbers the kernel shows.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { flush } from '../../src/lab/scenarios/flush.js';
 import { listEntries } from '../../src/lab/scenarios/kernel.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 
 interface Check {
@@ -31,7 +31,7 @@ function doctor(nsPath: string): Promise<{ code: number; checks: Check[] }> {
   });
 }
 
-describe.runIf(isRoot)('e2e flush + doctor', () => {
+describeLive('e2e flush + doctor', () => {
   let lab: Lab | undefined;
   let load: Load | undefined;
   afterEach(async () => {

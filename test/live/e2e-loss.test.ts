@@ -4,7 +4,7 @@
 // netlink sockets among its fds and compare their kernel drop counts with the alert, and it
 // checks the stream as a client sees it.
 import { readdirSync, readlinkSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { createStreamer, startServer, type StandaloneServer, type Streamer } from '../../src/index.js';
 import type { Alert, ServerMessage, StatsMessage } from '../../src/types.js';
 import { createLab, type Lab } from '../../src/lab/topology.js';
@@ -13,8 +13,8 @@ import { snapshot } from '../../src/lab/scenarios/kernel.js';
 import { LAB_THRESHOLDS } from '../../src/lab/runner.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { connectStream, type StreamClient } from '../helpers/ws-client.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const WAIT = 15_000;
 const lossAlert = (m: ServerMessage): m is Alert => m.type === 'alert' && m.kind === 'event_loss';
 const KEY = { proto: 'udp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 53 };
@@ -35,7 +35,7 @@ function ownSocketInodes(): Set<number> {
   return out;
 }
 
-describe.runIf(isRoot)('e2e event_loss', () => {
+describeLive('e2e event_loss', () => {
   let lab: Lab | undefined;
   let load: Load | undefined;
   let streamer: Streamer | undefined;

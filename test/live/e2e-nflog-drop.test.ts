@@ -1,19 +1,19 @@
 // End to end: nflog_drop from a real `log prefix ... group 5 drop` rule, read by natwatch serve.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import type { Alert, ServerMessage } from '../../src/types.js';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { GROUP, PREFIX, nflogDrop } from '../../src/lab/scenarios/nflog-drop.js';
 import { nftRulePackets } from '../../src/lab/scenarios/kernel.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { watchRouter } from '../helpers/serve.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const WAIT = 15_000;
 const KEY = { prefix: PREFIX, group: GROUP, proto: 'tcp', dstIp: '198.51.100.8', dstPort: 9999 };
 const nflogAlert = (state: string) => (m: ServerMessage) =>
   m.type === 'alert' && m.kind === 'nflog_drop' && m.state === state && JSON.stringify(m.key) === JSON.stringify(KEY);
 
-describe.runIf(isRoot)('e2e nflog_drop', () => {
+describeLive('e2e nflog_drop', () => {
   let lab: Lab | undefined;
   let load: Load | undefined;
   let watcher: Awaited<ReturnType<typeof watchRouter>> | undefined;

@@ -1,7 +1,7 @@
 // End to end: real namespaces and NAT rules, the built `natwatch serve` on the router, a real
 // WebSocket client. Asserts DESIGN.md's nat_port_exhaustion alert field by field, and that it
 // resolves once the client lets go. Needs root and a built dist (npm run build).
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import type { Alert, ServerMessage, StatsMessage } from '../../src/types.js';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { fastClose, portExhaustion } from '../../src/lab/scenarios/port-exhaustion.js';
@@ -9,8 +9,8 @@ import { deltas, listEntries, pollUntil, reapWhile, snapshot } from '../../src/l
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { watchRouter } from '../helpers/serve.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const WAIT = 15_000;
 
 const isAlert = (m: ServerMessage): m is Alert => m.type === 'alert';
@@ -19,7 +19,7 @@ const exhaustion = (natIp: string, dstIp: string, dstPort: number, proto: string
   m.kind === 'nat_port_exhaustion' &&
   JSON.stringify(m.key) === JSON.stringify({ proto, natIp, dstIp, dstPort });
 
-describe.runIf(isRoot)('e2e nat_port_exhaustion', () => {
+describeLive('e2e nat_port_exhaustion', () => {
   let lab: Lab | undefined;
   let load: Load | undefined;
   let watcher: Awaited<ReturnType<typeof watchRouter>> | undefined;

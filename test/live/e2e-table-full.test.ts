@@ -1,7 +1,7 @@
 // End to end: conntrack_table_full. The only e2e file that touches a machine-wide value: it
 // lowers net.netfilter.nf_conntrack_max through sysctl-guard for a few seconds and restores it
 // in finally and afterAll (and the guard restores it on any exit of this process).
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import type { Alert, ServerMessage } from '../../src/types.js';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { tableFull } from '../../src/lab/scenarios/table-full.js';
@@ -9,15 +9,15 @@ import { deltas, reapWhile, snapshot } from '../../src/lab/scenarios/kernel.js';
 import { guardSysctl, readSysctl, type SysctlGuard } from '../../src/lab/sysctl-guard.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { watchRouter } from '../helpers/serve.js';
+import { describeLive, liveReady } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const KEY = 'net.netfilter.nf_conntrack_max';
 const WAIT = 15_000;
 const tableAlert = (state: string) => (m: ServerMessage) =>
   m.type === 'alert' && m.kind === 'conntrack_table_full' && m.state === state;
 
-describe.runIf(isRoot)('e2e conntrack_table_full', () => {
-  const original = isRoot ? readSysctl(KEY) : '';
+describeLive('e2e conntrack_table_full', () => {
+  const original = liveReady ? readSysctl(KEY) : '';
   let lab: Lab | undefined;
   let load: Load | undefined;
   let guard: SysctlGuard | undefined;

@@ -3,13 +3,12 @@
 // opens 15 concurrent TCP connections to B:80; 10 get a NAT port, the kernel drops the rest.
 // The streamer in R must fire nat_port_exhaustion {tcp, 198.51.100.1, 198.51.100.8, 80} with
 // used=10, capacity=10, critical with drops > 0, and resolve once the connections close.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLab, type Lab, type PeerProcess } from '../../src/lab/topology.js';
 import { createStreamer, type Streamer } from '../../src/streamer.js';
 import type { Alert, PortKey } from '../../src/types.js';
 import { natLab } from '../helpers/nat-lab.js';
-
-const isRoot = process.getuid?.() === 0;
+import { describeLive } from '../helpers/gate.js';
 
 /** Namespace-local conntrack timeouts in R, so closed flows leave its table within seconds. */
 const FAST_CLOSE = [
@@ -39,7 +38,7 @@ function waitFor(alerts: Alert[], pred: (a: Alert) => boolean, ms: number, strea
   });
 }
 
-describe.runIf(isRoot)('nat_port_exhaustion live (lab scenario 1)', () => {
+describeLive('nat_port_exhaustion live (lab scenario 1)', () => {
   let lab: Lab;
   let streamer: Streamer | undefined;
   let client: PeerProcess | undefined;
@@ -91,7 +90,7 @@ describe.runIf(isRoot)('nat_port_exhaustion live (lab scenario 1)', () => {
   });
 });
 
-describe.runIf(isRoot)('local_port_exhaustion live (the host\'s own connections)', () => {
+describeLive('local_port_exhaustion live (the host\'s own connections)', () => {
   let lab: Lab;
   let streamer: Streamer | undefined;
   let client: PeerProcess | undefined;

@@ -3,8 +3,8 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DROP_PRIVILEGE, itLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 
 const netnsList = () => execFileSync('ip', ['netns', 'list']).toString();
@@ -56,13 +56,13 @@ describe('natwatch lab (CLI)', () => {
     expect(p.out.trim()).toBe("natwatch: --proto: 'sctp' is not tcp or udp");
   });
 
-  it.runIf(isRoot)('not root: one clear line, exit 1', () => {
-    const r = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, BIN, 'lab'], { encoding: 'utf8' });
+  itLive('without root\'s capabilities: one clear line, exit 1', () => {
+    const r = spawnSync(DROP_PRIVILEGE[0], [...DROP_PRIVILEGE.slice(1), process.execPath, BIN, 'lab'], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr.trim()).toBe('natwatch: lab needs root: it creates network namespaces and nft rules (run it with sudo)');
   });
 
-  it.runIf(isRoot)('port-exhaustion: the alert, the kernel beside it, exit 0, nothing left behind', async () => {
+  itLive('port-exhaustion: the alert, the kernel beside it, exit 0, nothing left behind', async () => {
     const r = await lab(['--scenario', 'port-exhaustion']);
     const names = namesIn(r.out);
     leftovers.push(...names);
@@ -76,7 +76,7 @@ describe('natwatch lab (CLI)', () => {
     for (const ns of names) expect(netnsList()).not.toContain(ns);
   });
 
-  it.runIf(isRoot)('port-exhaustion over UDP through NAT66', async () => {
+  itLive('port-exhaustion over UDP through NAT66', async () => {
     const r = await lab(['--scenario', 'port-exhaustion', '--proto', 'udp', '--ipv6']);
     leftovers.push(...namesIn(r.out));
     expect(r.code, r.out).toBe(0);
@@ -84,7 +84,7 @@ describe('natwatch lab (CLI)', () => {
     expect(r.out).toContain('udp 2001:db8:2::1 → [2001:db8:2::8]:53: natwatch counts 10 flows, conntrack -L lists 10');
   });
 
-  it.runIf(isRoot)('--keep leaves the namespaces and prints how to remove them', async () => {
+  itLive('--keep leaves the namespaces and prints how to remove them', async () => {
     const r = await lab(['--scenario', 'nflog-drop', '--keep']);
     const names = namesIn(r.out);
     leftovers.push(...names);
@@ -94,7 +94,7 @@ describe('natwatch lab (CLI)', () => {
     for (const ns of names) execFileSync('ip', ['netns', 'del', ns]);
   });
 
-  it.runIf(isRoot)('Ctrl-C in the middle tears everything down and exits 130', async () => {
+  itLive('Ctrl-C in the middle tears everything down and exits 130', async () => {
     const r = await lab(['--scenario', 'port-exhaustion'], { interruptOn: /traffic +│/ });
     const names = namesIn(r.out);
     leftovers.push(...names);

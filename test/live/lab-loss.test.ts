@@ -4,14 +4,13 @@
 // (it blocks on write and stops draining its socket), so the outcome does not depend on how
 // busy the machine is.
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { snapshot } from '../../src/lab/scenarios/kernel.js';
 import { loss, lossFlows, netlinkDrops } from '../../src/lab/scenarios/loss.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-
-describe.runIf(isRoot)('lab loss (kernel side)', () => {
+describeLive('lab loss (kernel side)', () => {
   let lab: Lab | undefined;
   afterEach(async () => {
     await lab?.destroy();

@@ -1,13 +1,12 @@
 // Kernel side of the nflog-drop and flush scenarios, without natwatch.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { listEntries, nftRulePackets } from '../../src/lab/scenarios/kernel.js';
 import { nflogDrop } from '../../src/lab/scenarios/nflog-drop.js';
 import { flush } from '../../src/lab/scenarios/flush.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-
-describe.runIf(isRoot)('lab nflog-drop and flush (kernel side)', () => {
+describeLive('lab nflog-drop and flush (kernel side)', () => {
   let lab: Lab | undefined;
   afterEach(async () => {
     await lab?.destroy();

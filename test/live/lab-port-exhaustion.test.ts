@@ -1,13 +1,12 @@
 // Kernel side of the port-exhaustion scenario, without natwatch: the lab must really make the
 // kernel drop the flows past the NAT range (the e2e tests then check natwatch saw it).
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { deltas, listEntries, pollUntil, snapshot } from '../../src/lab/scenarios/kernel.js';
 import { portExhaustion } from '../../src/lab/scenarios/port-exhaustion.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-
-describe.runIf(isRoot)('lab port-exhaustion (kernel side)', () => {
+describeLive('lab port-exhaustion (kernel side)', () => {
   let lab: Lab | undefined;
   afterEach(async () => {
     await lab?.destroy();

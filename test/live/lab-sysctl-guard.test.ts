@@ -6,12 +6,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const KEY = 'net.ipv4.ip_local_port_range';
 
-describe.runIf(isRoot)('sysctl-guard', () => {
+describeLive('sysctl-guard', () => {
   const ns = `nwd-${randomBytes(3).toString('hex')}-g`;
   let out = '';
   const read = () => execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-n', KEY]).toString().trim().replace(/\s+/g, ' ');

@@ -1,17 +1,17 @@
 // Kernel side of the table-full scenario. This file alone lowers the machine-wide
 // nf_conntrack_max (the live project runs files one at a time); the guard restores it in
 // finally and on any exit, and the test checks that it did.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { deltas, snapshot } from '../../src/lab/scenarios/kernel.js';
 import { tableFull } from '../../src/lab/scenarios/table-full.js';
 import { guardSysctl, readSysctl, type SysctlGuard } from '../../src/lab/sysctl-guard.js';
+import { describeLive, liveReady } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const KEY = 'net.netfilter.nf_conntrack_max';
 
-describe.runIf(isRoot)('lab table-full (kernel side)', () => {
-  const original = isRoot ? Number(readSysctl(KEY)) : 0;
+describeLive('lab table-full (kernel side)', () => {
+  const original = liveReady ? Number(readSysctl(KEY)) : 0;
   let lab: Lab | undefined;
   let guard: SysctlGuard | undefined;
   afterAll(async () => {
@@ -44,7 +44,7 @@ describe.runIf(isRoot)('lab table-full (kernel side)', () => {
   });
 });
 
-describe.runIf(isRoot)('natwatch lab --scenario table-full, killed mid-run', () => {
+describeLive('natwatch lab --scenario table-full, killed mid-run', () => {
   it('SIGTERM while the max is lowered: restored, namespaces gone, exit 143', async () => {
     const { spawn, execFileSync } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');

@@ -1,17 +1,15 @@
 // local_port_exhaustion where conntrack sees nothing: a client namespace without a single
 // netfilter rule (so the kernel does not track its own connections), ip_local_port_range
 // narrowed to 10 ports, 15 connects. natwatch counts the sockets through sock_diag.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLab, type Lab, type PeerProcess } from '../../src/lab/topology.js';
 import { countLocalSockets, readLocalSockets } from '../../src/source/local-sockets.js';
 import { createStreamer, type Streamer } from '../../src/streamer.js';
 import type { Alert } from '../../src/types.js';
+import { describeLive } from '../helpers/gate.js';
 import { until } from '../helpers/wait.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('live local-socket tests need root under CI');
-
-describe.runIf(isRoot)('local ports from sock_diag (no netfilter rule at all)', () => {
+describeLive('local ports from sock_diag (no netfilter rule at all)', () => {
   let lab: Lab;
   let streamer: Streamer | undefined;
   let client: PeerProcess | undefined;

@@ -2,18 +2,17 @@
 // addon (nf_tables dumps, iptables-nft compat payloads, iptables-legacy getsockopt), through
 // RulesetWatcher + CapacityResolver. The lab builds the rules with nft/iptables; natwatch runs
 // none of them.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from '../../src/source/ruleset.js';
 import { CapacityResolver } from '../../src/track/capacity.js';
 import { watchKernelChanges, type ChangeKind } from '../../src/source/kernel-watch.js';
 import { until } from '../helpers/wait.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('live ruleset tests need root under CI');
 const NAT_IP = '198.51.100.1';
 
-describe.runIf(isRoot)('ruleset capacity detection (live nft in a namespace)', () => {
+describeLive('ruleset capacity detection (live nft in a namespace)', () => {
   let lab: Lab;
   let ns: string;
 

@@ -1,6 +1,6 @@
 // The real daemon on a lab router: NAT ports run out, the stream says so; SIGHUP swaps the
 // token; SIGTERM closes clients with 1001 and exits 0.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,8 +11,7 @@ import type { Load } from '../../src/lab/scenarios/types.js';
 import { ensureBuilt, ROOT, spawnCli } from '../helpers/cli-build.js';
 import { TestClient } from '../helpers/fake-streamer.js';
 import { natLab } from '../helpers/nat-lab.js';
-
-const isRoot = process.getuid?.() === 0;
+import { describeLive } from '../helpers/gate.js';
 
 /** Start `natwatch serve`, resolve with its ws URL from the 'listening' log line. */
 function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
@@ -38,7 +37,7 @@ function startServe(args: string[]): Promise<{ child: ChildProcess; url: string;
 const exited = (c: ChildProcess): Promise<number | null> =>
   c.exitCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.once('exit', (code) => r(code)));
 
-describe.runIf(isRoot)('natwatch serve (root: lab namespaces)', () => {
+describeLive('natwatch serve (root: lab namespaces)', () => {
   let lab: Lab;
   let serve: ChildProcess | null = null;
   const loads: Load[] = [];

@@ -1,7 +1,7 @@
 // Native netlink source against the real kernel: conntrack events, table dump, counters,
 // loss accounting and error mapping, in a fresh client–router–server lab per suite.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
@@ -9,8 +9,7 @@ import type { ConntrackEvent } from '../../src/types.js';
 import { NatwatchError } from '../../src/errors.js';
 import { parseConntrackLine as parseCt } from '../fixtures/fixtures.js';
 import { sleep, until } from '../helpers/wait.js';
-
-const isRoot = process.getuid?.() === 0;
+import { describeLive } from '../helpers/gate.js';
 
 interface Seen {
   events: Array<ConntrackEvent & { dump: boolean }>;
@@ -38,7 +37,7 @@ function collector(): { seen: Seen; handlers: SourceHandlers } {
   return { seen, handlers };
 }
 
-describe.runIf(isRoot)('native netlink source: conntrack (root: namespaces, nft, traffic)', () => {
+describeLive('native netlink source: conntrack (root: namespaces, nft, traffic)', () => {
   let lab: Lab;
   const sources: NetlinkSource[] = [];
   const children: ChildProcess[] = [];

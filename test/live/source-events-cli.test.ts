@@ -1,14 +1,14 @@
 // `natwatch events` end to end: the built CLI (dist/, compiled in beforeAll) against a lab
 // router, text and JSON output, signals, EPIPE and the one-line errors.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { sleep, until as untilMs } from '../helpers/wait.js';
 import { natLab } from '../helpers/nat-lab.js';
+import { DROP_PRIVILEGE, describeLive } from '../helpers/gate.js';
 
 const until = (what: string, cond: () => boolean, ms = 8000): Promise<void> => untilMs(what, cond, ms, 25);
 
-const isRoot = process.getuid?.() === 0;
 const BIN = new URL('../../bin/natwatch.js', import.meta.url).pathname;
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -31,7 +31,7 @@ function natwatch(args: string[], wrap: string[] = []): Run {
   return { child, out: () => out, err: () => err, exit };
 }
 
-describe.runIf(isRoot)('natwatch events CLI (root: namespaces, traffic)', () => {
+describeLive('natwatch events CLI (root: namespaces, traffic)', () => {
   let lab: Lab;
   const runs: Run[] = [];
   const start = (args: string[], wrap?: string[]) => {
@@ -104,7 +104,7 @@ describe.runIf(isRoot)('natwatch events CLI (root: namespaces, traffic)', () => 
   });
 
   it('says it needs CAP_NET_ADMIN when run unprivileged, exit 1', async () => {
-    const r = start(['events', '--nflog-group', '7'], ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all']);
+    const r = start(['events', '--nflog-group', '7'], [...DROP_PRIVILEGE]);
     expect(await r.exit).toBe(1);
     expect(r.err()).toBe('natwatch: need CAP_NET_ADMIN to subscribe to conntrack events\n');
   });

@@ -3,9 +3,9 @@
 // reader thread tears down cleanly.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NS = `nwa-${randomBytes(3).toString('hex')}-life`;
 
@@ -39,7 +39,7 @@ function runMode(mode: string, waitMs: number): Promise<{ code: number | null; s
   });
 }
 
-describe.runIf(isRoot)('native source lifecycle (root: a namespace)', () => {
+describeLive('native source lifecycle (root: a namespace)', () => {
   beforeAll(() => {
     execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'pipe' });
     execFileSync('ip', ['netns', 'add', NS]);

@@ -1,13 +1,13 @@
 // NFLOG through the native source: packets dropped by a logging rule arrive with prefix,
 // group, tuple and interface names; a group bound elsewhere is a clear error.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { NatwatchError } from '../../src/errors.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import type { LossReport, SourceHandlers } from '../../src/source/types.js';
 import type { NflogEvent } from '../../src/types.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NF_INET_FORWARD = 2; // linux/netfilter.h: enum nf_inet_hooks
 
@@ -26,7 +26,7 @@ function collector() {
   return { seen, handlers };
 }
 
-describe.runIf(isRoot)('native netlink source: NFLOG (root: namespaces, nft, traffic)', () => {
+describeLive('native netlink source: NFLOG (root: namespaces, nft, traffic)', () => {
   let lab: Lab;
   const sources: NetlinkSource[] = [];
   const open = (groups: number[]) => {

@@ -1,16 +1,15 @@
 // `natwatch tail --netns` without a URL runs the streamer in-process: JSON lines of stats,
 // events and the port-exhaustion alert from real traffic through a lab router.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { ensureBuilt, spawnCli } from '../helpers/cli-build.js';
 import { natLab } from '../helpers/nat-lab.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-
-describe.runIf(isRoot)('natwatch tail in-process (root: lab namespaces)', () => {
+describeLive('natwatch tail in-process (root: lab namespaces)', () => {
   let lab: Lab;
   let tail: ChildProcess | null = null;
   const loads: Load[] = [];

@@ -1,11 +1,12 @@
 // `natwatch tail ws://…` in a real terminal (tmux, 120x40) against a server fed by the fake
 // streamer: the alert lines scroll, the table of top destinations and the gauge stay below.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { startServer, type StandaloneServer } from '../../src/server/index.js';
 import { FakeStreamer } from '../helpers/fake-streamer.js';
 import { BIN, ensureBuilt } from '../helpers/cli-build.js';
+import { describeLive } from '../helpers/gate.js';
 
 const session = `nwc-tail-${randomBytes(4).toString('hex')}`;
 let srv: StandaloneServer;
@@ -42,7 +43,7 @@ afterAll(async () => {
   await srv?.close();
 });
 
-describe('tail in a terminal', () => {
+describeLive('tail in a terminal', () => {
   it('shows alert lines above a live table of top destinations and the conntrack gauge', async () => {
     await waitScreen((s) => s.includes('connected'));
     streamer.topEntries = [
@@ -86,4 +87,4 @@ describe('tail in a terminal', () => {
     expect(s).toMatch(new RegExp(`WARN FIRING +nat_port_exhaustion .*issued while away`));
     expect(missed.seq).toBeGreaterThan(2);
   });
-});
+}, { root: false, tools: ['tmux'] });

@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, run, type Lab } from '../../src/lab/topology.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-
-describe.runIf(isRoot)('lab topology (root: creates namespaces)', () => {
+describeLive('lab topology (root: creates namespaces)', () => {
   let lab: Lab;
   beforeAll(async () => {
     lab = await createLab({ prefix: 'nwt', ipv6: true });

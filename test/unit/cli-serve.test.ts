@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, ROOT, ensureBuilt, runCli } from '../helpers/cli-build.js';
+import { DROP_PRIVILEGE } from '../helpers/gate.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
 
@@ -63,9 +64,9 @@ describe('natwatch serve: bad input', () => {
     expect(r.stderr).toMatch(/nwc-does-not-exist-4242/);
   });
 
-  it.runIf(process.getuid?.() === 0 && existsSync('/usr/bin/setpriv'))('without privilege: one line naming CAP_NET_ADMIN, exit 1', async () => {
+  it.runIf(process.getuid?.() === 0 && existsSync('/usr/bin/setpriv'))('without privilege (uid 0, no capabilities): one line naming CAP_NET_ADMIN, exit 1', async () => {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const c = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const c = spawn(DROP_PRIVILEGE[0], [...DROP_PRIVILEGE.slice(1), process.execPath, BIN, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       c.stderr.on('data', (d) => (stderr += d));
       const t = setTimeout(() => c.kill('SIGKILL'), 15_000);
