@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
+import { createStreamer } from '../../src/streamer.js';
+import type { Alert } from '../../src/types.js';
 import { readFixture } from '../fixtures/fixtures.js';
 import { forgeTo, ownNetfilterSockets } from '../helpers/netlink-forge.js';
 import { until } from '../helpers/wait.js';
@@ -97,5 +99,28 @@ describe.runIf(isRoot || !!process.env.CI)('native source trusts only the kernel
     expect(src.stats.dropped.conntrack).toBe(lost());
     expect(src.stats.decodeErrors).toBe(0);
     await src.close();
+  });
+
+  it('in the streamer, truncated events raise event_loss and a resync, as ENOBUFS does', async () => {
+    const src = open({ netns: lab.nsPath(lab.router), slotBytes: 64 });
+    let resyncs = 0;
+    const resync = src.resync.bind(src);
+    src.resync = () => {
+      resyncs++;
+      resync();
+    };
+    const streamer = createStreamer({ netns: lab.nsPath(lab.router), source: src, localAddrs: [] });
+    const alerts: Alert[] = [];
+    streamer.on('alert', (a) => alerts.push(a));
+    streamer.on('error', () => {});
+    await streamer.start();
+    try {
+      expect((await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '3'])).ok).toBe(3);
+      await until('event_loss firing', () => alerts.some((a) => a.kind === 'event_loss' && a.state === 'firing'), 10_000);
+      await until('a resync', () => resyncs > 0, 10_000);
+      expect(streamer.totals().eventsLost.conntrack).toBeGreaterThanOrEqual(3);
+    } finally {
+      await streamer.close();
+    }
   });
 });
