@@ -10,12 +10,14 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { readInterfaces, RulesetWatcher, type LogRule } from './source/ruleset.js';
+import { logDenies, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
+import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
+import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
 import type { Alert, NflogGroupStatus, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
@@ -80,6 +82,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private countersFailing = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
+  private readonly nflogCounts = new NflogCounts();
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
   /** retainEvents() holders, and 'event' listeners (counted as they come and go). */
@@ -255,6 +258,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private onNflog(v: NflogView): void {
     this.received.nflog += v.count;
+    this.nflogCounts.onBatch(v);
     this.rules.nflog.onBatch(v);
     if (!this.wantsEvents()) return;
     for (let i = 0; i < v.count; i++) this.publish('event', v.seek(i).toEvent());
@@ -390,14 +394,6 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-  /**
-   * The ruleset's log rules: NFLOG group, prefix, and whether the same rule drops or rejects
-   * (ECS `event.type: denied` vs a log-only rule). Current as of the last ruleset read.
-   */
-  logRules(): LogRule[] {
-    return this.ruleset.current.logs;
-  }
-
   firing(): Alert[] {
     return this.rules.engine.firing();
   }
@@ -423,8 +419,24 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return this.countersFailing ? 'degraded' : 'ok';
   }
 
-  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
-    return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
+  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number }; nflogPackets: NflogCount[] } {
+    return {
+      eventsReceived: { ...this.received },
+      eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) },
+      nflogPackets: this.nflogCounts.list(),
+    };
+  }
+
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? From the ruleset model
+   * (ECS `event.type: denied`); null when no rule read names that group and prefix.
+   */
+  nflogDenies(group: number, prefix: string): boolean | null {
+    return logDenies(this.ruleset.current, group, prefix);
+  }
+
+  natAddresses(): NatAddressEntry[] {
+    return natAddressesCached(this.tracker, this.clock.now());
   }
 
   /**

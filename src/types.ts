@@ -1,4 +1,4 @@
-// Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
+// Wire contracts, documented in docs/protocol.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
 
 export type Family = 'ipv4' | 'ipv6';
@@ -235,6 +235,15 @@ export interface StreamerLike {
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };
     eventsLost: { conntrack: number; nflog: number };
+    /** Packets logged per NFLOG (group, trimmed prefix), bounded (see src/track/nflog-counts.ts). */
+    nflogPackets?: Array<{ group: number; prefix: string; packets: number }>;
   };
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? true / false, or null when
+   * the ruleset does not say (ECS `event.type` is `denied` only for true). From the ruleset reader.
+   */
+  nflogDenies?(group: number, prefix: string): boolean | null;
+  /** Per (proto, NAT address): the busiest destination's utilization (for /metrics). */
+  natAddresses?(): Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }>;
   close(): Promise<void>;
 }

@@ -35,13 +35,17 @@ export interface ServeSettings {
   rcvbufBytes: number | null;
   /** Retry interval for a ruleset NFLOG group another program holds; null: 30 s. */
   nflogRetryMs: number | null;
+  /** Alertmanager base URLs to push alerts to (`--alertmanager`, config `alertmanagers`). */
+  alertmanagers: string[];
+  /** `instance` label of pushed alerts; null: the host name. */
+  instance: string | null;
 }
 
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
 export type RawSettings = Partial<
   Record<
     | 'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf'
-    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'nflogRetry',
+    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'alertmanagers' | 'instance' | 'nflogRetry',
     unknown
   >
 >;
@@ -77,6 +81,9 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   rcvbuf: 'rcvbuf',
   nflogRetry: 'nflogRetry',
   'nflog-retry': 'nflogRetry',
+  alertmanagers: 'alertmanagers',
+  alertmanager: 'alertmanagers',
+  instance: 'instance',
 };
 
 const FLAG: Record<keyof RawSettings, string> = {
@@ -97,6 +104,8 @@ const FLAG: Record<keyof RawSettings, string> = {
   natRules: 'natRules',
   rcvbuf: '--rcvbuf',
   nflogRetry: '--nflog-retry',
+  alertmanagers: '--alertmanager',
+  instance: '--instance',
 };
 
 export function readConfigFile(path: string): RawSettings {
@@ -172,6 +181,8 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}, env:
     natRules: natRules(pick('natRules')),
     rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
     nflogRetryMs: seconds('--nflog-retry', pick('nflogRetry'), 1, 3600),
+    alertmanagers: alertmanagerUrls(pick('alertmanagers')),
+    instance: optionalName('instance', pick('instance')),
   };
 }
 
@@ -328,4 +339,30 @@ function natRules(v: unknown): NatRuleConfig[] | null {
 
 function missing(what: string): never {
   throw new UsageError(`${what}: required (a port range A-B)`);
+}
+
+/** `--alertmanager URL` (repeatable) / `alertmanagers: [URL, ...]`: http(s) base URLs. */
+function alertmanagerUrls(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map((u) => {
+    const s = String(u);
+    let url: URL | null = null;
+    try {
+      url = new URL(s);
+    } catch {
+      // reported below
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new UsageError(`--alertmanager: '${s}' is not an http:// or https:// URL`);
+    }
+    return s;
+  });
+}
+
+/** An optional non-blank string setting (`--instance`). */
+function optionalName(k: keyof RawSettings, v: unknown): string | null {
+  const s = str(k, v);
+  if (s === undefined) return null;
+  if (s.trim() === '') throw new UsageError(`${FLAG[k]}: empty`);
+  return s;
 }

@@ -206,7 +206,7 @@ function isoOf(ms: number): string {
   return lastIso;
 }
 
-/** DESIGN.md's conntrack event object from any view (this codec's, the synthetic source's). */
+/** The conntrack `event` object of docs/protocol.md from any view (this codec's, the synthetic source's). */
 export function conntrackEvent(v: ConntrackView): ConntrackEvent {
   return {
     type: 'event',
@@ -226,7 +226,7 @@ export function conntrackEvent(v: ConntrackView): ConntrackEvent {
   };
 }
 
-/** DESIGN.md's NFLOG event object from any view. */
+/** The NFLOG `event` object of docs/protocol.md from any view. */
 export function nflogEvent(v: NflogView): NflogEvent {
   return {
     type: 'event',

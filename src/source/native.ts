@@ -148,7 +148,7 @@ export function errnoName(n: number): string {
   return `errno ${n}`;
 }
 
-/** Native open/bind failures → the CLI's one-line errors (DESIGN.md). */
+/** Native open/bind failures → the CLI's one-line errors (docs/protocol.md, Command line). */
 export function mapNativeError(err: unknown, netns: string | null): Error {
   const e = err as SysError;
   const errno = typeof e?.errno === 'number' ? e.errno : 0;

@@ -252,6 +252,22 @@ export async function readRuleset(netns: string | null): Promise<{ ruleset: Rule
   return { ruleset: buildRuleset(f), interfaces: interfacesOf(f) };
 }
 
+/**
+ * Does the rule logging to NFLOG (group, prefix) drop or reject what it logs? null when no rule
+ * read names that group and prefix (prefixes compared trimmed: the kernel hands them over as
+ * the rule spells them). What ECS `event.type: denied` rests on.
+ */
+export function logDenies(r: Ruleset, group: number, prefix: string): boolean | null {
+  let found: boolean | null = null;
+  const want = prefix.trim();
+  for (const l of r.logs) {
+    if (l.group !== group || l.prefix.trim() !== want) continue;
+    if (l.denies) return true;
+    found = false;
+  }
+  return found;
+}
+
 /** NFLOG groups the namespace's ruleset logs to (nft `log group N`, iptables `-j NFLOG`). */
 export async function nflogGroupsFromRuleset(netnsPath: string | null): Promise<number[]> {
   return (await readRuleset(netnsPath)).ruleset.groups;

@@ -97,7 +97,7 @@ describe('Streamer', () => {
     expect(ev.map((e) => (e.source === 'conntrack' ? e.event : e.source))).toEqual(['destroy', 'nflog']);
     expect(ev[0]).toMatchObject({ type: 'event', source: 'conntrack', id: 1, proto: 'tcp', nat: 'snat', family: 'ipv4' });
     spy();
-    expect(s.totals()).toEqual({ eventsReceived: { conntrack: 4, nflog: 1 }, eventsLost: { conntrack: 0, nflog: 0 } });
+    expect(s.totals()).toEqual({ eventsReceived: { conntrack: 4, nflog: 1 }, eventsLost: { conntrack: 0, nflog: 0 }, nflogPackets: [{ group: 5, prefix: 'x', packets: 1 }] });
   });
 
   it('the async iterator yields the asked-for types and stops on close', async () => {
