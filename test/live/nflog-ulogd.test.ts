@@ -99,7 +99,7 @@ describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: la
       expect(hello.nflog).toEqual([{ group: GROUP, bound: false, reason: 'held by another program' }]);
       const warnings = () => w.serve.output().split('\n').filter((l) => l.includes(`NFLOG group ${GROUP} is held by another program`));
       await until('the warning', () => warnings().length > 0);
-      const metrics = async () => (await (await fetch(`${w.serve.url}/metrics`)).text()).match(/^natwatch_nflog_group_bound\{group="7"\} (\d)$/m)?.[1];
+      const metrics = async () => (await (await fetch(`${w.serve.url}/metrics`)).text()).match(/^natwatch_nflog_group_bound\{group="7"[^}]*\} (\d)$/m)?.[1];
       expect(await metrics()).toBe('0');
 
       // The namespace is still watched: a 10-port masquerade exhausted by 15 connections.
