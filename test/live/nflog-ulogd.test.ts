@@ -15,6 +15,7 @@ import type { Load } from '../../src/lab/scenarios/types.js';
 import type { Alert, HelloMessage, StatsMessage } from '../../src/types.js';
 import { parseNfnetlinkLog } from '../../src/source/nflog-bindings.js';
 import { natLab } from '../helpers/nat-lab.js';
+import { havePromtool, promtool } from '../helpers/promtool.js';
 import { startServe, watchRouter } from '../helpers/serve.js';
 import { until } from '../helpers/wait.js';
 
@@ -101,6 +102,10 @@ describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: la
       await until('the warning', () => warnings().length > 0);
       const metrics = async () => (await (await fetch(`${w.serve.url}/metrics`)).text()).match(/^natwatch_nflog_group_bound\{group="7"[^}]*\} (\d)$/m)?.[1];
       expect(await metrics()).toBe('0');
+      if (havePromtool()) {
+        const check = promtool(['check', 'metrics'], await (await fetch(`${w.serve.url}/metrics`)).text());
+        expect(check.stdout + check.stderr).toBe('');
+      }
 
       // The namespace is still watched: a 10-port masquerade exhausted by 15 connections.
       load = await holdConnect(lab, lab.client, { proto: 'tcp', to: `${ADDR.server}:80`, count: 15, holdMs: 8_000 });
