@@ -334,8 +334,9 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private async refreshRuleset(): Promise<void> {
     try {
-      const { changed, info, interfaces } = await this.ruleset.refresh();
-      if (changed) this.tracker.capacity.setRuleset(info);
+      const { info, interfaces } = await this.ruleset.refresh();
+      // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).
+      this.tracker.capacity.setRuleset(info);
       // What could not be read marks capacities unknown, and is said once (again only if it changes).
       const unreadable = info.unreadable.join('; ');
       if (unreadable !== this.saidUnreadable && !this.closed) {
