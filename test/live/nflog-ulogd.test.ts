@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
@@ -17,9 +17,9 @@ import { parseNfnetlinkLog } from '../../src/source/nflog-bindings.js';
 import { natLab } from '../helpers/nat-lab.js';
 import { havePromtool, promtool } from '../helpers/promtool.js';
 import { startServe, watchRouter } from '../helpers/serve.js';
+import { describeLive } from '../helpers/gate.js';
 import { until } from '../helpers/wait.js';
 
-const isRoot = process.getuid?.() === 0;
 const GROUP = 7;
 const LOG_RULE = `table inet nwlog { chain filt { type filter hook forward priority 0; tcp dport 9999 log prefix "blocked-9999 " group ${GROUP} drop; }; }`;
 const PLUGINS = '/usr/lib/x86_64-linux-gnu/ulogd';
@@ -44,7 +44,7 @@ async function nflogHolders(lab: Lab, ns: string): Promise<Map<number, number>> 
   return parseNfnetlinkLog((await lab.exec(ns, 'cat', ['/proc/net/netfilter/nfnetlink_log'])).stdout);
 }
 
-describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: lab, ulogd2)', () => {
+describeLive('NFLOG group held by ulogd2 (root: lab, ulogd2)', () => {
   let lab: Lab;
   let dir: string;
   let ulogd: ChildProcess | undefined;
@@ -129,4 +129,4 @@ describe.runIf(isRoot || !!process.env.CI)('NFLOG group held by ulogd2 (root: la
       await w.stop();
     }
   });
-});
+}, { tools: ['ip', 'nft', 'conntrack', 'ulogd'] });

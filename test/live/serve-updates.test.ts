@@ -2,13 +2,13 @@
 // joins the UPDATE group while a stream client asks for `event` messages. 100 full TCP
 // connections (connect, hold 0.5 s, close; then the table is flushed so each one's DESTROY comes
 // now rather than after TIME_WAIT) reach serve as ≈ 200 events alone and ≈ 600-800 with a consumer.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { startServe, type ServeHandle } from '../helpers/serve.js';
 import { connectStream } from '../helpers/ws-client.js';
+import { describeLive } from '../helpers/gate.js';
 import { sleep, until } from '../helpers/wait.js';
 
-const isRoot = process.getuid?.() === 0;
 const CONNECTIONS = 100;
 
 async function received(serve: ServeHandle): Promise<number> {
@@ -18,7 +18,7 @@ async function received(serve: ServeHandle): Promise<number> {
   return Number(m[1]);
 }
 
-describe.runIf(isRoot || !!process.env.CI)('serve receives conntrack UPDATEs only for event consumers (root: lab NAT)', () => {
+describeLive('serve receives conntrack UPDATEs only for event consumers (root: lab NAT)', () => {
   let lab: Lab;
   let serve: ServeHandle | undefined;
 

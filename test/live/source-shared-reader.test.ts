@@ -2,14 +2,14 @@
 // (counted by name in /proc/self/task), each receives its own namespace's events, and each
 // counts its own loss (the overflow of one namespace's socket is not the other's).
 import { readdirSync, readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { netlinkSockets } from '../../src/lab/scenarios/loss.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
+import { describeLive } from '../helpers/gate.js';
 import { until } from '../helpers/wait.js';
 
-const isRoot = process.getuid?.() === 0;
 
 /** Threads of this process named like the reader (native/reader.cc pthread_setname_np). */
 function readerThreads(): number {
@@ -47,7 +47,7 @@ function collector() {
 
 const NAT = 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }';
 
-describe.runIf(isRoot || !!process.env.CI)('one reader thread for all namespaces (root: two labs)', () => {
+describeLive('one reader thread for all namespaces (root: two labs)', () => {
   let a: Lab;
   let b: Lab;
   const sources: NetlinkSource[] = [];

@@ -1,7 +1,7 @@
 // The native source trusts only the kernel: a datagram another process writes to one of its
 // netlink sockets is dropped and counted, and a datagram the kernel had to truncate counts as
 // lost events (loss, so the consumer re-dumps), never as a silent decode error.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { createNetlinkSource, type NetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
@@ -9,9 +9,9 @@ import { createStreamer } from '../../src/streamer.js';
 import type { Alert } from '../../src/types.js';
 import { readFixture } from '../fixtures/fixtures.js';
 import { forgeTo, ownNetfilterSockets } from '../helpers/netlink-forge.js';
+import { describeLive } from '../helpers/gate.js';
 import { until } from '../helpers/wait.js';
 
-const isRoot = process.getuid?.() === 0;
 const NFNLGRP_CONNTRACK_NEW = 1; // linux/netfilter/nfnetlink.h
 
 function collector() {
@@ -33,7 +33,7 @@ function collector() {
   return { seen, handlers };
 }
 
-describe.runIf(isRoot || !!process.env.CI)('native source trusts only the kernel (root: namespaces, traffic)', () => {
+describeLive('native source trusts only the kernel (root: namespaces, traffic)', () => {
   let lab: Lab;
   const sources: NetlinkSource[] = [];
   const open = (o: Parameters<typeof createNetlinkSource>[0]) => {
@@ -123,4 +123,4 @@ describe.runIf(isRoot || !!process.env.CI)('native source trusts only the kernel
       await streamer.close();
     }
   });
-});
+}, { tools: ['ip', 'nft', 'conntrack', 'python3'] });
