@@ -20,7 +20,7 @@ import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.
 import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
-import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
+import type { Alert, NflogGroupStatus, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
 
 export type { StreamMessage };
 
@@ -31,8 +31,11 @@ export interface StreamerOptions {
   natPorts?: [number, number];
   /** Per-rule capacity overrides (config file). */
   natRules?: NatRuleConfig[];
-  /** NFLOG groups to bind; default: the groups the ruleset's log statements name. */
+  /** NFLOG groups to bind (each must bind, else start fails); default: the groups the
+   *  ruleset's log statements name, best effort (one another program holds is retried). */
   nflogGroups?: number[];
+  /** Retry interval for a ruleset-chosen NFLOG group another program holds; default 30 s. */
+  nflogRetryMs?: number;
   thresholds?: Partial<Thresholds>;
   statsIntervalMs?: number;
   /** Inject a source (tests, replay); default: the native netlink source. */
@@ -82,6 +85,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private readonly nflogCounts = new NflogCounts();
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
+  /** retainEvents() holders, and 'event' listeners (counted as they come and go). */
+  private eventRetains = 0;
+  private eventListeners = 0;
+  /** What the source was last told (setUpdates): conntrack UPDATE events wanted. */
+  private updatesOn = false;
 
   constructor(private readonly opts: StreamerOptions = {}) {
     super();
@@ -94,6 +102,44 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.rules = new AlertRules(this.tracker, this.clock, this.thresholds, (a) => this.publish('alert', a), opts.alertRing);
     this.statsBuilder = new StatsBuilder(this.tracker);
     this.ruleset = new RulesetWatcher(this.netns);
+    // An embedder's on('event', fn) wants every event: it holds the UPDATE group like
+    // retainEvents() does, until off().
+    this.on('newListener', (name: string | symbol) => {
+      if (name === 'event') this.countEventListener(+1);
+    });
+    this.on('removeListener', (name: string | symbol) => {
+      if (name === 'event') this.countEventListener(-1);
+    });
+  }
+
+  /**
+   * Holds conntrack UPDATE events on until the returned function is called (idempotent).
+   * Tracking needs only NEW and DESTROY, so without any holder (a stream client with
+   * types=event, `natwatch events`, an 'event' listener or an events iterator) the source
+   * leaves the UPDATE group and the kernel stops building two thirds of the events.
+   */
+  retainEvents(): () => void {
+    this.eventRetains++;
+    this.syncUpdates();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.eventRetains--;
+      this.syncUpdates();
+    };
+  }
+
+  private countEventListener(delta: number): void {
+    this.eventListeners += delta;
+    this.syncUpdates();
+  }
+
+  private syncUpdates(): void {
+    const on = !this.closed && this.wantsEvents();
+    if (on === this.updatesOn) return;
+    this.updatesOn = on;
+    this.source?.setUpdates?.(on);
   }
 
   /**
@@ -118,6 +164,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
     if (detect) await this.refreshRuleset(); // addresses come with it
     const source = this.opts.source ?? (await this.nativeSource());
     this.source = source;
+    source.setUpdates?.(this.updatesOn); // before start: subscribe with the right groups
     await source.start({
       conntrack: (v) => this.guard(() => this.onConntrack(v)),
       nflog: (v) => this.guard(() => this.onNflog(v)),
@@ -128,6 +175,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
       }),
       dumpEnd: () => this.guard(() => this.onDumpEnd()),
       error: (err) => this.fail(err),
+      warn: (message) => {
+        if (this.listenerCount('warning') > 0) this.emit('warning', message);
+        else this.fail(new NatwatchError('ERUNTIME', message));
+      },
     });
     await this.tick();
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.clock.setInterval(() => void fn(), ms));
@@ -174,13 +225,19 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private async nativeSource(): Promise<EventSource> {
-    const groups = this.opts.nflogGroups ?? this.ruleset.current.groups;
+    const explicit = this.opts.nflogGroups;
+    const groups = explicit ?? this.ruleset.current.groups;
     // A variable specifier keeps the addon out of anything that never starts a native streamer.
     const spec = './source/netlink-source.js';
-    const mod = (await import(spec)) as {
-      createNetlinkSource(o: { netns: string | null; nflogGroups?: number[]; rcvbufBytes?: number; dump?: boolean }): EventSource;
-    };
-    return mod.createNetlinkSource({ netns: this.netns, nflogGroups: groups, rcvbufBytes: this.opts.rcvbufBytes, dump: true });
+    const mod = (await import(spec)) as typeof import('./source/netlink-source.js');
+    return mod.createNetlinkSource({
+      netns: this.netns,
+      nflogGroups: groups,
+      nflogBestEffort: explicit === undefined,
+      nflogRetryMs: this.opts.nflogRetryMs,
+      rcvbufBytes: this.opts.rcvbufBytes,
+      dump: true,
+    });
   }
 
   private nowSec(): number {
@@ -270,6 +327,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
     this.maybeResync();
     this.maybeRefreshDump(now, snap.count);
     this.last = this.statsBuilder.build(snap, delta, now);
+    const nflog = this.nflogGroups();
+    if (nflog.length > 0) this.last.nflog = nflog;
     this.publish('stats', this.last);
   }
 
@@ -307,7 +366,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private wantsEvents(): boolean {
-    if (this.listenerCount('event') > 0) return true;
+    if (this.eventRetains > 0 || this.eventListeners > 0) return true;
     for (const q of this.queues) if (q.wants('event')) return true;
     return false;
   }
@@ -348,6 +407,10 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return this.last ? this.last.top : topKeys(this.tracker, TOP_N, this.nowSec());
   }
 
+  nflogGroups(): NflogGroupStatus[] {
+    return this.source?.nflogGroups?.() ?? [];
+  }
+
   lastStats(): StatsMessage | null {
     return this.last;
   }
@@ -382,9 +445,13 @@ export class Streamer extends EventEmitter implements StreamerLike {
    * slow consumer lost to the bound is in the iterator's `dropped`.
    */
   messages(types: Array<StreamMessage['type']> = ['alert', 'stats'], bufferSize = 10_000): MessageQueue {
-    const q = new MessageQueue(new Set(types), bufferSize, () => this.queues.delete(q));
+    const q = new MessageQueue(new Set(types), bufferSize, () => {
+      this.queues.delete(q);
+      this.syncUpdates();
+    });
     if (this.closed) q.end();
     else this.queues.add(q);
+    this.syncUpdates();
     return q;
   }
 

@@ -151,6 +151,17 @@ export interface KernelCounters {
   chaintoolong: number;
 }
 
+/**
+ * An NFLOG group natwatch was to bind. Groups chosen from the ruleset are best effort: one that
+ * another program (ulogd) holds is `bound: false` with the reason, and retried.
+ */
+export interface NflogGroupStatus {
+  group: number;
+  bound: boolean;
+  /** Why not bound (null when bound). */
+  reason: string | null;
+}
+
 export interface StatsMessage {
   type: 'stats';
   ts: string;
@@ -158,6 +169,8 @@ export interface StatsMessage {
   counters: KernelCounters;
   rates: { new: number; destroy: number; drop: number };
   top: TopEntry[];
+  /** The NFLOG groups and whether natwatch holds them (absent when the source has none). */
+  nflog?: NflogGroupStatus[];
 }
 
 export interface HelloMessage {
@@ -167,6 +180,7 @@ export interface HelloMessage {
   netns: string | null;
   startedAt: string;
   seq: number;
+  nflog?: NflogGroupStatus[];
 }
 
 export interface GapMessage {
@@ -186,6 +200,8 @@ export interface StreamerEvents {
   stats: [StatsMessage];
   event: [WireEvent];
   error: [Error];
+  /** Worth a log line, not a failure (an NFLOG group another program holds, then takes back). */
+  warning: [string];
 }
 
 export type Readiness = 'starting' | 'ok' | 'degraded';
@@ -203,6 +219,13 @@ export interface StreamerLike {
   lastStats(): StatsMessage | null;
   readonly netns: string | null;
   readonly startedAt: string;
+  /**
+   * Holds conntrack UPDATE events on (the kernel sends only NEW and DESTROY otherwise) until
+   * the returned release function is called; a refcount, for consumers of `event` messages.
+   */
+  retainEvents(): () => void;
+  /** The NFLOG groups and whether they are bound (hello, stats, metrics). */
+  nflogGroups(): NflogGroupStatus[];
   /**
    * For /healthz: 'starting' until the first table dump ended and the counters were read once,
    * 'degraded' while a source has failed and is being re-opened, else 'ok'.

@@ -73,9 +73,13 @@ export async function run(argv: string[]): Promise<number> {
   // One ruleset read: the NFLOG groups to bind (unless given) and, for ECS, which log rules drop.
   const ruleset = await readRuleset(netns).then((r) => r.ruleset, () => null);
   let groups = groupsFlag(values['nflog-group']);
-  if (groups.length === 0) groups = ruleset?.groups ?? [];
+  // Groups named on the command line must bind; groups taken from the ruleset are best effort
+  // (beside serve or ulogd, one may be held: run without it and retry).
+  const bestEffort = groups.length === 0;
+  if (bestEffort) groups = ruleset?.groups ?? [];
   if (ecs && ruleset) ecs.nflogDenies = (g, p) => logDenies(ruleset, g, p);
-  const source = createNetlinkSource({ netns, nflogGroups: groups, rcvbufBytes, dump: values['no-dump'] !== true });
+  // The conntrack -E of this tool prints every event: UPDATEs included.
+  const source = createNetlinkSource({ netns, nflogGroups: groups, nflogBestEffort: bestEffort, rcvbufBytes, dump: values['no-dump'] !== true, updates: true });
 
   let done = false;
   let pendingLoss: LossReport[] = [];
@@ -126,6 +130,9 @@ export async function run(argv: string[]): Promise<number> {
       dumpEnd() {},
       error(err) {
         process.stderr.write(`natwatch: ${err.message}\n`);
+      },
+      warn(message) {
+        process.stderr.write(`natwatch: ${message}\n`);
       },
     };
     source.start(handlers).catch((err: unknown) => stop(err as Error));

@@ -25,6 +25,7 @@ const HELP = `usage: natwatch serve [options]
   --netns NAME|PATH      network namespace to watch (NAME = /var/run/netns/NAME)
   --nat-ports A-B        NAT source port range, when the ruleset does not say it
   --nflog-group N        NFLOG group to bind (repeatable; default: groups named by the ruleset)
+  --nflog-retry S        retry a ruleset group another program holds every S seconds (default 30)
   --token-file F         require 'Authorization: Bearer T' (or '?token=T') with T read from F,
                          which only its owner may read (not for /healthz); re-read on SIGHUP
   --token T              the same with T on the command line (visible in the process list)
@@ -74,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'log-level': { type: 'string' },
       rcvbuf: { type: 'string' },
+      'nflog-retry': { type: 'string' },
       alertmanager: { type: 'string', multiple: true },
       instance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -97,6 +99,7 @@ export async function run(argv: string[]): Promise<number> {
     allowHosts: values['allow-host'],
     maxClients: values['max-clients'],
     logLevel: values['log-level'],
+    nflogRetry: values['nflog-retry'],
     rcvbuf: values.rcvbuf,
     alertmanagers: values.alertmanager,
     instance: values.instance,
@@ -116,6 +119,7 @@ export async function run(argv: string[]): Promise<number> {
   // own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the ruleset read).
   let early: Error[] | null = [];
   streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
+  streamer.on('warning', (message) => log.warn(message));
   await streamer.start();
   for (const err of early) log.error({ err: err.message }, 'streamer error');
   early = null;
@@ -201,6 +205,7 @@ function streamerOptions(s: ServeSettings): StreamerOptions {
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
     ...(s.natRules !== null ? { natRules: s.natRules } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
+    ...(s.nflogRetryMs !== null ? { nflogRetryMs: s.nflogRetryMs } : {}),
   };
 }
 
