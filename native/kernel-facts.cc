@@ -265,6 +265,7 @@ void ReadDiag(FactsWriter& w, std::vector<uint8_t>& buf) {
   int fd = OpenNl(NETLINK_SOCK_DIAG);
   if (fd < 0) return w.Error(kSecDiag, -fd, "socket");
   uint32_t errors = 0;
+  FactsWriter sockets;  // one item per socket; only their counts go out (100k sockets → a few keys)
   for (uint8_t family : {uint8_t(AF_INET), uint8_t(AF_INET6)}) {
     for (uint8_t proto : {uint8_t(IPPROTO_TCP), uint8_t(IPPROTO_UDP)}) {
       inet_diag_req_v2 req{};
@@ -280,10 +281,11 @@ void ReadDiag(FactsWriter& w, std::vector<uint8_t>& buf) {
         continue;
       }
       w.Capture(uint8_t(proto == IPPROTO_UDP ? kSecDiag + 16 : kSecDiag), msgs.data(), msgs.size());
-      errors += DecodeInetDiagMessages(proto, msgs.data(), msgs.size(), w);
+      errors += DecodeInetDiagMessages(proto, msgs.data(), msgs.size(), sockets);
     }
   }
   close(fd);
+  CountSockets(sockets.Data().data(), sockets.Size(), w);
   w.DecodeErrors(kSecDiag, errors);
 }
 

@@ -18,13 +18,15 @@ import { topKeys } from './track/top.js';
 import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
 import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
-import type { Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
+import type { NflogGroupStatus, Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
 
 /** The streamer options every namespace's pipeline is built from (see StreamerOptions). */
 export interface PipelineOptions {
   natPorts?: [number, number];
   natRules?: NatRuleConfig[];
   nflogGroups?: number[];
+  /** Retry interval for a ruleset-chosen NFLOG group another program holds; default 30 s. */
+  nflogRetryMs?: number;
   localAddrs?: string[];
   detectRuleset?: boolean;
   /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
@@ -44,6 +46,8 @@ export interface PipelineHost {
   event(e: WireEvent): void;
   /** A failure that does not stop the pipeline (a batch, a poll, a ruleset read). */
   fail(err: Error): void;
+  /** Worth a log line, not a failure (an NFLOG group another program holds, then takes back). */
+  warn(message: string): void;
 }
 
 export interface Totals {
@@ -62,6 +66,8 @@ export class NamespacePipeline {
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
   private saidUnreadable = '';
+  /** What the source was last told (setUpdates): conntrack UPDATE events wanted. */
+  private updatesOn = false;
   /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
   private firstDumpEnded = false;
   private countersRead = false;
@@ -111,6 +117,8 @@ export class NamespacePipeline {
       return;
     }
     this.source = source;
+    this.updatesOn = this.host.wantsEvents();
+    source.setUpdates?.(this.updatesOn); // before start: subscribe with the right groups
     const guard = (fn: () => void) => this.guard(fn);
     await source.start({
       conntrack: (v) => guard(() => this.onConntrack(v)),
@@ -123,6 +131,7 @@ export class NamespacePipeline {
         }),
       dumpEnd: () => guard(() => this.onDumpEnd()),
       error: (err) => this.host.fail(err),
+      warn: (message) => this.host.warn(message),
     });
     const every = (ms: number, fn: () => Promise<void>) => this.timers.push(this.host.clock.setInterval(() => void fn(), ms));
     if (detect) {
@@ -167,13 +176,31 @@ export class NamespacePipeline {
   }
 
   private async nativeSource(): Promise<EventSource> {
-    const groups = this.opts.nflogGroups ?? this.ruleset.current.groups;
+    const explicit = this.opts.nflogGroups;
+    const groups = explicit ?? this.ruleset.current.groups;
     // A variable specifier keeps the addon out of anything that never starts a native streamer.
     const spec = './source/netlink-source.js';
-    const mod = (await import(spec)) as {
-      createNetlinkSource(o: { netns: string | null; nflogGroups?: number[]; rcvbufBytes?: number; dump?: boolean }): EventSource;
-    };
-    return mod.createNetlinkSource({ netns: this.path, nflogGroups: groups, rcvbufBytes: this.opts.rcvbufBytes, dump: true });
+    const mod = (await import(spec)) as typeof import('./source/netlink-source.js');
+    return mod.createNetlinkSource({
+      netns: this.path,
+      nflogGroups: groups,
+      nflogBestEffort: explicit === undefined,
+      nflogRetryMs: this.opts.nflogRetryMs,
+      rcvbufBytes: this.opts.rcvbufBytes,
+      dump: true,
+    });
+  }
+
+  /** Conntrack UPDATE events wanted (a consumer of `event` messages holds them on). */
+  setUpdates(on: boolean): void {
+    if (on === this.updatesOn) return;
+    this.updatesOn = on;
+    this.source?.setUpdates?.(on);
+  }
+
+  /** The NFLOG groups this namespace's source was to bind, and whether it holds them. */
+  nflogGroups(): NflogGroupStatus[] {
+    return this.source?.nflogGroups?.() ?? [];
   }
 
   private nowSec(): number {
@@ -267,6 +294,8 @@ export class NamespacePipeline {
       if (!stats) return;
       out = this.statsBuilder.build(snap, this.dropsSinceStats, now);
       this.dropsSinceStats = 0;
+      const nflog = this.nflogGroups();
+      if (nflog.length > 0) out.nflog = nflog;
     });
     return out;
   }
@@ -302,8 +331,9 @@ export class NamespacePipeline {
 
   private async refreshRuleset(): Promise<void> {
     try {
-      const { changed, info, interfaces } = await this.ruleset.refresh();
-      if (changed) this.tracker.capacity.setRuleset(info);
+      const { info, interfaces } = await this.ruleset.refresh();
+      // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).
+      this.tracker.capacity.setRuleset(info);
       // What could not be read marks capacities unknown, and is said once (again only if it changes).
       const unreadable = info.unreadable.join('; ');
       if (unreadable !== this.saidUnreadable && !this.closed) {

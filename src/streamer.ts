@@ -18,7 +18,7 @@ import type { NatRuleConfig } from './track/capacity.js';
 import type { NatAddressEntry } from './track/nat-addresses.js';
 import { combineStats, mergeTop } from './track/stats.js';
 import type { Tracker } from './track/tracker.js';
-import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
+import type { Alert, NflogGroupStatus, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry, WireEvent } from './types.js';
 
 export type { StreamMessage };
 
@@ -35,8 +35,13 @@ export interface StreamerOptions {
   natPorts?: [number, number];
   /** Per-rule capacity overrides (config file). */
   natRules?: NatRuleConfig[];
-  /** NFLOG groups to bind in each namespace; default: the groups its ruleset's log statements name. */
+  /**
+   * NFLOG groups to bind in each namespace (each must bind, else its start fails); default: the
+   * groups its ruleset's log statements name, best effort (one another program holds is retried).
+   */
   nflogGroups?: number[];
+  /** Retry interval for a ruleset-chosen NFLOG group another program holds; default 30 s. */
+  nflogRetryMs?: number;
   thresholds?: Partial<Thresholds>;
   /**
    * How often the kernel counters are read and the rules run, ms (default 200): a drop becomes
@@ -101,9 +106,22 @@ export class Streamer extends EventEmitter implements StreamerLike {
   /** Every namespace watched at the start has been ready once (see readiness()). */
   private readyOnce = false;
   private readonly queues = new Set<MessageQueue>();
+  /** retainEvents() holders, and 'event' listeners (counted as they come and go). */
+  private eventRetains = 0;
+  private eventListeners = 0;
+  /** What the sources were last told (setUpdates): conntrack UPDATE events wanted. */
+  private updatesOn = false;
 
   constructor(private readonly opts: StreamerOptions = {}) {
     super();
+    // An embedder's on('event', fn) wants every event: it holds the UPDATE group like
+    // retainEvents() does, until off().
+    this.on('newListener', (name: string | symbol) => {
+      if (name === 'event') this.countEventListener(+1);
+    });
+    this.on('removeListener', (name: string | symbol) => {
+      if (name === 'event') this.countEventListener(-1);
+    });
     const given = opts.netns === undefined || opts.netns === null ? [null] : typeof opts.netns === 'string' ? [opts.netns] : [...opts.netns];
     const values = given.length > 0 ? given.map((v) => (v === '' ? null : v)) : [null];
     this.several = values.length > 1 || values.includes(ALL_NETNS);
@@ -123,6 +141,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
       natPorts: opts.natPorts,
       natRules: opts.natRules,
       nflogGroups: opts.nflogGroups,
+      nflogRetryMs: opts.nflogRetryMs,
       localAddrs: opts.localAddrs,
       detectRuleset: opts.detectRuleset,
       rulesetIntervalMs: opts.rulesetIntervalMs,
@@ -149,6 +168,41 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   get seq(): number {
     return this.engine.seq;
+  }
+
+  /**
+   * Holds conntrack UPDATE events on, in every namespace, until the returned function is called
+   * (idempotent). Tracking needs only NEW and DESTROY, so without any holder (a stream client
+   * with types=event, `natwatch events`, an 'event' listener or an events iterator) the sources
+   * leave the UPDATE group and the kernel stops building two thirds of the events.
+   */
+  retainEvents(): () => void {
+    this.eventRetains++;
+    this.syncUpdates();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.eventRetains--;
+      this.syncUpdates();
+    };
+  }
+
+  private countEventListener(delta: number): void {
+    this.eventListeners += delta;
+    this.syncUpdates();
+  }
+
+  private syncUpdates(): void {
+    const on = !this.closed && this.wantsEvents();
+    if (on === this.updatesOn) return;
+    this.updatesOn = on;
+    for (const p of this.pipelines.values()) p.setUpdates(on);
+  }
+
+  /** The NFLOG groups of every namespace and whether they are bound (each with its netns when several are watched). */
+  nflogGroups(): NflogGroupStatus[] {
+    return [...this.pipelines.values()].flatMap((p) => (this.several ? p.nflogGroups().map((g) => ({ ...g, netns: p.name })) : p.nflogGroups()));
   }
 
   /** The namespaces watched now, by name (null: natwatch's own). */
@@ -195,6 +249,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
       wantsEvents: () => this.wantsEvents(),
       event: (e: WireEvent) => this.publish('event', e),
       fail: (err: Error) => this.fail(this.about(t.name, err)),
+      warn: (message: string) => {
+        const text = this.several && t.name !== null ? `netns ${t.name}: ${message}` : message;
+        if (this.listenerCount('warning') > 0) this.emit('warning', text);
+        else this.fail(new NatwatchError('ERUNTIME', text));
+      },
     };
     const injected = this.opts.source ?? this.opts.sourceFor?.({ name: t.name, path: t.path });
     const p = new NamespacePipeline(t.name, t.path, host, new AlertScope(this.engine, t.name), this.pipelineOpts, injected);
@@ -213,6 +272,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
       return;
     }
     this.pipelines.set(t.key, p);
+    p.setUpdates(this.updatesOn); // a consumer may have come or gone while it started
     this.emit('namespace', { netns: t.name, state: 'watching' });
   }
 
@@ -301,7 +361,11 @@ export class Streamer extends EventEmitter implements StreamerLike {
       if (s) parts.push({ netns: p.name, stats: s });
     }
     if (!stats || this.closed || parts.length === 0) return;
-    this.last = this.several ? combineStats(parts, this.clock.now()) : parts[0]!.stats;
+    if (this.several) {
+      this.last = combineStats(parts, this.clock.now());
+      const nflog = this.nflogGroups();
+      if (nflog.length > 0) this.last.nflog = nflog;
+    } else this.last = parts[0]!.stats;
     const msg = this.last;
     // A 'stats' listener that throws must not reject the timer's promise.
     try {
@@ -321,7 +385,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   }
 
   private wantsEvents(): boolean {
-    if (this.listenerCount('event') > 0) return true;
+    if (this.eventRetains > 0 || this.eventListeners > 0) return true;
     for (const q of this.queues) if (q.wants('event')) return true;
     return false;
   }
@@ -409,9 +473,13 @@ export class Streamer extends EventEmitter implements StreamerLike {
    * slow consumer lost to the bound is in the iterator's `dropped`.
    */
   messages(types: Array<StreamMessage['type']> = ['alert', 'stats'], bufferSize = 10_000): MessageQueue {
-    const q = new MessageQueue(new Set(types), bufferSize, () => this.queues.delete(q));
+    const q = new MessageQueue(new Set(types), bufferSize, () => {
+      this.queues.delete(q);
+      this.syncUpdates();
+    });
     if (this.closed) q.end();
     else this.queues.add(q);
+    this.syncUpdates();
     return q;
   }
 

@@ -160,6 +160,19 @@ export interface KernelCounters {
   chaintoolong: number;
 }
 
+/**
+ * An NFLOG group natwatch was to bind. Groups chosen from the ruleset are best effort: one that
+ * another program (ulogd) holds is `bound: false` with the reason, and retried.
+ */
+export interface NflogGroupStatus {
+  group: number;
+  bound: boolean;
+  /** Why not bound (null when bound). */
+  reason: string | null;
+  /** The namespace it is bound in, when several are watched (null: natwatch's own). */
+  netns?: string | null;
+}
+
 /** One namespace's part of a stats message. */
 export interface NamespaceStats {
   netns: string | null;
@@ -177,6 +190,8 @@ export interface StatsMessage {
   counters: KernelCounters;
   rates: { new: number; destroy: number; drop: number };
   top: TopEntry[];
+  /** The NFLOG groups and whether natwatch holds them (absent when the source has none); each with its netns when several namespaces are watched. */
+  nflog?: NflogGroupStatus[];
   /** Each namespace's own numbers; present only when several namespaces (or `all`) are watched. */
   namespaces?: NamespaceStats[];
 }
@@ -188,6 +203,7 @@ export interface HelloMessage {
   netns: string | null;
   startedAt: string;
   seq: number;
+  nflog?: NflogGroupStatus[];
 }
 
 export interface GapMessage {
@@ -209,6 +225,8 @@ export interface StreamerEvents {
   error: [Error];
   /** A namespace began to be watched, or stopped (deleted or excluded under `--netns all`). */
   namespace: [{ netns: string | null; state: 'watching' | 'gone' }];
+  /** Worth a log line, not a failure (an NFLOG group another program holds, then takes back). */
+  warning: [string];
 }
 
 export type Readiness = 'starting' | 'ok' | 'degraded';
@@ -227,6 +245,13 @@ export interface StreamerLike {
   /** The namespace watched (its name; null: natwatch's own), or the `--netns` values joined by ',' when several are. */
   readonly netns: string | null;
   readonly startedAt: string;
+  /**
+   * Holds conntrack UPDATE events on (the kernel sends only NEW and DESTROY otherwise) until
+   * the returned release function is called; a refcount, for consumers of `event` messages.
+   */
+  retainEvents(): () => void;
+  /** The NFLOG groups and whether they are bound (hello, stats, metrics). */
+  nflogGroups(): NflogGroupStatus[];
   /**
    * For /healthz: 'starting' until the first table dump ended and the counters were read once,
    * 'degraded' while a source has failed and is being re-opened, else 'ok'.

@@ -145,16 +145,23 @@ export async function run(argv: string[]): Promise<number> {
     error(err) {
       process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${err.message}\n`);
     },
+    warn(message) {
+      process.stderr.write(`natwatch: ${several && name !== null ? `netns ${name}: ` : ''}${message}\n`);
+    },
   });
   const open = async (t: NetnsTarget): Promise<void> => {
     opening.add(t.key);
     try {
       // One ruleset read: the NFLOG groups to bind (unless given) and, for ECS, which log rules drop.
       const ruleset = await readRuleset(t.path).then((r) => r.ruleset, () => null);
-      const groups = groupsGiven.length > 0 ? groupsGiven : (ruleset?.groups ?? []);
+      // Groups named on the command line must bind; groups taken from the ruleset are best effort
+      // (beside serve or ulogd, one may be held: run without it and retry).
+      const bestEffort = groupsGiven.length === 0;
+      const groups = bestEffort ? (ruleset?.groups ?? []) : groupsGiven;
       const ecs = format === 'ecs' ? ecsContext({ netns: t.name }) : null;
       if (ecs && ruleset) ecs.nflogDenies = (g, p) => logDenies(ruleset, g, p);
-      const source = createNetlinkSource({ netns: t.path, nflogGroups: groups, rcvbufBytes, dump });
+      // The conntrack -E of this tool prints every event: UPDATEs included.
+      const source = createNetlinkSource({ netns: t.path, nflogGroups: groups, nflogBestEffort: bestEffort, rcvbufBytes, dump, updates: true });
       await source.start(handlers(t.name, ecs));
       if (done) await source.close();
       else sources.set(t.key, source);

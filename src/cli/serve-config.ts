@@ -36,6 +36,8 @@ export interface ServeSettings {
   natRules: NatRuleConfig[] | null;
   /** Netlink receive buffer (SO_RCVBUFFORCE); null: the source's default (64 MiB). */
   rcvbufBytes: number | null;
+  /** Retry interval for a ruleset NFLOG group another program holds; null: 30 s. */
+  nflogRetryMs: number | null;
   /** Alertmanager base URLs to push alerts to (`--alertmanager`, config `alertmanagers`). */
   alertmanagers: string[];
   /** `instance` label of pushed alerts; null: the host name. */
@@ -46,7 +48,7 @@ export interface ServeSettings {
 export type RawSettings = Partial<
   Record<
     | 'listen' | 'netns' | 'netnsExclude' | 'natPorts' | 'nflogGroups' | 'token' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf'
-    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'alertmanagers' | 'instance',
+    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'alertmanagers' | 'instance' | 'nflogRetry',
     unknown
   >
 >;
@@ -82,6 +84,8 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   natRules: 'natRules',
   'nat-rules': 'natRules',
   rcvbuf: 'rcvbuf',
+  nflogRetry: 'nflogRetry',
+  'nflog-retry': 'nflogRetry',
   alertmanagers: 'alertmanagers',
   alertmanager: 'alertmanagers',
   instance: 'instance',
@@ -105,6 +109,7 @@ const FLAG: Record<keyof RawSettings, string> = {
   thresholds: 'thresholds',
   natRules: 'natRules',
   rcvbuf: '--rcvbuf',
+  nflogRetry: '--nflog-retry',
   alertmanagers: '--alertmanager',
   instance: '--instance',
 };
@@ -182,9 +187,18 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}, env:
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
     natRules: natRules(pick('natRules')),
     rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
+    nflogRetryMs: seconds('--nflog-retry', pick('nflogRetry'), 1, 3600),
     alertmanagers: alertmanagerUrls(pick('alertmanagers')),
     instance: optionalName('instance', pick('instance')),
   };
+}
+
+/** Whole seconds in [lo, hi] (a flag's string or a file's number) → ms; null when unset. */
+function seconds(name: string, v: unknown, lo: number, hi: number): number | null {
+  if (v === undefined || v === null) return null;
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new UsageError(`${name}: '${String(v)}' is not a number of seconds ${lo}-${hi}`);
+  return n * 1000;
 }
 
 /** --token / --token-file, then NATWATCH_TOKEN, then the file's token / tokenFile. */

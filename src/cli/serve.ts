@@ -27,6 +27,7 @@ const HELP = `usage: natwatch serve [options]
   --netns-exclude GLOB   with --netns all: leave out names matching GLOB (repeatable)
   --nat-ports A-B        NAT source port range, when the ruleset does not say it
   --nflog-group N        NFLOG group to bind (repeatable; default: groups named by the ruleset)
+  --nflog-retry S        retry a ruleset group another program holds every S seconds (default 30)
   --token-file F         require 'Authorization: Bearer T' (or '?token=T') with T read from F,
                          which only its owner may read (not for /healthz); re-read on SIGHUP
   --token T              the same with T on the command line (visible in the process list)
@@ -77,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'log-level': { type: 'string' },
       rcvbuf: { type: 'string' },
+      'nflog-retry': { type: 'string' },
       alertmanager: { type: 'string', multiple: true },
       instance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -101,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
     allowHosts: values['allow-host'],
     maxClients: values['max-clients'],
     logLevel: values['log-level'],
+    nflogRetry: values['nflog-retry'],
     rcvbuf: values.rcvbuf,
     alertmanagers: values.alertmanager,
     instance: values.instance,
@@ -121,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
   let early: Error[] | null = [];
   streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
   streamer.on('namespace', (n) => log.info({ netns: n.netns }, n.state === 'watching' ? 'watching namespace' : 'namespace gone'));
+  streamer.on('warning', (message) => log.warn(message));
   await streamer.start();
   for (const err of early) log.error({ err: err.message }, 'streamer error');
   early = null;
@@ -207,6 +211,7 @@ function streamerOptions(s: ServeSettings): StreamerOptions {
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
     ...(s.natRules !== null ? { natRules: s.natRules } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
+    ...(s.nflogRetryMs !== null ? { nflogRetryMs: s.nflogRetryMs } : {}),
   };
 }
 

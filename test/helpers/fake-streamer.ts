@@ -32,6 +32,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   nflogPackets: Array<{ group: number; prefix: string; packets: number }> = [];
   natAddressList: Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }> = [];
   closed = false;
+  /** retainEvents() holders (what the real streamer turns into UPDATE group membership). */
+  eventRetains = 0;
   /** What /healthz reports; tests set it. */
   ready: Readiness = 'ok';
 
@@ -41,6 +43,20 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     this.ringSize = opts.ringSize ?? 1000;
   }
   private readonly ringSize: number;
+
+  nflog: Array<{ group: number; bound: boolean; reason: string | null }> = [];
+  nflogGroups() {
+    return this.nflog;
+  }
+
+  retainEvents(): () => void {
+    this.eventRetains++;
+    let held = true;
+    return () => {
+      if (held) this.eventRetains--;
+      held = false;
+    };
+  }
 
   emitAlert(init: AlertInit = {}): Alert {
     const key = init.key ?? { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 };

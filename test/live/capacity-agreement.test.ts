@@ -2,15 +2,15 @@
 // iptables-nft, iptables-legacy, several SNAT addresses, per-interface rules, IPv6), the running
 // streamer's resolver and doctor's snat-capacity resolution give the same number and source
 // for every NAT address, and re-reading on a ruleset notification keeps them together.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { gatherFacts } from '../../src/doctor/facts.js';
 import { natCapacity } from '../../src/doctor/checks-nat.js';
 import { createStreamer, type Streamer } from '../../src/streamer.js';
 import { until } from '../helpers/wait.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('live capacity tests need root under CI');
+const NEEDS = { tools: ['ip', 'nft', 'iptables-nft', 'iptables-legacy', 'ip6tables-legacy'] };
 
 interface Case {
   name: string;
@@ -27,7 +27,7 @@ const CASES: Case[] = [
   { name: 'IPv6 snat', setup: [['nft', ['add table ip6 n; add chain ip6 n p { type nat hook postrouting priority 100; }; add rule ip6 n p meta l4proto tcp snat to [2001:db8:2::1]:3000-3009']]], expect: [['2001:db8:2::1', 10, 1]] },
 ];
 
-describe.runIf(isRoot)('serve and doctor compute the same capacity (live rulesets)', () => {
+describeLive('serve and doctor compute the same capacity (live rulesets)', () => {
   let lab: Lab;
   let streamer: Streamer | undefined;
 
@@ -63,4 +63,4 @@ describe.runIf(isRoot)('serve and doctor compute the same capacity (live ruleset
       }
     });
   }
-});
+}, NEEDS);

@@ -4,7 +4,7 @@
 // holding only CAP_NET_ADMIN inside the router namespace. The lab still builds everything with
 // ip/nft/iptables; natwatch itself must run none of them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLab, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
@@ -13,9 +13,9 @@ import type { Alert } from '../../src/types.js';
 import { BIN, ensureBuilt, ROOT } from '../helpers/cli-build.js';
 import { freePort } from '../helpers/serve.js';
 import { sleep } from '../helpers/wait.js';
+import { describeLive } from '../helpers/gate.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('live no-tools tests need root under CI');
+const NEEDS = { tools: ['ip', 'nft', 'iptables-nft', 'iptables-legacy', 'setpriv'] };
 
 const EMPTY_ENV = ['-i', 'PATH=/nonexistent'];
 const NOBODY = ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', '--inh-caps', '+net_admin', '--ambient-caps', '+net_admin', '--bounding-set', '-all,+net_admin'];
@@ -79,7 +79,7 @@ function daemon(argv: string[]): { child: ChildProcess; out: () => string; stop:
   };
 }
 
-describe.runIf(isRoot)('no external program, no root: an exhausted iptables-nft 20-port masquerade', () => {
+describeLive('no external program, no root: an exhausted iptables-nft 20-port masquerade', () => {
   let lab: Lab;
   let load: Load | undefined;
   const daemons: Array<{ stop(): Promise<void> }> = [];
@@ -131,9 +131,9 @@ describe.runIf(isRoot)('no external program, no root: an exhausted iptables-nft 
     // What it could not read is named once, with the capability, never a silent default.
     expect(d.out()).toMatch(/iptables-legacy tables not checked: .*CAP_DAC_READ_SEARCH/);
   });
-});
+}, NEEDS);
 
-describe.runIf(isRoot)('a ruleset part that cannot be read is never a silent default', () => {
+describeLive('a ruleset part that cannot be read is never a silent default', () => {
   let lab: Lab;
   let load: Load | undefined;
   const daemons: Array<{ stop(): Promise<void> }> = [];
@@ -183,4 +183,4 @@ describe.runIf(isRoot)('a ruleset part that cannot be read is never a silent def
       expect(r.stderr.trim(), cmd[0]).toBe(`natwatch: need CAP_SYS_ADMIN to enter network namespace ${lab.nsPath(lab.router)}`);
     }
   });
-});
+}, NEEDS);

@@ -470,7 +470,7 @@ describe('event_loss', () => {
       drops: 4000,
       detail: { conntrack: { enobufs: 1, kernelDrops: 3987, dropped: 13, seqGap: 0, lost: 4000 } },
     });
-    expect(fire!.message).toMatch(/^natwatch lost 4000 events \(conntrack: 3987 the kernel could not queue \(ENOBUFS ×1\), 13 dropped in the queue\)/);
+    expect(fire!.message).toMatch(/^natwatch lost 4000 events \(conntrack: 3987 the kernel could not queue \(ENOBUFS ×1\), 13 lost in the reader\)/);
     await h.step(5000); // past resendMs: a grown total is sent
     // The counter read after draining adds what was dropped while the socket stayed congested;
     // a late ENOBUFS for drops already counted adds nothing.

@@ -43,6 +43,11 @@ describe('kernel-facts decoders under sanitizers', () => {
       expect(errors, String(kind)).toBe(0);
       expect(items, String(kind)).toBeGreaterThan(0);
     }
+    // The TCP fixture: 4 connections to 198.51.100.1:8080 in the same namespace: the client
+    // ends make one key; the listener and the 4 accepted ends (on the listener's port) none.
+    // UDP: the one connected socket.
+    expect(/^counts tcp items=(\d+)$/m.exec(out)?.[1]).toBe('1');
+    expect(/^counts udp items=(\d+)$/m.exec(out)?.[1]).toBe('1');
     const m = /^ok iterations=(\d+) items=(\d+) errors=(\d+)$/m.exec(out);
     expect(m).not.toBeNull();
     expect(Number(m![2])).toBeGreaterThan(0);
