@@ -166,7 +166,7 @@ uint32_t DecodeIptEntries(uint8_t family, const char* table, uint32_t valid_hook
       int v;
       std::memcpy(&v, tdata, sizeof(v));
       out.Begin(kItemVerdict);
-      out.I32(v == XT_RETURN ? NFT_RETURN : v < 0 ? -v - 1 : NFT_JUMP);
+      out.I32(v == XT_RETURN ? NFT_RETURN : v < 0 ? -(v + 1) : NFT_JUMP);  // -(v + 1): no overflow at INT_MIN
       out.End();
       continue;
     }

@@ -53,10 +53,10 @@ for t in "${TARGETS[@]}"; do
   nice -n 19 "$OUT/bin/fuzz-$t" "${args[@]}" "$corpus" "$OUT/seeds/$t" "$committed" "$crashes" >"$log" 2>&1
   rc=$?
   set -e
-  execs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | awk '{print $2}' | tail -1)"
-  secs="$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | awk '{print $2}' | tail -1)"
-  cov="$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
-  wall="$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | awk '{print $5}' | tail -1)"
+  execs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | awk '{print $2}' | tail -1 || true)"
+  secs="$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | awk '{print $2}' | tail -1 || true)"
+  cov="$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)"
+  wall="$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | awk '{print $5}' | tail -1 || true)"
   if [[ $rc -ne 0 ]]; then
     failed=1
     summary+=("$t: CRASH after ${execs:-?} inputs (exit $rc): $(grep -m1 -E 'ERROR:|FUZZ_CHECK|runtime error' "$log" || true); see $log")
