@@ -1,5 +1,6 @@
 // libFuzzer target: sock_diag SOCK_DIAG_BY_FAMILY replies (inet_diag_msg) through
-// DecodeInetDiagMessages, read as TCP and as UDP, the framing checked after each.
+// DecodeInetDiagMessages, read as TCP and as UDP, then the socket items through CountSockets
+// (as the reader chains them), the framing checked after each.
 // Seeds: test/fixtures/facts-raw-diag-tcp.hex, facts-raw-diag-udp.hex.
 #include "facts-common.h"
 
@@ -11,6 +12,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FactsWriter w;
     DecodeInetDiagMessages(proto, in.data(), in.size(), w);
     fuzz::CheckItems(w);
+    fuzz::ExactCopy items(w.Data().data(), w.Size());
+    FactsWriter counts;
+    CountSockets(items.data(), items.size(), counts);
+    fuzz::CheckItems(counts);
   }
   return 0;
 }
