@@ -31,6 +31,7 @@ enum FactItem : uint16_t {
   kItemLink = 20,      // u32 ifindex, name
   kItemAddr = 21,      // u32 ifindex, u8 family (4|6), u8 prefixlen, u8 scope, pad, addr[16]
   kItemSock = 30,      // u8 family (4|6), u8 proto, u8 tcp state, pad, u16 sport, u16 dport, src[16], dst[16]
+  kItemSockCount = 31, // u8 family (4|6), u8 proto, u16 dport, u32 sockets, src[16], dst[16]
   kItemSysctl = 40,    // name\0 value
   kItemError = 50,     // u8 section, 3 pad, i32 errno, what
   kItemDecodeErrors = 51,  // u8 section, 3 pad, u32 malformed messages or attributes
@@ -131,6 +132,25 @@ class FactsWriter {
     End();
   }
 
+  /**
+   * Capture mode (kernelFacts({raw: true}), for fixtures and fuzz seeds): the kernel bytes each
+   * decoder was given, framed as u8 kind (FactSection; kSecDiag + 16 for UDP), 3 pad, u32
+   * length, bytes, padding to 4. Legacy blobs start with valid_hooks, hook_entry[5],
+   * underflow[5] (u32 each) and the table name (32 bytes).
+   */
+  bool capture = false;
+  std::vector<uint8_t> captured;
+  void Capture(uint8_t kind, const void* p, size_t n, const void* prefix = nullptr, size_t plen = 0) {
+    if (!capture) return;
+    uint8_t hdr[8] = {kind, 0, 0, 0};
+    uint32_t len = uint32_t(n + plen);
+    std::memcpy(hdr + 4, &len, 4);
+    captured.insert(captured.end(), hdr, hdr + 8);
+    if (plen) captured.insert(captured.end(), static_cast<const uint8_t*>(prefix), static_cast<const uint8_t*>(prefix) + plen);
+    captured.insert(captured.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+    captured.insert(captured.end(), (4 - len % 4) % 4, 0);
+  }
+
   const std::vector<uint8_t>& Data() const { return buf_; }
   std::vector<uint8_t>& Data() { return buf_; }
   size_t Size() const { return buf_.size(); }
@@ -163,5 +183,10 @@ uint32_t DecodeRtnlMessages(const uint8_t* data, size_t len, FactsWriter& out);
 
 /** sock_diag SOCK_DIAG_BY_FAMILY replies (inet_diag_msg) for protocol proto → socket items. */
 uint32_t DecodeInetDiagMessages(uint8_t proto, const uint8_t* data, size_t len, FactsWriter& out);
+
+/** Socket items → one count item per (family, proto, src, dst, dport) of the host's own
+ *  outbound connections: TCP in every state but LISTEN, minus connections accepted on a
+ *  listening port; connected UDP; IPv4-mapped IPv6 as IPv4. */
+void CountSockets(const uint8_t* items, size_t len, FactsWriter& out);
 
 }  // namespace nw

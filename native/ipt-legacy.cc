@@ -234,6 +234,13 @@ void ReadIptLegacy(uint8_t family, FactsWriter& out) {
         break;
       }
       err = 0;
+      uint32_t pre[11] = {info.valid_hooks};
+      std::memcpy(pre + 1, info.hook_entry, sizeof(info.hook_entry));
+      std::memcpy(pre + 6, info.underflow, sizeof(info.underflow));
+      uint8_t prefix[sizeof(pre) + XT_TABLE_MAXNAMELEN] = {};
+      std::memcpy(prefix, pre, sizeof(pre));
+      std::memcpy(prefix + sizeof(pre), name, std::strlen(name));
+      out.Capture(section, ge->entrytable, info.size, prefix, sizeof(prefix));
       errors += DecodeIptEntries(family, name, info.valid_hooks, info.hook_entry, info.underflow,
                                  reinterpret_cast<const uint8_t*>(ge->entrytable), info.size, out);
       std::free(ge);

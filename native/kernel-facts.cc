@@ -162,7 +162,7 @@ nfgenmsg NfGen(uint8_t family) {
   return g;
 }
 
-/** The (family, table, set) of every lookup in the items written from `from` on. */
+/** The (family, table, set) of the lookups capacity needs, in the items written from `from` on. */
 std::set<std::tuple<uint8_t, std::string, std::string>> LookupsIn(const std::vector<uint8_t>& d, size_t from) {
   std::set<std::tuple<uint8_t, std::string, std::string>> out;
   size_t off = from;
@@ -171,7 +171,11 @@ std::set<std::tuple<uint8_t, std::string, std::string>> LookupsIn(const std::vec
     std::memcpy(&type, d.data() + off, 2);
     std::memcpy(&len, d.data() + off + 2, 2);
     const uint8_t* p = d.data() + off + 4;
-    if (type == kItemLookup && len > 6) {
+    // Only what capacity needs: maps (NAT targets) and protocol sets; an address set (a
+    // blocklist of 100k elements) is never read.
+    const bool wanted = len > 6 && (p[1] == 1 || (p[2] == kSrcMeta && p[3] == NFT_META_L4PROTO) ||
+                                     (p[2] == kSrcPayload && (p[3] == 9 || p[3] == 6)));
+    if (type == kItemLookup && wanted) {
       const char* s = reinterpret_cast<const char*>(p + 4);
       size_t tl = strnlen(s, len - 4);
       if (4 + tl + 1 < len) {
@@ -205,6 +209,7 @@ void ReadNft(FactsWriter& w, std::vector<uint8_t>& buf) {
     }
     if (!err) {
       w.Data().resize(start);
+      w.Capture(kSecNft, msgs.data(), msgs.size());
       w.DecodeErrors(kSecNft, DecodeNftMessages(msgs.data(), msgs.size(), w));
       // Set and map contents the rules look up (protocol sets, snat address maps).
       std::vector<uint8_t> elems;
@@ -220,7 +225,10 @@ void ReadNft(FactsWriter& w, std::vector<uint8_t>& buf) {
           break;
         }
       }
-      if (!err) w.DecodeErrors(kSecNft, DecodeNftMessages(elems.data(), elems.size(), w));
+      if (!err) {
+        w.Capture(kSecNft, elems.data(), elems.size());
+        w.DecodeErrors(kSecNft, DecodeNftMessages(elems.data(), elems.size(), w));
+      }
     }
     if (err || !intr || attempt == 2) {
       if (err) {
@@ -249,6 +257,7 @@ void ReadRtnl(FactsWriter& w, std::vector<uint8_t>& buf) {
   }
   close(fd);
   if (r.err) return w.Error(kSecRtnl, r.err, "dump");
+  w.Capture(kSecRtnl, msgs.data(), msgs.size());
   w.DecodeErrors(kSecRtnl, DecodeRtnlMessages(msgs.data(), msgs.size(), w));
 }
 
@@ -256,6 +265,7 @@ void ReadDiag(FactsWriter& w, std::vector<uint8_t>& buf) {
   int fd = OpenNl(NETLINK_SOCK_DIAG);
   if (fd < 0) return w.Error(kSecDiag, -fd, "socket");
   uint32_t errors = 0;
+  FactsWriter sockets;  // one item per socket; only their counts go out (100k sockets → a few keys)
   for (uint8_t family : {uint8_t(AF_INET), uint8_t(AF_INET6)}) {
     for (uint8_t proto : {uint8_t(IPPROTO_TCP), uint8_t(IPPROTO_UDP)}) {
       inet_diag_req_v2 req{};
@@ -270,10 +280,12 @@ void ReadDiag(FactsWriter& w, std::vector<uint8_t>& buf) {
         if (!(family == AF_INET6 && (r.err == ENOENT || r.err == EAFNOSUPPORT))) w.Error(kSecDiag, r.err, "dump");
         continue;
       }
-      errors += DecodeInetDiagMessages(proto, msgs.data(), msgs.size(), w);
+      w.Capture(uint8_t(proto == IPPROTO_UDP ? kSecDiag + 16 : kSecDiag), msgs.data(), msgs.size());
+      errors += DecodeInetDiagMessages(proto, msgs.data(), msgs.size(), sockets);
     }
   }
   close(fd);
+  CountSockets(sockets.Data().data(), sockets.Size(), w);
   w.DecodeErrors(kSecDiag, errors);
 }
 
@@ -306,7 +318,7 @@ bool SafeSysctl(const std::string& s) {
 
 struct FactsRequest {
   std::string netns;
-  bool nft = false, legacy = false, rtnl = false, diag = false;
+  bool nft = false, legacy = false, rtnl = false, diag = false, raw = false;
   std::vector<std::string> sysctls;
 };
 
@@ -319,6 +331,7 @@ class FactsWorker : public Napi::AsyncWorker {
   void Execute() override {
     std::vector<uint8_t> buf(kRecvBuf);
     FactsWriter& w = out_;
+    w.capture = req_.raw;
     ns_ = RunInNetns(req_.netns, [&](const char**) -> int {
       if (req_.nft) ReadNft(w, buf);
       if (req_.legacy) {
@@ -340,7 +353,7 @@ class FactsWorker : public Napi::AsyncWorker {
       deferred_.Reject(e.Value());
       return;
     }
-    const auto& d = out_.Data();
+    const auto& d = req_.raw ? out_.captured : out_.Data();
     deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(env, d.data(), d.size()));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -448,7 +461,8 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
 
 }  // namespace
 
-// kernelFacts({netns, nft, legacy, rtnl, diag, sysctls}) → Promise<Buffer>
+// kernelFacts({netns, nft, legacy, rtnl, diag, sysctls, raw}) → Promise<Buffer> (raw: the
+// kernel bytes the decoders saw, FactsWriter::Capture, instead of the items)
 Napi::Value KernelFacts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -467,6 +481,7 @@ Napi::Value KernelFacts(const Napi::CallbackInfo& info) {
   req.legacy = flag("legacy");
   req.rtnl = flag("rtnl");
   req.diag = flag("diag");
+  req.raw = flag("raw");
   Napi::Value sys = o.Get("sysctls");
   if (sys.IsArray()) {
     Napi::Array a = sys.As<Napi::Array>();

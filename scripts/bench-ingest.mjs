@@ -6,7 +6,7 @@
 // `conntrack -E >/dev/null`, a bare EventSource, and the full daemon `natwatch serve` (source →
 // tracker → alert rules → stats each second), without a WebSocket client or, in the --ws-rates
 // rows, with one client subscribed to alert,stats; the --alone-rates rows run serve as the only
-// listener (DESIGN.md's target is for one listener on this 2-core machine). Ground truth for loss is the kernel's: the
+// listener (natwatch's target, lossless at the kernel's ceiling, is for one listener on this 2-core machine). Ground truth for loss is the kernel's: the
 // Drops column of /proc/net/netlink for each listener's socket; natwatch's own counts (events'
 // ENOBUFS loss lines, serve's /metrics) are reported beside it. Events generated = entries
 // created (conntrack -C) x 2 (NEW + DESTROY).

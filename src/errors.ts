@@ -25,7 +25,7 @@ export class UsageError extends NatwatchError {
   }
 }
 
-/** Exit code for an error per DESIGN.md: 2 usage, 1 anything else. */
+/** Exit code for an error per docs/protocol.md: 2 usage, 1 anything else. */
 export function exitCodeFor(err: unknown): number {
   return err instanceof NatwatchError && err.code === 'EUSAGE' ? 2 : 1;
 }

@@ -11,7 +11,11 @@ export {
   alertToEcs,
   statsToEcs,
   eventToEcs,
+  controlToEcs,
+  ecsContext,
   ECS_SEVERITY,
+  type EcsContext,
+  type NflogVerdict,
   type AttachOptions,
   type StartOptions,
   type NatwatchServer,
@@ -25,5 +29,6 @@ export { runDoctor, type CheckResult, type DoctorReport, type Verdict } from './
 export { NatwatchError, UsageError, exitCodeFor, type ErrorCode } from './errors.js';
 export { setupLogging, logger, type Logger } from './log.js';
 export { VERSION } from './version.js';
+export { AlertmanagerPusher, type PusherOptions } from './alertmanager/pusher.js';
 export type * from './types.js';
 export type { EventSource, SourceHandlers, CounterSnapshot, LossReport, ConntrackView, NflogView, NamespaceLimits } from './source/types.js';

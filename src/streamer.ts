@@ -10,12 +10,14 @@ import { thresholds as makeThresholds, type Thresholds } from './alert/threshold
 import { NatwatchError } from './errors.js';
 import { netnsPath } from './netns.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
-import { readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { logDenies, readInterfaces, RulesetWatcher } from './source/ruleset.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
 import { topKeys } from './track/top.js';
+import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
+import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import { MessageQueue, type StreamMessage } from './message-queue.js';
 import type { Alert, Readiness, StatsMessage, StreamerEvents, StreamerLike, TopEntry } from './types.js';
@@ -64,6 +66,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private source: EventSource | null = null;
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
+  private saidUnreadable = '';
   private last: StatsMessage | null = null;
   private ticking = false;
   private dumpSince = 0;
@@ -76,6 +79,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private countersFailing = false;
   private readonly queues = new Set<MessageQueue>();
   private readonly received = { conntrack: 0, nflog: 0 };
+  private readonly nflogCounts = new NflogCounts();
   /** Loss components since start; totals() turns them into events (lostEvents). */
   private readonly lost = { conntrack: zeroLoss(), nflog: zeroLoss() };
 
@@ -134,10 +138,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
     }
   }
 
-  /** Local sockets from sock_diag (local_port_exhaustion where conntrack does not see them). */
+  /**
+   * Local sockets from sock_diag, where conntrack does not see local flows: a namespace with no
+   * nat chain and no rule using conntrack has no conntrack hooks. Elsewhere conntrack counts
+   * them and the dump (≈ 9 ms CPU a second, the kernel walks its whole socket hash) is skipped.
+   */
   private async refreshSockets(): Promise<void> {
+    const r = this.ruleset.current;
+    const tracked = r.unreadable.length === 0 && (r.natChains > 0 || r.ctRules.length > 0);
     try {
-      const counts = await readLocalSockets(this.netns);
+      const counts = tracked ? new Map<string, number>() : await readLocalSockets(this.netns);
       if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());
     } catch (err) {
       if (!this.closed) this.fail(new NatwatchError('ERUNTIME', `reading local sockets: ${(err as Error).message}`, { cause: err }));
@@ -146,17 +156,16 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   /**
    * Re-reads the ruleset and addresses when the kernel says they changed. Legacy iptables
-   * tables send no notification: they are re-read every rulesetIntervalMs (60 s) while they
-   * exist. Without notifications (the subscription failed) both are polled.
+   * tables send no notification: a slow re-read every rulesetIntervalMs (60 s; one read of a
+   * 100-rule ruleset costs about a millisecond, BENCHMARKS.md) covers them. Without
+   * notifications (the subscription failed) both are polled faster.
    */
   private watchChanges(every: (ms: number, fn: () => Promise<void>) => void): void {
     try {
       this.watch = watchKernelChanges(this.netns, { ruleset: true, addresses: true }, (kind) => {
         void (kind === 'ruleset' ? this.refreshRuleset() : this.refreshAddrs());
       });
-      every(this.opts.rulesetIntervalMs ?? 60_000, async () => {
-        if (this.ruleset.current.natRules.some((r) => r.text.startsWith('legacy ')) || this.ruleset.current.unreadable.length) await this.refreshRuleset();
-      });
+      every(this.opts.rulesetIntervalMs ?? 60_000, () => this.refreshRuleset());
     } catch (err) {
       this.fail(new NatwatchError('ERUNTIME', `no change notifications, polling instead: ${(err as Error).message}`, { cause: err }));
       every(this.opts.rulesetIntervalMs ?? 10_000, () => this.refreshRuleset());
@@ -192,6 +201,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private onNflog(v: NflogView): void {
     this.received.nflog += v.count;
+    this.nflogCounts.onBatch(v);
     this.rules.nflog.onBatch(v);
     if (!this.wantsEvents()) return;
     for (let i = 0; i < v.count; i++) this.publish('event', v.seek(i).toEvent());
@@ -265,10 +275,15 @@ export class Streamer extends EventEmitter implements StreamerLike {
 
   private async refreshRuleset(): Promise<void> {
     try {
-      const { changed, info, interfaces } = await this.ruleset.refresh();
-      if (changed) this.tracker.capacity.setRuleset(info);
-      // What could not be read is said (once a minute at most) and marks capacities unknown.
-      if (info.unreadable.length && !this.closed) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${info.unreadable.join('; ')}`));
+      const { info, interfaces } = await this.ruleset.refresh();
+      // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).
+      this.tracker.capacity.setRuleset(info);
+      // What could not be read marks capacities unknown, and is said once (again only if it changes).
+      const unreadable = info.unreadable.join('; ');
+      if (unreadable !== this.saidUnreadable && !this.closed) {
+        this.saidUnreadable = unreadable;
+        if (unreadable) this.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
+      }
       this.applyInterfaces(interfaces);
     } catch (err) {
       // Capacities become unknown: say why (fail() repeats a recurring cause once a minute).
@@ -342,8 +357,24 @@ export class Streamer extends EventEmitter implements StreamerLike {
     return this.countersFailing ? 'degraded' : 'ok';
   }
 
-  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number } } {
-    return { eventsReceived: { ...this.received }, eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) } };
+  totals(): { eventsReceived: { conntrack: number; nflog: number }; eventsLost: { conntrack: number; nflog: number }; nflogPackets: NflogCount[] } {
+    return {
+      eventsReceived: { ...this.received },
+      eventsLost: { conntrack: lostEvents(this.lost.conntrack), nflog: lostEvents(this.lost.nflog) },
+      nflogPackets: this.nflogCounts.list(),
+    };
+  }
+
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? From the ruleset model
+   * (ECS `event.type: denied`); null when no rule read names that group and prefix.
+   */
+  nflogDenies(group: number, prefix: string): boolean | null {
+    return logDenies(this.ruleset.current, group, prefix);
+  }
+
+  natAddresses(): NatAddressEntry[] {
+    return natAddressesCached(this.tracker, this.clock.now());
   }
 
   /**

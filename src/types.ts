@@ -1,4 +1,4 @@
-// Wire contracts from DESIGN.md. Tests outside the project rely on these shapes: change them
+// Wire contracts, documented in docs/protocol.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
 
 export type Family = 'ipv4' | 'ipv6';
@@ -111,14 +111,29 @@ export interface Alert {
   destinations?: number;
   /** Predicted seconds until the key is exhausted at the current trend (port kinds only). */
   etaSeconds?: number | null;
+  /** Port kinds: where `capacity` came from (docs/kernel-facts.md). */
+  capacitySource?: CapacitySource;
+  /** Why the source is `unknown` or `default` (e.g. the capability that is missing); else null. */
+  capacityReason?: string | null;
   /** Kind-specific detail (counter deltas, loss counts, ...). */
   detail?: Record<string, unknown>;
 }
+
+/**
+ * Where a capacity came from: `flag` (--nat-ports), `config` (natRules), `ruleset` (the rule
+ * that produced the NAT address), `default` (no rule names a range: the kernel's 1024-65535),
+ * `unknown` (part of the ruleset could not be read; capacityReason says what), `sysctl` (local
+ * keys: ip_local_port_range minus ip_local_reserved_ports).
+ */
+export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
 
 export interface TopEntry {
   key: PortKey;
   used: number;
   capacity: number;
+  /** Always set by natwatch (optional for entries built by embedders and tests). */
+  capacitySource?: CapacitySource;
+  capacityReason?: string | null;
   utilization: number;
   newPerSec: number;
 }
@@ -197,6 +212,15 @@ export interface StreamerLike {
   totals(): {
     eventsReceived: { conntrack: number; nflog: number };
     eventsLost: { conntrack: number; nflog: number };
+    /** Packets logged per NFLOG (group, trimmed prefix), bounded (see src/track/nflog-counts.ts). */
+    nflogPackets?: Array<{ group: number; prefix: string; packets: number }>;
   };
+  /**
+   * Does the rule that logs to NFLOG (group, prefix) drop or reject? true / false, or null when
+   * the ruleset does not say (ECS `event.type` is `denied` only for true). From the ruleset reader.
+   */
+  nflogDenies?(group: number, prefix: string): boolean | null;
+  /** Per (proto, NAT address): the busiest destination's utilization (for /metrics). */
+  natAddresses?(): Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }>;
   close(): Promise<void>;
 }

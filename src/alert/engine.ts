@@ -3,7 +3,7 @@
 //   its drops grew (then at most once per `resendMs`), never on every tick;
 // - severity never de-escalates while firing (the rule's resolve threshold ends it);
 // - seq strictly increasing, ts ISO-8601 UTC with ms, a bounded ring for replay (since=SEQ).
-import type { Alert, AlertKey, AlertKind, Severity } from '../types.js';
+import type { Alert, AlertKey, AlertKind, CapacitySource, Severity } from '../types.js';
 import type { Clock } from './clock.js';
 
 /** What a rule observed for one key this tick. */
@@ -13,6 +13,9 @@ export interface Observation {
   /** Drops attributed to the key since the previous observation (added to the alert's total). */
   dropsDelta: number;
   etaSeconds?: number | null;
+  /** Where the capacity came from (port kinds): see CapacitySource. */
+  capacitySource?: CapacitySource;
+  capacityReason?: string | null;
   /** nflog_drop aggregates: distinct destinations (Alert.destinations). */
   destinations?: number;
   detail?: Record<string, unknown>;
@@ -131,6 +134,10 @@ export class AlertEngine {
       message: o.message(drops, severity),
     };
     if (o.etaSeconds !== undefined) a.etaSeconds = o.etaSeconds;
+    if (o.capacitySource !== undefined) {
+      a.capacitySource = o.capacitySource;
+      a.capacityReason = o.capacityReason ?? null;
+    }
     if (o.destinations !== undefined) a.destinations = o.destinations;
     if (o.detail !== undefined) a.detail = o.detail;
     return a;

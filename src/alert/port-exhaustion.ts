@@ -103,10 +103,13 @@ export class PortExhaustionRule {
     }
     const key = occ.key(k);
     const addrs = occ.addrs[k]!;
+    const src = this.tracker.capacity.infoOf(occ.local[k] === 1, key);
     this.firing.set(k, str);
     this.engine.observe(kind, str, key, sev, {
       used,
       capacity: cap,
+      capacitySource: src.source,
+      capacityReason: src.reason,
       dropsDelta: drops,
       etaSeconds: eta,
       message: (total, severity) => portMessage(kind === 'local_port_exhaustion', key, used, cap, total, severity, eta, addrs),

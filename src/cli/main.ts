@@ -7,6 +7,7 @@ const USAGE = `usage: natwatch <command> [options]
 commands:
   serve    run the daemon: WebSocket stream and HTTP endpoints
   tail     live view of alerts and top destinations in a terminal
+  top      one-shot: dump the table, print the busiest destinations, exit
   events   raw decoded conntrack and NFLOG events, one per line
   doctor   checks and tuning advice for conntrack and NAT
   lab      throwaway namespaces that reproduce the classic failures
@@ -18,6 +19,7 @@ type Command = (argv: string[]) => Promise<number>;
 const commands: Record<string, () => Promise<{ run: Command }>> = {
   serve: () => import('./serve.js'),
   tail: () => import('./tail.js'),
+  top: () => import('./top.js'),
   events: () => import('./events.js'),
   doctor: () => import('./doctor.js'),
   lab: () => import('./lab.js'),

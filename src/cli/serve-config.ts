@@ -33,13 +33,17 @@ export interface ServeSettings {
   natRules: NatRuleConfig[] | null;
   /** Netlink receive buffer (SO_RCVBUFFORCE); null: the source's default (64 MiB). */
   rcvbufBytes: number | null;
+  /** Alertmanager base URLs to push alerts to (`--alertmanager`, config `alertmanagers`). */
+  alertmanagers: string[];
+  /** `instance` label of pushed alerts; null: the host name. */
+  instance: string | null;
 }
 
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
 export type RawSettings = Partial<
   Record<
     | 'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf'
-    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients',
+    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'alertmanagers' | 'instance',
     unknown
   >
 >;
@@ -73,6 +77,9 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   natRules: 'natRules',
   'nat-rules': 'natRules',
   rcvbuf: 'rcvbuf',
+  alertmanagers: 'alertmanagers',
+  alertmanager: 'alertmanagers',
+  instance: 'instance',
 };
 
 const FLAG: Record<keyof RawSettings, string> = {
@@ -92,6 +99,8 @@ const FLAG: Record<keyof RawSettings, string> = {
   thresholds: 'thresholds',
   natRules: 'natRules',
   rcvbuf: '--rcvbuf',
+  alertmanagers: '--alertmanager',
+  instance: '--instance',
 };
 
 export function readConfigFile(path: string): RawSettings {
@@ -166,6 +175,8 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}, env:
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
     natRules: natRules(pick('natRules')),
     rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
+    alertmanagers: alertmanagerUrls(pick('alertmanagers')),
+    instance: optionalName('instance', pick('instance')),
   };
 }
 
@@ -314,4 +325,30 @@ function natRules(v: unknown): NatRuleConfig[] | null {
 
 function missing(what: string): never {
   throw new UsageError(`${what}: required (a port range A-B)`);
+}
+
+/** `--alertmanager URL` (repeatable) / `alertmanagers: [URL, ...]`: http(s) base URLs. */
+function alertmanagerUrls(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map((u) => {
+    const s = String(u);
+    let url: URL | null = null;
+    try {
+      url = new URL(s);
+    } catch {
+      // reported below
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new UsageError(`--alertmanager: '${s}' is not an http:// or https:// URL`);
+    }
+    return s;
+  });
+}
+
+/** An optional non-blank string setting (`--instance`). */
+function optionalName(k: keyof RawSettings, v: unknown): string | null {
+  const s = str(k, v);
+  if (s === undefined) return null;
+  if (s.trim() === '') throw new UsageError(`${FLAG[k]}: empty`);
+  return s;
 }

@@ -15,6 +15,8 @@ import { untilSignal } from './until-signal.js';
 import { loadStreamerFactory } from './streamer-loader.js';
 import type { Streamer, StreamerOptions } from '../streamer.js';
 import type { Thresholds } from '../alert/thresholds.js';
+import { AlertmanagerPusher } from '../alertmanager/pusher.js';
+import type { Registry } from 'prom-client';
 
 const HELP = `usage: natwatch serve [options]
 
@@ -35,6 +37,8 @@ const HELP = `usage: natwatch serve [options]
   --config FILE          JSON or YAML with the same fields (flags win); re-read on SIGHUP
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --rcvbuf SIZE          netlink receive buffer, e.g. 64M (default); small values lose events
+  --alertmanager URL     push alerts to URL/api/v2/alerts (repeatable, e.g. an HA pair)
+  --instance NAME        'instance' label of pushed alerts (default: the host name)
 
 endpoints: ws(s)://HOST:PORT/v1/stream, /healthz (503 until ready), /metrics, /v1/alerts, /v1/top
 signals: SIGTERM/SIGINT stop (clients closed 1001); SIGHUP re-reads --config and --token-file
@@ -70,6 +74,8 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'log-level': { type: 'string' },
       rcvbuf: { type: 'string' },
+      alertmanager: { type: 'string', multiple: true },
+      instance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -92,6 +98,8 @@ export async function run(argv: string[]): Promise<number> {
     maxClients: values['max-clients'],
     logLevel: values['log-level'],
     rcvbuf: values.rcvbuf,
+    alertmanagers: values.alertmanager,
+    instance: values.instance,
   };
   const configPath = values.config;
   const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
@@ -129,6 +137,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   log.info({ url: server.url, netns: settings.netns, auth: settings.token !== null, tls: tls !== undefined }, 'listening');
+  const pusher = startPusher(settings, streamer, server.registry);
 
   const onHup = (): void => void reload(configPath, flags, settings, server, streamer);
   process.on('SIGHUP', onHup);
@@ -137,8 +146,9 @@ export async function run(argv: string[]): Promise<number> {
       process.off('SIGHUP', onHup);
       let code = 0;
       // Each part is closed even when the other fails: the netlink sockets must not outlive
-      // a server that could not close cleanly.
-      for (const [part, close] of [['server', () => server.close()], ['streamer', () => streamer.close()]] as const) {
+      // a server that could not close cleanly. The pusher first: it tries to deliver what is queued.
+      const parts = [['alertmanager', async () => pusher?.close()], ['server', () => server.close()], ['streamer', () => streamer.close()]] as const;
+      for (const [part, close] of parts) {
         try {
           await close();
         } catch (err) {
@@ -194,6 +204,15 @@ function streamerOptions(s: ServeSettings): StreamerOptions {
   };
 }
 
+/** `--alertmanager`: pushes this streamer's alerts; its counters go to the server's /metrics. */
+function startPusher(s: ServeSettings, streamer: Streamer, registry: Registry): AlertmanagerPusher | null {
+  if (s.alertmanagers.length === 0) return null;
+  const pusher = new AlertmanagerPusher({ urls: s.alertmanagers, ...(s.instance !== null ? { instance: s.instance } : {}) });
+  pusher.registerMetrics(registry);
+  pusher.attach(streamer);
+  return pusher;
+}
+
 function readPem(flag: string, path: string): Buffer {
   try {
     return readFileSync(path);
@@ -233,9 +252,10 @@ export function reload(
   const thresholds = (next.thresholds ?? {}) as Partial<Thresholds>;
   if (next.token !== current.token) server.setToken(next.token);
   streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules });
-  const restart = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes', 'maxClients', 'insecurePlaintext'] as const).filter((k) => next[k] !== current[k]);
-  if (String(next.allowOrigins) !== String(current.allowOrigins)) restart.push('allowOrigins' as never);
-  if (String(next.allowHosts) !== String(current.allowHosts)) restart.push('allowHosts' as never);
+  const restart: string[] = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes', 'maxClients', 'insecurePlaintext', 'instance'] as const).filter((k) => next[k] !== current[k]);
+  if (String(next.allowOrigins) !== String(current.allowOrigins)) restart.push('allowOrigins');
+  if (String(next.allowHosts) !== String(current.allowHosts)) restart.push('allowHosts');
+  if (next.alertmanagers.join(' ') !== current.alertmanagers.join(' ')) restart.push('alertmanagers');
   if (restart.length > 0) log.warn({ settings: restart }, 'SIGHUP: these settings need a restart');
   log.info({ auth: next.token !== null, tokenChanged: next.token !== current.token }, 'SIGHUP: config reloaded');
   Object.assign(current, { token: next.token, tokenSource: next.tokenSource, natPorts: next.natPorts, natRules: next.natRules, thresholds: next.thresholds });

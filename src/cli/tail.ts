@@ -6,7 +6,10 @@ import { UsageError } from '../errors.js';
 import { setupLogging } from '../log.js';
 import type { Alert, ServerMessage, StatsMessage, WireEvent } from '../types.js';
 import { TailClient, type ConnState } from './tail-client.js';
-import { eventLine, printable, TtyView } from './tail-view.js';
+import { alertLine, eventLine, printable, TtyView } from './tail-view.js';
+import { alertMatches, eventMatches, parseSubscription, type StreamFilter } from '../server/filter.js';
+import { controlToEcs, ecsContext } from '../server/ecs.js';
+import { toEcs, type Broadcast } from '../server/encode.js';
 import { loadStreamerFactory } from './streamer-loader.js';
 import { onStdoutClosed, untilSignal, type Stop } from './until-signal.js';
 
@@ -16,7 +19,11 @@ const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
   --nflog-group N     NFLOG group to bind in-process (repeatable)
   --type LIST         alert,stats,event,gap (default alert,stats,gap)
   --token T           bearer token for the server (or NATWATCH_TOKEN)
-  --json              one JSON message per line (also when stdout is not a terminal)
+  --format F          text (terminal view), json (one message per line; the default when stdout
+                      is not a terminal) or ecs (one Elastic Common Schema document per line)
+  --json              same as --format json
+  --dst IP[:PORT]     only alerts and events for this destination
+  --severity S        only alerts of at least this severity: warning or critical
 
 environment:
   NATWATCH_TOKEN      the token, when --token is not given
@@ -24,7 +31,9 @@ environment:
   NO_COLOR            no colours in the terminal view
 
 example:
-  NATWATCH_TOKEN=$(cat ~/.natwatch-token) natwatch tail wss://gw.example:7600 --type alert`;
+  NATWATCH_TOKEN=$(cat ~/.natwatch-token) natwatch tail wss://gw.example:7600 --type alert --severity critical`;
+
+const FORMATS = ['text', 'json', 'ecs'];
 
 const TYPES = ['alert', 'stats', 'event', 'gap'];
 
@@ -38,6 +47,9 @@ export async function run(argv: string[]): Promise<number> {
       type: { type: 'string' },
       token: { type: 'string' },
       json: { type: 'boolean' },
+      format: { type: 'string' },
+      dst: { type: 'string' },
+      severity: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -52,10 +64,15 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`--${values.netns !== undefined ? 'netns' : 'nflog-group'}: only without a URL (the server chooses what it watches)`);
   }
   const types = parseTypes(values.type);
-  const json = values.json === true || process.stdout.isTTY !== true;
+  if (values.format !== undefined && !FORMATS.includes(values.format)) throw new UsageError(`--format: '${values.format}' is not one of ${FORMATS.join(', ')}`);
+  if (values.json === true && values.format !== undefined && values.format !== 'json') throw new UsageError(`--json: conflicts with --format ${values.format}`);
+  const format = values.json === true ? 'json' : (values.format ?? (process.stdout.isTTY === true ? 'text' : 'json'));
+  const json = format !== 'text';
+  const filter = messageFilter(values.dst, values.severity);
   setupLogging({ level: process.env.NATWATCH_LOG_LEVEL ?? 'warn' });
 
-  const out = json ? jsonSink() : ttySink(types);
+  const sink = format === 'ecs' ? ecsSink(values.netns) : json ? jsonSink() : process.stdout.isTTY === true ? ttySink(types) : lineSink();
+  const out = filter ? filtered(sink, filter) : sink;
   // The live table needs stats even when only alerts are printed.
   const wire = !json && !types.includes('stats') ? [...types, 'stats'] : types;
   return url !== undefined
@@ -177,4 +194,54 @@ async function runLocal(netns: string | undefined, groups: number[], types: stri
     },
     (stop: Stop) => onStdoutClosed(stop),
   );
+}
+
+/** --dst / --severity as a stream filter (the server's own matching rules), or null for none. */
+function messageFilter(dst: string | undefined, severity: string | undefined): StreamFilter | null {
+  if (dst === undefined && severity === undefined) return null;
+  try {
+    return parseSubscription({ types: 'alert,stats,event,gap', ...(dst !== undefined ? { dst } : {}), ...(severity !== undefined ? { severity } : {}) }).filter;
+  } catch (err) {
+    throw new UsageError(`--${(err as Error).message}`);
+  }
+}
+
+function filtered(out: Sink, f: StreamFilter): Sink {
+  return {
+    ...out,
+    message(m) {
+      if (m.type === 'alert' && !alertMatches(f, m)) return;
+      if (m.type === 'event' && !eventMatches(f, m)) return;
+      out.message(m);
+    },
+  };
+}
+
+/** `--format text` to a pipe or file: the terminal view's lines, without the live table. */
+function lineSink(): Sink {
+  return {
+    message(m) {
+      if (m.type === 'alert') process.stdout.write(alertLine(m, false) + '\n');
+      else if (m.type === 'event') process.stdout.write(eventLine(m) + '\n');
+      else if (m.type === 'gap') process.stdout.write(`… ${Number(m.dropped)} messages skipped (${printable(m.reason)})\n`);
+    },
+    state: (text) => void process.stderr.write(`natwatch: ${text}\n`),
+    warn: (text) => void process.stderr.write(`natwatch: ${text}\n`),
+    close: () => undefined,
+  };
+}
+
+/** One ECS document per line; a server's hello says which gateway and namespace it is. */
+function ecsSink(netns: string | undefined): Sink {
+  let ctx = ecsContext({ netns: netnsPath(netns) });
+  return {
+    message(m) {
+      if (m.type === 'hello') ctx = ecsContext({ host: m.host, netns: m.netns });
+      const doc = m.type === 'alert' || m.type === 'stats' || m.type === 'event' ? toEcs({ type: m.type, msg: m } as Broadcast, ctx) : controlToEcs(m as unknown as { type: string } & Record<string, unknown>, ctx);
+      process.stdout.write(JSON.stringify(doc) + '\n');
+    },
+    state: (text) => void process.stderr.write(`natwatch: ${text}\n`),
+    warn: (text) => void process.stderr.write(`natwatch: ${text}\n`),
+    close: () => undefined,
+  };
 }

@@ -2,7 +2,7 @@
 // SNAT addresses vs the busiest destination, and the netlink receive buffer.
 import { endpoint } from '../endpoint.js';
 import type { Ruleset } from '../source/ruleset.js';
-import { CapacityResolver, DEFAULT_NAT_PORTS, portSpan } from '../track/capacity.js';
+import { CapacityResolver, DEFAULT_NAT_PORTS, portSpan, type Capacity } from '../track/capacity.js';
 import type { Facts } from './facts.js';
 import type { CheckResult } from './types.js';
 
@@ -40,6 +40,18 @@ export function natPortRange(f: Facts): CheckResult {
   };
 }
 
+/**
+ * A NAT key's capacity as doctor sees it: the same resolver serve's tracker uses, fed the same
+ * Ruleset and interfaces, so the rule that produced the NAT address decides for both.
+ */
+export function natCapacity(f: Facts, proto: string, natIp: string, dstIp: string, dstPort: number): Capacity {
+  const resolver = new CapacityResolver();
+  if (f.ruleset) resolver.setRuleset(f.ruleset);
+  else resolver.setUnreadable([f.rulesetError ?? 'ruleset unreadable']);
+  resolver.setInterfaces(f.interfaces);
+  return resolver.nat(proto, natIp, dstIp, dstPort);
+}
+
 export function snatCapacity(f: Facts): CheckResult {
   const id = 'snat-capacity';
   if (!f.ruleset) return { id, verdict: 'info', finding: `ruleset unreadable (${f.rulesetError})`, fix: null };
@@ -47,11 +59,7 @@ export function snatCapacity(f: Facts): CheckResult {
   const src = sourceNat(f.ruleset);
   const top = f.table.busiest[0];
   if (!top) return { id, verdict: src.length ? 'ok' : 'info', finding: 'no source-NATed flows in the table', fix: null };
-  // The same resolver serve's tracker uses: the rule that produced this NAT address decides.
-  const resolver = new CapacityResolver();
-  resolver.setRuleset(f.ruleset);
-  resolver.setInterfaces(f.interfaces);
-  const cap = resolver.nat(top.proto, top.natIp, top.dstIp, top.dstPort);
+  const cap = natCapacity(f, top.proto, top.natIp, top.dstIp, top.dstPort);
   const perAddr = cap.capacity;
   const addresses = cap.addrs;
   const u = top.flows / perAddr;

@@ -4,6 +4,7 @@
 import type { WebSocket } from 'ws';
 import { alertMatches, eventMatches, statsMatches, type Subscription } from './filter.js';
 import { encodeControl, type EncodedFrame, type FrameCache } from './encode.js';
+import type { EcsContext } from './ecs.js';
 
 /** RFC 6455 close codes used here. */
 export const CLOSE_GOING_AWAY = 1001;
@@ -27,6 +28,8 @@ export class StreamClient {
   /** Total skipped over the connection's life (for /metrics). */
   droppedTotal = 0;
   sent = 0;
+  /** Set by the hub: how control messages become ECS documents for an `ecs` client. */
+  ecs: EcsContext | undefined;
   alive = true;
   closed = false;
   /** Replay tokens left (REPLAY_BURST at most, one back every REPLAY_REFILL_MS). */
@@ -73,7 +76,7 @@ export class StreamClient {
       this.onSlow(this);
       return;
     }
-    this.send(encodeControl(msg, this.sub.format));
+    this.send(encodeControl(msg, this.sub.format, this.ecs));
   }
 
   /** Report skipped messages once the buffer has drained below the high-water mark. */

@@ -1,7 +1,7 @@
 // One broadcast, encoded at most once per wire format however many clients receive it.
 import { Packr } from 'msgpackr';
 import type { Alert, StatsMessage, WireEvent } from '../types.js';
-import { alertToEcs, eventToEcs, statsToEcs } from './ecs.js';
+import { alertToEcs, controlToEcs, defaultEcsContext, eventToEcs, statsToEcs, type EcsContext } from './ecs.js';
 import type { StreamFormat } from './filter.js';
 
 // Plain maps, no records extension: any msgpack decoder reads the frames.
@@ -12,7 +12,7 @@ export interface EncodedFrame {
   binary: boolean;
 }
 
-function encodeMessage(msg: object, format: StreamFormat): EncodedFrame {
+function encodeMessage(msg: object, format: 'json' | 'msgpack'): EncodedFrame {
   if (format === 'msgpack') return { data: packr.pack(msg), binary: true };
   return { data: Buffer.from(JSON.stringify(msg)), binary: false };
 }
@@ -22,12 +22,22 @@ export type Broadcast =
   | { type: 'stats'; msg: StatsMessage }
   | { type: 'event'; msg: WireEvent };
 
+
 /** Lazily encoded frames of one broadcast; reused for every client of the same format. */
 export class FrameCache {
   private json: EncodedFrame | null = null;
   private msgpack: EncodedFrame | null = null;
   private ecs: EncodedFrame | null = null;
-  constructor(readonly b: Broadcast) {}
+  /** Alert episode id, taken when the broadcast is made so ids follow emission order. */
+  private readonly ecsCtx: EcsContext;
+
+  constructor(
+    readonly b: Broadcast,
+    ecs?: EcsContext,
+  ) {
+    this.ecsCtx = ecs ?? defaultEcsContext();
+    if (b.type === 'alert') this.ecsCtx.episodes.note(b.msg);
+  }
 
   get(format: StreamFormat): EncodedFrame {
     switch (format) {
@@ -36,23 +46,24 @@ export class FrameCache {
       case 'msgpack':
         return (this.msgpack ??= encodeMessage(this.b.msg, 'msgpack'));
       case 'ecs':
-        return (this.ecs ??= encodeMessage(toEcs(this.b), 'json'));
+        return (this.ecs ??= encodeMessage(toEcs(this.b, this.ecsCtx), 'json'));
     }
   }
 }
 
-function toEcs(b: Broadcast): object {
+export function toEcs(b: Broadcast, ctx: EcsContext): object {
   switch (b.type) {
     case 'alert':
-      return alertToEcs(b.msg);
+      return alertToEcs(b.msg, ctx);
     case 'stats':
-      return statsToEcs(b.msg);
+      return statsToEcs(b.msg, ctx);
     case 'event':
-      return eventToEcs(b.msg);
+      return eventToEcs(b.msg, ctx);
   }
 }
 
-/** Control messages (hello, gap, subscribed, error) keep their own shape in every format. */
-export function encodeControl(msg: object, format: StreamFormat): EncodedFrame {
-  return encodeMessage(msg, format === 'msgpack' ? 'msgpack' : 'json');
+/** Control messages (hello, gap, subscribed, error): their own shape, or an ECS document. */
+export function encodeControl(msg: object, format: StreamFormat, ecs?: EcsContext): EncodedFrame {
+  if (format === 'ecs') return encodeMessage(controlToEcs(msg as { type: string } & Record<string, unknown>, ecs ?? defaultEcsContext()), 'json');
+  return encodeMessage(msg, format);
 }

@@ -15,7 +15,7 @@ import { StreamHub } from './stream.js';
 import { CLOSE_GOING_AWAY } from './client.js';
 
 export { FilterError, parseSubscription, type StreamFormat, type StreamType, type Subscription } from './filter.js';
-export { alertToEcs, statsToEcs, eventToEcs, ECS_SEVERITY } from './ecs.js';
+export { alertToEcs, statsToEcs, eventToEcs, controlToEcs, ecsContext, ECS_SEVERITY, type EcsContext, type NflogVerdict } from './ecs.js';
 
 export interface AttachOptions {
   /** WebSocket path (default /v1/stream). */
@@ -90,12 +90,13 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
     access,
     log,
   );
-  const registry = createMetrics({
-    streamer,
+  const metrics = createMetrics({
+    streamers: () => [streamer],
     clients: () => hub.clients,
     slowClosed: () => hub.slowClosed,
     droppedByGone: () => hub.droppedByGone,
   });
+  const registry = metrics.registry;
   const ctx = { streamer, registry, access };
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     try {
@@ -125,6 +126,7 @@ export function attachServer(server: AnyServer, streamer: StreamerLike, opts: At
     close() {
       closed ??= (async () => {
         server.off('upgrade', onUpgrade);
+        metrics.close();
         await hub.close(CLOSE_GOING_AWAY, 'server shutting down');
       })();
       return closed;

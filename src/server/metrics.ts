@@ -1,11 +1,19 @@
 // Prometheus metrics on a registry of our own (never prom-client's global one, so an embedding
-// service's metrics and ours do not collide). Values are read from the streamer at scrape time;
-// per-destination series exist for the current top keys only, so cardinality stays bounded.
-import { Counter, Gauge, Registry } from 'prom-client';
-import type { AlertKind, StreamerLike } from '../types.js';
+// service's metrics and ours do not collide). Values are read from the streamer at scrape time.
+// Names follow Prometheus conventions (`promtool check metrics` is clean, a test runs it):
+// counters end in _total, ratios in _ratio, no type in a name. docs/metrics.md lists each one.
+//
+// Every natwatch series carries `netns` for a namespace other than natwatch's own and no such
+// label for its own (labels.ts); the collectors loop over `streamers()` so that one registry can
+// describe several namespaces.
+import { release } from 'node:os';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Alert, AlertKind, KernelCounters, Severity, StreamerLike, TopEntry } from '../types.js';
+import { VERSION } from '../version.js';
 import type { StreamClient } from './client.js';
+import { keyLabels, netnsLabels, netnsOf, PORT_KEY_LABELS } from './labels.js';
 
-const KINDS: readonly AlertKind[] = [
+export const ALERT_KINDS: readonly AlertKind[] = [
   'nat_port_exhaustion',
   'local_port_exhaustion',
   'conntrack_table_full',
@@ -13,12 +21,34 @@ const KINDS: readonly AlertKind[] = [
   'nflog_drop',
   'event_loss',
 ];
+const SEVERITIES: readonly Severity[] = ['warning', 'critical'];
 
-/** Bound on per-destination series (stats.top is already at most 10). */
+/** The kernel's per-CPU conntrack statistics (`conntrack -S`), one counter each. */
+export const KERNEL_STATS: ReadonlyArray<keyof KernelCounters> = [
+  'found',
+  'invalid',
+  'insert',
+  'insert_failed',
+  'drop',
+  'early_drop',
+  'error',
+  'search_restart',
+  'clash_resolve',
+  'chaintoolong',
+];
+
+/**
+ * Per-destination series: the top N by utilization (stats.top), plus every destination with a
+ * firing port alert, so an exhausted destination keeps its series while it matters even when
+ * more than N are busy. The per-NAT-address aggregate never churns.
+ */
 const TOP_SERIES = 10;
+/** Bound on per-NAT-address series (protocols × NAT addresses). */
+const NAT_ADDRESS_SERIES = 256;
 
 export interface MetricsSources {
-  streamer: StreamerLike;
+  /** The namespaces served (one today; several with a multi-namespace daemon). */
+  streamers(): Iterable<StreamerLike>;
   clients(): Iterable<StreamClient>;
   /** Clients closed for being too slow, over the server's life. */
   slowClosed(): number;
@@ -26,97 +56,208 @@ export interface MetricsSources {
   droppedByGone(): number;
 }
 
-function setCounter(c: Counter<string>, labels: Record<string, string>, value: number): void {
-  // Counters mirror cumulative totals kept elsewhere: reset, then add the current total.
+export interface Metrics {
+  readonly registry: Registry;
+  /** Stops listening to the streamers (the registry stays readable). */
+  close(): void;
+}
+
+type Labels = Record<string, string>;
+
+/**
+ * A label set: the given labels plus netns (when not our own) — the item's own namespace when
+ * it names one (multi-namespace streamers), else the streamer's.
+ */
+const withNs = (s: StreamerLike, labels: Labels = {}, item?: object): Labels => ({ ...labels, ...netnsLabels(netnsOf(item, s.netns)) });
+
+type TableStats = { conntrack: { count: number; max: number; buckets: number }; counters: KernelCounters };
+/** Each namespace's part of the last stats (`namespaces` when several are watched), else the whole. */
+function statsParts(st: NonNullable<ReturnType<StreamerLike['lastStats']>>): Array<TableStats & { netns?: string | null }> {
+  const parts = (st as { namespaces?: Array<TableStats & { netns: string | null }> }).namespaces;
+  return parts && parts.length > 0 ? parts : [st];
+}
+
+function mirror(c: Counter<string>, labels: Labels, value: number): void {
+  // Counters mirror cumulative totals kept elsewhere: collect() resets, then adds the total.
   c.inc(labels, Math.max(0, value));
 }
 
-export function createMetrics(src: MetricsSources): Registry {
+export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry();
-  const s = src.streamer;
+  const each = (fn: (s: StreamerLike) => void): void => {
+    for (const s of src.streamers()) fn(s);
+  };
+
+  collectDefaultMetrics({ register: registry });
+  // prom-client's sums of nodejs_active_{handles,requests,resources}{type} are gauges named
+  // *_total, which promtool rejects; the per-type gauges stay.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+
+  new Gauge({
+    name: 'natwatch_build_info',
+    help: 'Always 1; the labels say which natwatch, Node.js and kernel this is.',
+    labelNames: ['version', 'node_version', 'kernel'],
+    registers: [registry],
+  }).set({ version: VERSION, node_version: process.version, kernel: release() }, 1);
 
   type Totals = ReturnType<StreamerLike['totals']>;
   const perSource = (name: string, help: string, pick: (t: Totals) => { conntrack: number; nflog: number }): void => {
     new Counter({
       name,
       help,
-      labelNames: ['source'],
+      labelNames: ['source', 'netns'],
       registers: [registry],
       collect() {
         this.reset();
-        const t = pick(s.totals());
-        setCounter(this, { source: 'conntrack' }, t.conntrack);
-        setCounter(this, { source: 'nflog' }, t.nflog);
+        each((s) => {
+          const t = pick(s.totals());
+          mirror(this, withNs(s, { source: 'conntrack' }), t.conntrack);
+          mirror(this, withNs(s, { source: 'nflog' }), t.nflog);
+        });
       },
     });
   };
-  perSource('natwatch_events_received_total', 'Events received from the kernel, by source.', (t) => t.eventsReceived);
+  perSource('natwatch_events_received_total', 'Events received from the kernel, by source (conntrack, nflog).', (t) => t.eventsReceived);
   perSource(
     'natwatch_events_lost_total',
-    'Events the kernel produced that never reached natwatch (socket overflow, queue full, nflog sequence gaps).',
+    'Events the kernel produced that never reached natwatch (socket overflow, queue full, NFLOG sequence gaps), by source.',
     (t) => t.eventsLost,
   );
-  const ct = (name: string, help: string, pick: (c: { count: number; max: number; buckets: number }) => number): void => {
+
+  const table = (name: string, help: string, pick: (c: { count: number; max: number; buckets: number }) => number): void => {
     new Gauge({
       name,
       help,
+      labelNames: ['netns'],
       registers: [registry],
       collect() {
-        const st = s.lastStats();
-        if (st) this.set(pick(st.conntrack));
+        this.reset();
+        each((s) => {
+          const st = s.lastStats();
+          if (st) for (const p of statsParts(st)) this.set(withNs(s, {}, p), pick(p.conntrack));
+        });
       },
     });
   };
-  ct('natwatch_conntrack_entries', 'Live entries in the conntrack table (nf_conntrack_count).', (c) => c.count);
-  ct('natwatch_conntrack_max', 'Conntrack table limit (nf_conntrack_max).', (c) => c.max);
-  ct('natwatch_conntrack_buckets', 'Conntrack hash buckets (nf_conntrack_buckets).', (c) => c.buckets);
-  new Counter({
-    name: 'natwatch_conntrack_counter_total',
-    help: 'Kernel per-CPU conntrack statistics summed over CPUs (conntrack -S), by counter.',
-    labelNames: ['counter'],
+  table('natwatch_conntrack_entries', 'Entries in the conntrack table (nf_conntrack_count).', (c) => c.count);
+  table('natwatch_conntrack_entries_limit', 'Conntrack table size limit (nf_conntrack_max); new flows are dropped at this count.', (c) => c.max);
+  table('natwatch_conntrack_buckets', 'Conntrack hash table buckets (nf_conntrack_buckets); advised at entries_limit/4.', (c) => c.buckets);
+
+  for (const stat of KERNEL_STATS) {
+    new Counter({
+      name: `natwatch_conntrack_${stat}_total`,
+      help: `Kernel conntrack statistic '${stat}' summed over CPUs (conntrack -S, /proc/net/stat/nf_conntrack).`,
+      labelNames: ['netns'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        each((s) => {
+          const st = s.lastStats();
+          if (!st) return;
+          for (const p of statsParts(st)) {
+            const v = p.counters[stat];
+            if (typeof v === 'number') mirror(this, withNs(s, {}, p), v);
+          }
+        });
+      },
+    });
+  }
+
+  const portLabels = [...PORT_KEY_LABELS, 'netns'];
+  const perKey = (name: string, help: string, pick: (e: TopEntry) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: portLabels,
+      registers: [registry],
+      collect() {
+        this.reset();
+        each((s) => {
+          for (const e of destinations(s)) this.set(withNs(s, keyLabels(e.key), e), pick(e));
+        });
+      },
+    });
+  };
+  perKey('natwatch_nat_ports_used', `Source ports in use toward a destination through a NAT address (top ${TOP_SERIES} and alerting destinations).`, (e) => e.used);
+  perKey('natwatch_nat_ports_limit', `Source ports available toward a destination through a NAT address: the NAT port range (top ${TOP_SERIES} and alerting destinations).`, (e) => e.capacity);
+  perKey('natwatch_nat_ports_utilization_ratio', `nat_ports_used / nat_ports_limit, 0 to 1 (top ${TOP_SERIES} and alerting destinations).`, (e) => e.utilization);
+
+  new Gauge({
+    name: 'natwatch_nat_address_max_utilization_ratio',
+    help: 'Per protocol and NAT address: the highest port utilization over its destinations, 0 to 1.',
+    labelNames: ['proto', 'nat_ip', 'netns'],
     registers: [registry],
     collect() {
       this.reset();
-      const st = s.lastStats();
-      if (!st) return;
-      for (const [name, v] of Object.entries(st.counters)) if (typeof v === 'number') setCounter(this, { counter: name }, v);
+      each((s) => {
+        const list = s.natAddresses?.() ?? [];
+        for (const a of list.slice(0, NAT_ADDRESS_SERIES)) this.set(withNs(s, { proto: a.proto, nat_ip: a.natIp }, a), a.maxUtilization);
+      });
     },
   });
+
   new Gauge({
     name: 'natwatch_alerts_firing',
-    help: 'Alerts currently firing, by kind.',
-    labelNames: ['kind'],
+    help: 'Alerts currently firing, by kind and severity.',
+    labelNames: ['kind', 'severity', 'netns'],
     registers: [registry],
     collect() {
-      const n = new Map<string, number>(KINDS.map((k) => [k, 0]));
-      for (const a of s.firing()) n.set(a.kind, (n.get(a.kind) ?? 0) + 1);
-      for (const [kind, v] of n) this.set({ kind }, v);
+      this.reset();
+      each((s) => {
+        // Zeros for every kind × severity of the streamer's namespace, then the firing ones
+        // (under their own namespace when they name one).
+        for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) this.set(withNs(s, { kind, severity }), 0);
+        for (const a of s.firing()) this.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
+      });
     },
   });
-  const topLabels = ['proto', 'nat_ip', 'dst_ip', 'dst_port'];
-  const perKey = (name: string, help: string, pick: (e: ReturnType<StreamerLike['top']>[number]) => number): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: topLabels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const e of s.top().slice(0, TOP_SERIES)) {
-          this.set({ proto: e.key.proto, nat_ip: e.key.natIp, dst_ip: e.key.dstIp, dst_port: String(e.key.dstPort) }, pick(e));
-        }
-      },
-    });
-  };
-  perKey('natwatch_destination_utilization', 'Port utilization (used/capacity) of the busiest destinations (top 10 only).', (e) => e.utilization);
-  perKey('natwatch_destination_used', 'Connections using ports toward the busiest destinations (top 10 only).', (e) => e.used);
-  perKey('natwatch_destination_capacity', 'Port capacity toward the busiest destinations (top 10 only).', (e) => e.capacity);
+
+  // Fired = an alert started, or escalated to critical; re-sends of the same state are not counted.
+  const fired = new Counter({
+    name: 'natwatch_alerts_fired_total',
+    help: 'Alerts that started firing (or escalated), by kind and severity.',
+    labelNames: ['kind', 'severity', 'netns'],
+    registers: [registry],
+  });
+  const listeners: Array<{ s: StreamerLike; fn: (a: Alert) => void }> = [];
+  each((s) => {
+    for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) fired.inc(withNs(s, { kind, severity }), 0);
+    const last = new Map<string, Severity>();
+    const fn = (a: Alert): void => {
+      const id = `${netnsOf(a, s.netns) ?? ''}|${a.kind}|${JSON.stringify(a.key)}`;
+      if (a.state === 'resolved') {
+        last.delete(id);
+        return;
+      }
+      if (last.get(id) === a.severity) return;
+      last.set(id, a.severity);
+      fired.inc(withNs(s, { kind: a.kind, severity: a.severity }, a));
+    };
+    s.on('alert', fn);
+    listeners.push({ s, fn });
+  });
+
+  new Counter({
+    name: 'natwatch_nflog_packets_total',
+    help: 'Packets logged to NFLOG, by group and (trimmed) prefix; past 100 pairs the rest count under group "-1".',
+    labelNames: ['group', 'prefix', 'netns'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      each((s) => {
+        for (const c of s.totals().nflogPackets ?? []) mirror(this, withNs(s, { group: String(c.group), prefix: c.prefix }), c.packets);
+      });
+    },
+  });
+
   new Gauge({
     name: 'natwatch_alert_seq',
     help: 'Sequence number of the last alert issued.',
+    labelNames: ['netns'],
     registers: [registry],
     collect() {
-      this.set(s.seq);
+      this.reset();
+      each((s) => this.set(withNs(s), s.seq));
     },
   });
   new Gauge({
@@ -129,35 +270,48 @@ export function createMetrics(src: MetricsSources): Registry {
       this.set(n);
     },
   });
-  new Gauge({
-    name: 'natwatch_ws_client_dropped',
-    help: 'Messages skipped for each connected client because it fell behind (gap).',
-    labelNames: ['client'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const c of src.clients()) this.set({ client: String(c.id) }, c.droppedTotal);
-    },
-  });
   new Counter({
     name: 'natwatch_ws_dropped_total',
-    help: 'Messages skipped for slow clients, all clients, over the server life.',
+    help: 'Messages skipped for slow stream clients (gap), all clients, over the server life.',
     registers: [registry],
     collect() {
       this.reset();
       let n = src.droppedByGone();
       for (const c of src.clients()) n += c.droppedTotal;
-      setCounter(this, {}, n);
+      mirror(this, {}, n);
     },
   });
   new Counter({
     name: 'natwatch_ws_slow_closed_total',
-    help: 'Clients closed with 1013 because they could not take alerts.',
+    help: 'Stream clients closed with 1013 because they could not take alerts.',
     registers: [registry],
     collect() {
       this.reset();
-      setCounter(this, {}, src.slowClosed());
+      mirror(this, {}, src.slowClosed());
     },
   });
-  return registry;
+  return {
+    registry,
+    close() {
+      for (const { s, fn } of listeners.splice(0)) s.off('alert', fn);
+    },
+  };
+}
+
+/** Top N plus the destinations of firing NAT port alerts (their latest numbers). */
+function destinations(s: StreamerLike): TopEntry[] {
+  const out = s.top().slice(0, TOP_SERIES);
+  const idOf = (item: object, key: object): string => `${netnsOf(item, s.netns) ?? ''}|${JSON.stringify(key)}`;
+  const seen = new Set(out.map((e) => idOf(e, e.key)));
+  for (const a of s.firing()) {
+    if (a.kind !== 'nat_port_exhaustion' || a.used === null || a.capacity === null) continue;
+    const key = a.key as TopEntry['key'];
+    const id = idOf(a, key);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const entry = { key, used: a.used, capacity: a.capacity, utilization: a.utilization ?? 0, newPerSec: 0 } as TopEntry;
+    if ('netns' in a) (entry as { netns?: unknown }).netns = (a as { netns?: unknown }).netns;
+    out.push(entry);
+  }
+  return out;
 }

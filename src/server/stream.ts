@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import type { Logger } from '../log.js';
 import { alertMatches, describeSubscription, FilterError, parseSubscription, type Subscription } from './filter.js';
 import { FrameCache } from './encode.js';
+import { ecsContext, type EcsContext } from './ecs.js';
 import { CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, REPLAY_BURST, REPLAY_REFILL_MS, StreamClient, type BackpressureLimits } from './client.js';
 import type { AccessPolicy } from './auth.js';
 import { requestUrl } from './http.js';
@@ -34,14 +35,16 @@ export class StreamHub {
   private readonly perAddress = new Map<string, number>();
   /** Upgrades accepted but not yet through the handshake: they count against the limits. */
   private pending = 0;
-  private readonly onAlert = (a: Alert): void => this.broadcast(new FrameCache({ type: 'alert', msg: a }));
-  private readonly onStats = (s: StatsMessage): void => this.broadcast(new FrameCache({ type: 'stats', msg: s }));
-  private readonly onEvent = (e: WireEvent): void => this.broadcast(new FrameCache({ type: 'event', msg: e }));
+  private readonly onAlert = (a: Alert): void => this.broadcast(new FrameCache({ type: 'alert', msg: a }, this.ecs));
+  private readonly onStats = (s: StatsMessage): void => this.broadcast(new FrameCache({ type: 'stats', msg: s }, this.ecs));
+  private readonly onEvent = (e: WireEvent): void => this.broadcast(new FrameCache({ type: 'event', msg: e }, this.ecs));
   /**
    * Clients that asked for events. The 'event' listener is attached only while this is > 0:
    * the streamer builds event objects only when someone listens (high volume otherwise free).
    */
   private eventSubscribers = 0;
+  /** Gateway, namespace, NFLOG verdicts and alert episode ids for the `ecs` format. */
+  private readonly ecs: EcsContext;
 
   constructor(
     private readonly streamer: StreamerLike,
@@ -49,6 +52,7 @@ export class StreamHub {
     private readonly access: AccessPolicy,
     private readonly log: Logger,
   ) {
+    this.ecs = ecsContext({ netns: streamer.netns, nflogDenies: streamer.nflogDenies?.bind(streamer) });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: false });
     streamer.on('alert', this.onAlert);
     streamer.on('stats', this.onStats);
@@ -123,6 +127,7 @@ export class StreamHub {
 
   private accept(ws: WebSocket, req: IncomingMessage, sub: Subscription, auth: Buffer | null, remote: string): void {
     const client = new StreamClient(this.nextId++, ws, sub, this.opts, (c) => this.closeSlow(c), auth, remote);
+    client.ecs = this.ecs;
     this.clients.add(client);
     if (sub.filter.types.has('event')) this.countEventSubscriber(+1);
     const log = this.log.child({ client: client.id });
@@ -171,7 +176,7 @@ export class StreamHub {
       list = this.streamer.firing().sort((a, b) => a.seq - b.seq);
     }
     for (const a of list) {
-      if (alertMatches(f, a) && !client.deliverReplay(new FrameCache({ type: 'alert', msg: a }))) return;
+      if (alertMatches(f, a) && !client.deliverReplay(new FrameCache({ type: 'alert', msg: a }, this.ecs))) return;
     }
   }
 

@@ -5,6 +5,7 @@ import { NatwatchError } from '../errors.js';
 import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
 import { CtAddr, CtKind, type ConntrackView, type NflogView } from './types.js';
 import { IPPROTO_TCP, natOf, protoName, tcpStateName } from './names.js';
+import { addrWords, formatGroups } from './ip.js';
 
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
@@ -171,53 +172,19 @@ function ipv4(dv: DataView, off: number): string {
   return `${dv.getUint8(off)}.${dv.getUint8(off + 1)}.${dv.getUint8(off + 2)}.${dv.getUint8(off + 3)}`;
 }
 
-/** RFC 5952 text: lowercase, longest run (≥ 2) of zero groups compressed, first on a tie. */
+/** RFC 5952 text (ip.ts formatGroups: the one formatter). */
 function ipv6(dv: DataView, off: number): string {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push(dv.getUint16(off + i * 2, false));
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (a: number, b: number) => g.slice(a, b).map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(0, 8);
-  return `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
+  return formatGroups(g);
 }
 
 export function addrText(dv: DataView, off: number, family: number): string {
   return family === 6 ? ipv6(dv, off) : ipv4(dv, off);
 }
 
-/**
- * The inverse for text in the forms above (dotted quad; hex groups with at most one '::'):
- * the address as 32-bit words in network order (one for IPv4, four for IPv6), null if it is
- * not such an address. For views over text (synthetic) and for parsing configured addresses.
- */
-export function addrWords(text: string): number[] | null {
-  if (text.includes('.')) {
-    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-    if (!m) return null;
-    const b = m.slice(1).map(Number);
-    if (b.some((x) => x > 255)) return null;
-    return [((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0];
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const part = (s: string) => (s === '' ? [] : s.split(':'));
-  const head = part(halves[0]!);
-  const tail = halves.length === 2 ? part(halves[1]!) : [];
-  const fill = 8 - head.length - tail.length;
-  if (halves.length === 2 ? fill < 1 : fill !== 0) return null;
-  const groups = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill('0'), ...tail];
-  if (!groups.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return null;
-  const g = groups.map((x) => parseInt(x, 16));
-  return [0, 1, 2, 3].map((i) => ((g[2 * i]! << 16) | g[2 * i + 1]!) >>> 0);
-}
+/** Text → 32-bit words (ip.ts, the one address parser); re-exported for the views' callers. */
+export { addrWords };
 
 // --- event objects --------------------------------------------------------------------------
 
@@ -237,7 +204,7 @@ function isoOf(ms: number): string {
   return lastIso;
 }
 
-/** DESIGN.md's conntrack event object from any view (this codec's, the synthetic source's). */
+/** The conntrack `event` object of docs/protocol.md from any view (this codec's, the synthetic source's). */
 export function conntrackEvent(v: ConntrackView): ConntrackEvent {
   return {
     type: 'event',
@@ -257,7 +224,7 @@ export function conntrackEvent(v: ConntrackView): ConntrackEvent {
   };
 }
 
-/** DESIGN.md's NFLOG event object from any view. */
+/** The NFLOG `event` object of docs/protocol.md from any view. */
 export function nflogEvent(v: NflogView): NflogEvent {
   return {
     type: 'event',

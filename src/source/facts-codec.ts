@@ -22,6 +22,7 @@ export const ITEM = {
   link: 20,
   addr: 21,
   sock: 30,
+  sockCount: 31,
   sysctl: 40,
   error: 50,
   decodeErrors: 51,
@@ -114,6 +115,16 @@ export interface SocketFacts {
   dport: number;
 }
 
+/** Connected sockets of the host per (family, proto, src, dst, dport), counted by the addon. */
+export interface SocketCount {
+  family: 4 | 6;
+  proto: number;
+  src: string;
+  dst: string;
+  dport: number;
+  count: number;
+}
+
 export interface FactError {
   section: FactSection;
   errno: number;
@@ -128,6 +139,7 @@ export interface KernelFacts {
   links: Map<number, string>;
   addrs: Array<{ ifindex: number; family: 4 | 6; prefixLen: number; scope: number; addr: string }>;
   sockets: SocketFacts[];
+  socketCounts: SocketCount[];
   sysctls: Map<string, string>;
   errors: FactError[];
   decodeErrors: Partial<Record<FactSection, number>>;
@@ -168,7 +180,7 @@ function operand(b: Uint8Array, dv: DataView, base: number, i: number, nfproto: 
 }
 
 export function decodeFacts(buf: Uint8Array): KernelFacts {
-  const out: KernelFacts = { tables: [], chains: [], rules: [], setElems: [], links: new Map(), addrs: [], sockets: [], sysctls: new Map(), errors: [], decodeErrors: {} };
+  const out: KernelFacts = { tables: [], chains: [], rules: [], setElems: [], links: new Map(), addrs: [], sockets: [], socketCounts: [], sysctls: new Map(), errors: [], decodeErrors: {} };
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   let rule: RuleFacts | null = null;
   let off = 0;
@@ -267,6 +279,11 @@ export function decodeFacts(buf: Uint8Array): KernelFacts {
       case ITEM.sock: {
         const fam = buf[p] === 6 ? 6 : 4;
         out.sockets.push({ family: fam, proto: buf[p + 1]!, state: buf[p + 2]!, sport: dv.getUint16(p + 4, true), dport: dv.getUint16(p + 6, true), src: addrText(buf, p + 8, fam), dst: addrText(buf, p + 24, fam) });
+        break;
+      }
+      case ITEM.sockCount: {
+        const fam = buf[p] === 6 ? 6 : 4;
+        out.socketCounts.push({ family: fam, proto: buf[p + 1]!, dport: dv.getUint16(p + 2, true), count: dv.getUint32(p + 4, true), src: addrText(buf, p + 8, fam), dst: addrText(buf, p + 24, fam) });
         break;
       }
       case ITEM.sysctl: {

@@ -74,6 +74,8 @@ export interface KernelFactsRequest {
   diag?: boolean;
   /** Paths under /proc/sys, `net/...` only. */
   sysctls?: string[];
+  /** Return the kernel bytes the decoders saw (fixtures, fuzz seeds) instead of the items. */
+  raw?: boolean;
 }
 
 /** The package root: two levels up from both src/source and dist/source. */
@@ -130,7 +132,7 @@ export function errnoName(n: number): string {
   return `errno ${n}`;
 }
 
-/** Native open/bind failures → the CLI's one-line errors (DESIGN.md). */
+/** Native open/bind failures → the CLI's one-line errors (docs/protocol.md, Command line). */
 export function mapNativeError(err: unknown, netns: string | null): Error {
   const e = err as SysError;
   const errno = typeof e?.errno === 'number' ? e.errno : 0;
@@ -138,6 +140,9 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
   if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) {
     const name = dirname(netns) === '/var/run/netns' || dirname(netns) === '/run/netns' ? basename(netns) : netns;
     return new NatwatchError('ENETNS', `network namespace '${name}' not found (${netns})`, { cause: err });
+  }
+  if (syscall === 'setns' && errno === E.EPERM) {
+    return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
   }
   if (syscall === 'setns' && errno === E.EINVAL) {
     return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });

@@ -191,9 +191,11 @@ export function buildRuleset(f: Pick<KernelFacts, 'chains' | 'rules' | 'setElems
 
 /** One line per section that could not be read, naming the capability it needs. */
 function unreadableLines(errors: KernelFacts['errors']): string[] {
-  const E = { EPERM: 1, EACCES: 13 };
+  const E = { EPERM: 1, EACCES: 13, EPROTONOSUPPORT: 93, EOPNOTSUPP: 95 };
   const lines: string[] = [];
   for (const e of errors) {
+    // A kernel without nf_tables has no nft rules to miss.
+    if (e.section === 'nft' && (e.errno === E.EOPNOTSUPP || e.errno === E.EPROTONOSUPPORT)) continue;
     if (e.section === 'nft') {
       lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? 'nf_tables ruleset unreadable: need CAP_NET_ADMIN' : `nf_tables ruleset unreadable: ${e.what}: ${errnoName(e.errno)}`);
     } else if (e.section === 'iptables-legacy' || e.section === 'ip6tables-legacy') {
@@ -248,6 +250,22 @@ export async function readKernelFacts(netns: string | null, what: { nft?: boolea
 export async function readRuleset(netns: string | null): Promise<{ ruleset: Ruleset; interfaces: Map<string, string[]> }> {
   const f = await readKernelFacts(netns, { nft: true, legacy: true, rtnl: true });
   return { ruleset: buildRuleset(f), interfaces: interfacesOf(f) };
+}
+
+/**
+ * Does the rule logging to NFLOG (group, prefix) drop or reject what it logs? null when no rule
+ * read names that group and prefix (prefixes compared trimmed: the kernel hands them over as
+ * the rule spells them). What ECS `event.type: denied` rests on.
+ */
+export function logDenies(r: Ruleset, group: number, prefix: string): boolean | null {
+  let found: boolean | null = null;
+  const want = prefix.trim();
+  for (const l of r.logs) {
+    if (l.group !== group || l.prefix.trim() !== want) continue;
+    if (l.denies) return true;
+    found = false;
+  }
+  return found;
 }
 
 /** NFLOG groups the namespace's ruleset logs to (nft `log group N`, iptables `-j NFLOG`). */

@@ -64,7 +64,7 @@ export interface ConntrackView {
   addrWord?(which: CtAddr, w: number): number;
   /** Receive time, ms since the epoch. */
   readonly tsMs: number;
-  /** DESIGN.md's event object (allocates: for output paths, not for tracking). */
+  /** The `event` object of docs/protocol.md (allocates: for output paths, not for tracking). */
   toEvent(): ConntrackEvent;
 }
 

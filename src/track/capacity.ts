@@ -8,6 +8,7 @@
 // unreadable ruleset makes a key's capacity `unknown` (with the reason), never a silent default.
 import { inRange, ipFamily, rangeSize } from '../source/ip.js';
 import type { DetectedNat, Ruleset } from '../source/ruleset.js';
+import type { CapacitySource } from '../types.js';
 
 /** The kernel's NAT source port range when a rule names none (nf_nat_core.c: 1024-65535). */
 export const DEFAULT_NAT_PORTS: [number, number] = [1024, 65535];
@@ -21,14 +22,8 @@ export interface NatRuleConfig {
   ports: [number, number];
 }
 
-/**
- * Where a capacity came from: `flag` (--nat-ports), `config` (a natRules entry), `ruleset` (the
- * rule that produced the NAT address), `default` (the ruleset was read and names no range:
- * the kernel's 1024-65535), `unknown` (part of the ruleset could not be read; the number is the
- * kernel default and `reason` says what is missing), `sysctl` (local keys:
- * ip_local_port_range minus ip_local_reserved_ports).
- */
-export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
+/** Where a capacity came from (types.ts). With `unknown` the number is the kernel default. */
+export type { CapacitySource };
 
 export interface Capacity {
   capacity: number;
@@ -116,6 +111,11 @@ export class CapacityResolver {
     return this.localRead
       ? { capacity: this.localCap, addrs: 1, source: 'sysctl', reason: null }
       : { capacity: this.localCap, addrs: 1, source: 'default', reason: "ip_local_port_range not read yet: the kernel's default 32768-60999" };
+  }
+
+  /** A tracker key's capacity with its source (key ids: Occupancy). */
+  infoOf(local: boolean, key: { proto: string; natIp: string; dstIp: string; dstPort: number }): Capacity {
+    return this.info(local, key.proto, key.natIp, key.dstIp, key.dstPort);
   }
 
   /** Source and reason of a key's capacity (cached per version: top and alerts ask each second). */

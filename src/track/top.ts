@@ -20,12 +20,18 @@ export function topKeys(tracker: Tracker, n: number, nowSec: number): TopEntry[]
       best[--i] = { k, u };
     }
   }
-  return best.map(({ k, u }) => ({
-    key: occ.key(k),
-    used: occ.used[k]!,
-    capacity: occ.cap[k]!,
-    utilization: Math.min(u, 1),
-    // The last complete second.
-    newPerSec: tracker.rings.sum(k, C_NEW, nowSec - 1, 1),
-  }));
+  return best.map(({ k, u }) => {
+    const key = occ.key(k);
+    const c = tracker.capacity.infoOf(occ.local[k] === 1, key);
+    return {
+      key,
+      used: occ.used[k]!,
+      capacity: occ.cap[k]!,
+      capacitySource: c.source,
+      capacityReason: c.reason,
+      utilization: Math.min(u, 1),
+      // The last complete second.
+      newPerSec: tracker.rings.sum(k, C_NEW, nowSec - 1, 1),
+    };
+  });
 }

@@ -27,6 +27,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   topEntries: TopEntry[] = [];
   received = { conntrack: 0, nflog: 0 };
   lost = { conntrack: 0, nflog: 0 };
+  nflogPackets: Array<{ group: number; prefix: string; packets: number }> = [];
+  natAddressList: Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }> = [];
   closed = false;
   /** What /healthz reports; tests set it. */
   ready: Readiness = 'ok';
@@ -120,7 +122,10 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     return this.ready;
   }
   totals() {
-    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost } };
+    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost }, nflogPackets: this.nflogPackets.map((c) => ({ ...c })) };
+  }
+  natAddresses() {
+    return this.natAddressList;
   }
   async close(): Promise<void> {
     this.closed = true;

@@ -112,7 +112,8 @@ describeLive('e2e event_loss', () => {
     expect(ws.alerts().filter((a) => a.kind === 'event_loss' && a.state === 'firing' && a.seq < episodes[0]!.seq).every((a) => a.seq >= fired.seq)).toBe(true);
     expect(fired.drops).toBeGreaterThan(detail.conntrack.enobufs);
     const metrics = await (await fetch(server.url.replace(/^ws/, 'http').replace('/v1/stream', '/metrics'))).text();
-    expect(metrics).toMatch(new RegExp(`natwatch_events_lost_total\\{source="conntrack"\\} ${lost}\\b`));
+    // A watched namespace adds its name as the netns label.
+    expect(metrics).toMatch(new RegExp(`natwatch_events_lost_total\\{source="conntrack",netns="${lab.router}"\\} ${lost}\\b`));
 
     // Rebuilt from the dump: natwatch's occupancy equals conntrack -L, flow for flow, and the
     // flows it tracks equal the kernel's entry count (conntrack -C).

@@ -1,5 +1,5 @@
 // End to end: real namespaces and NAT rules, the built `natwatch serve` on the router, a real
-// WebSocket client. Asserts DESIGN.md's nat_port_exhaustion alert field by field, and that it
+// WebSocket client. Asserts the nat_port_exhaustion alert of docs/protocol.md field by field, and that it
 // resolves once the client lets go. Needs root and a built dist (npm run build).
 import { afterEach, expect, it } from 'vitest';
 import type { Alert, ServerMessage, StatsMessage } from '../../src/types.js';

@@ -1,4 +1,4 @@
-// DESIGN.md Lab scenario 1 end to end through the Streamer and the native netlink source:
+// Lab scenario port-exhaustion (README, docs/lab.md) end to end through the Streamer and the native netlink source:
 // R masquerades to :50000-50009 (capacity detected from the ruleset, no override), the client
 // opens 15 concurrent TCP connections to B:80; 10 get a NAT port, the kernel drops the rest.
 // The streamer in R must fire nat_port_exhaustion {tcp, 198.51.100.1, 198.51.100.8, 80} with

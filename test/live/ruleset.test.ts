@@ -3,8 +3,9 @@
 // RulesetWatcher + CapacityResolver. The lab builds the rules with nft/iptables; natwatch runs
 // none of them.
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
-import { createLab, type Lab } from '../../src/lab/topology.js';
-import { nflogGroupsFromRuleset, readInterfaces, RulesetWatcher } from '../../src/source/ruleset.js';
+import { randomBytes } from 'node:crypto';
+import { createLab, run, type Lab } from '../../src/lab/topology.js';
+import { nflogGroupsFromRuleset, readInterfaces, readRuleset, RulesetWatcher } from '../../src/source/ruleset.js';
 import { CapacityResolver } from '../../src/track/capacity.js';
 import { watchKernelChanges, type ChangeKind } from '../../src/source/kernel-watch.js';
 import { until } from '../helpers/wait.js';
@@ -148,4 +149,20 @@ describeLive('ruleset capacity detection (live nft in a namespace)', () => {
       w.close();
     }
   });
+
+  it('never instantiates a legacy table: a namespace without one has none after reads', async () => {
+    const name = `nwx-${randomBytes(3).toString('hex')}`;
+    expect((await run('ip', ['netns', 'add', name])).code).toBe(0);
+    try {
+      const { ruleset } = await readRuleset(`/var/run/netns/${name}`);
+      expect(ruleset).toMatchObject({ nat: [], ruleCount: 0, unreadable: [] });
+      for (const file of ['ip_tables_names', 'ip6_tables_names']) {
+        const r = await run('ip', ['netns', 'exec', name, 'cat', `/proc/net/${file}`]);
+        expect(r.stdout, file).toBe('');
+      }
+    } finally {
+      await run('ip', ['netns', 'del', name]);
+    }
+  });
 });
+

@@ -79,8 +79,8 @@ describeLive('natwatch serve (root: lab namespaces)', () => {
     const firing = (await (await fetch(`${base}/v1/alerts?token=first-token`)).json()) as Array<{ kind: string }>;
     expect(firing.map((a) => a.kind)).toContain('nat_port_exhaustion');
     const metrics = await (await fetch(`${base}/metrics?token=first-token`)).text();
-    expect(metrics).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion"\} 1$/m);
-    expect(metrics).toMatch(/^natwatch_destination_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 10$/m);
+    expect(metrics).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion",severity="critical",netns="[^"]+"\} 1$/m);
+    expect(metrics).toMatch(/^natwatch_nat_ports_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80",netns="[^"]+"\} 10$/m);
 
     // SIGHUP: the new token applies to new requests; the stream opened with the old one is
     // closed with 1008 (a leaked token stops working at once).

@@ -119,14 +119,13 @@ describe('HTTP endpoints', () => {
     expect(samples.values.get('natwatch_events_received_total{source="nflog"}')).toBe(0);
     expect(samples.values.get('natwatch_events_lost_total{source="nflog"}')).toBe(3);
     expect(samples.values.get('natwatch_conntrack_entries')).toBe(4242);
-    expect(samples.values.get('natwatch_conntrack_max')).toBe(65536);
-    expect(samples.values.get('natwatch_conntrack_counter_total{counter="insert_failed"}')).toBe(5);
-    expect(samples.values.get('natwatch_alerts_firing{kind="nat_port_exhaustion"}')).toBe(1);
-    expect(samples.values.get('natwatch_alerts_firing{kind="conntrack_table_full"}')).toBe(1);
-    expect(samples.values.get('natwatch_alerts_firing{kind="event_loss"}')).toBe(0);
-    expect(samples.values.get('natwatch_destination_utilization{proto="tcp",nat_ip="198.51.100.1",dst_ip="198.51.100.8",dst_port="80"}')).toBe(0.7);
+    expect(samples.values.get('natwatch_conntrack_entries_limit')).toBe(65536);
+    expect(samples.values.get('natwatch_conntrack_insert_failed_total')).toBe(5);
+    expect(samples.values.get('natwatch_alerts_firing{kind="nat_port_exhaustion",severity="critical"}')).toBe(1);
+    expect(samples.values.get('natwatch_alerts_firing{kind="conntrack_table_full",severity="critical"}')).toBe(1);
+    expect(samples.values.get('natwatch_alerts_firing{kind="event_loss",severity="warning"}')).toBe(0);
+    expect(samples.values.get('natwatch_nat_ports_utilization_ratio{proto="tcp",nat_ip="198.51.100.1",dst_ip="198.51.100.8",dst_port="80"}')).toBe(0.7);
     expect(samples.values.get('natwatch_ws_clients')).toBe(1);
-    expect(samples.values.get('natwatch_ws_client_dropped{client="1"}')).toBe(0);
     c.close();
   });
 });
@@ -198,7 +197,7 @@ function parseProm(text: string): { types: Map<string, string>; values: Map<stri
       continue;
     }
     if (line.startsWith('# HELP ')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|Nan|[+-]Inf)$/.exec(line);
     if (!m) throw new Error(`not Prometheus text: ${line}`);
     values.set(m[1]!, Number(m[2]));
   }

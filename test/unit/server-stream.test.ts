@@ -1,4 +1,6 @@
 // Real ws clients against a real server fed by a fake streamer.
+import { hostname } from 'node:os';
+import { VERSION } from '../../src/version.js';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { unpack } from 'msgpackr';
 import { startServer, type StandaloneServer, type StartOptions } from '../../src/server/index.js';
@@ -57,30 +59,48 @@ describe('hello and formats', () => {
     c.close();
   });
 
-  it('ecs: alerts as Elastic Common Schema documents', async () => {
+  it('ecs: every frame is an Elastic Common Schema document, control messages included', async () => {
     await start();
     const c = await TestClient.open(url('?format=ecs&types=alert,stats,event'));
-    await c.next('hello');
+    await c.until((r) => r.length >= 1);
+    const hello = c.received[0]!.msg;
+    expect(hello).toMatchObject({
+      event: { kind: 'event', dataset: 'natwatch.control', action: 'hello' },
+      host: { name: hostname() },
+      observer: { hostname: hostname(), product: 'natwatch', version: VERSION },
+      natwatch: { type: 'hello', seq: 0 },
+    });
+    expect(Date.parse(hello['@timestamp'] as string)).not.toBeNaN();
     const a = streamer.emitAlert({ severity: 'critical', drops: 7, etaSeconds: 0 });
     streamer.emitEvent();
     streamer.emitStats();
-    await c.until((r) => r.length >= 4);
+    const r = streamer.emitAlert({ state: 'resolved', severity: 'critical' });
+    await c.until((r) => r.length >= 5);
     const docs = c.received.slice(1).map((r) => r.msg);
-    const alert = docs.find((d) => (d.event as { kind: string }).kind === 'alert')!;
+    const [alert, resolved] = docs.filter((d) => (d.event as { kind: string }).kind === 'alert');
     expect(alert).toMatchObject({
       '@timestamp': a.ts,
       event: { kind: 'alert', category: ['network'], type: ['start'], action: 'nat_port_exhaustion' },
       source: { nat: { ip: '198.51.100.1' } },
       destination: { ip: '198.51.100.8', port: 80 },
-      network: { transport: 'tcp' },
+      network: { transport: 'tcp', iana_number: '6' },
       message: a.message,
-      natwatch: { seq: a.seq, kind: 'nat_port_exhaustion', severity: 'critical', state: 'firing', used: 10, capacity: 10, utilization: 1, drops: 7, etaSeconds: 0 },
+      host: { name: hostname() },
+      natwatch: { netns: 'nwc-test', seq: a.seq, kind: 'nat_port_exhaustion', severity: 'critical', state: 'firing', used: 10, capacity: 10, utilization: 1, drops: 7, eta_seconds: 0, key: { nat_ip: '198.51.100.1', dst_port: 80 } },
     });
-    expect(typeof (alert.event as { severity: unknown }).severity).toBe('number');
+    expect(typeof (alert!.event as { severity: unknown }).severity).toBe('number');
+    // One episode: firing and resolved share event.id.
+    expect((resolved!.event as { id: string }).id).toBe((alert!.event as { id: string }).id);
+    expect(resolved).toMatchObject({ '@timestamp': r.ts, event: { type: ['end'] } });
     const metric = docs.find((d) => (d.event as { kind: string }).kind === 'metric')!;
-    expect(metric).toMatchObject({ natwatch: { type: 'stats', conntrack: { count: 120 } } });
+    expect(metric).toMatchObject({ natwatch: { type: 'stats', conntrack: { count: 120 }, counters: { insert_failed: 5 } } });
     const ev = docs.find((d) => (d.event as { kind: string }).kind === 'event')!;
-    expect(ev).toMatchObject({ event: { action: 'new' }, source: { ip: '192.0.2.5', nat: { ip: '198.51.100.1', port: 50000 } }, destination: { ip: '198.51.100.8', port: 80 } });
+    expect(ev).toMatchObject({
+      event: { action: 'new', type: ['connection', 'start'] },
+      source: { ip: '192.0.2.5', port: 40000, nat: { ip: '198.51.100.1', port: 50000 } },
+      destination: { ip: '198.51.100.8', port: 80 },
+      network: { transport: 'tcp', iana_number: '6', type: 'ipv4' },
+    });
     c.close();
   });
 

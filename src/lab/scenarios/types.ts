@@ -7,7 +7,7 @@ import type { Lab } from '../topology.js';
 
 export type ScenarioName = 'port-exhaustion' | 'table-full' | 'nflog-drop' | 'flush' | 'loss';
 
-/** The alert a scenario must produce, field by field as DESIGN.md's contract spells it. */
+/** The alert a scenario must produce, field by field as docs/protocol.md spells the alert. */
 export interface Expectation {
   kind: AlertKind;
   /** Exact key; `natIp` may be left to `matchesKey` when it is only known after the traffic. */
