@@ -13,6 +13,7 @@
         "native/netns.cc",
         "native/nflog-config.cc",
         "native/nflog-decoder.cc",
+        "native/proc-net.cc",
         "native/nft-decoder.cc",
         "native/reader.cc",
         "native/records.cc",

@@ -1,10 +1,11 @@
 // Module init: per-environment data through SetInstanceData (no static objects with
-// destructors), the Source class, the test/capture entry points, and every batch-layout.h
-// constant (reserved bytes aside) so that the layout test can hold codec.ts's LAYOUT to it.
+// destructors; the shared reader lives there), the Source class, the test/capture entry points,
+// and every batch-layout.h constant so that the layout test can hold codec.ts's LAYOUT to it.
 #include <napi.h>
 
 #include "batch-layout.h"
 #include "debug.h"
+#include "proc-net.h"
 #include "kernel-facts.h"
 #include "source.h"
 
@@ -13,6 +14,7 @@ namespace {
 
 struct AddonData {
   Napi::FunctionReference source_ctor;
+  Reader reader;  // the one reader thread for every source of this environment
 };
 
 Napi::Object Layout(Napi::Env env) {
@@ -25,7 +27,6 @@ Napi::Object Layout(Napi::Env env) {
   set("kindStats", kKindStats);
   set("flagDumpBegin", kFlagDumpBegin);
   set("flagDumpEnd", kFlagDumpEnd);
-  set("flagDumpEndBefore", kFlagDumpEndBefore);
   set("flagDumpError", kFlagDumpError);
   set("hdrMagic", kHdrMagic);
   set("hdrVersion", kHdrVersion);
@@ -40,6 +41,7 @@ Napi::Object Layout(Napi::Env env) {
   set("hdrUnknownAttrs", kHdrUnknownAttrs);
   set("hdrErrno", kHdrErrno);
   set("hdrKernelDrops", kHdrKernelDrops);
+  set("hdrForeign", kHdrForeign);
   set("headerSize", kHeaderSize);
   set("ctTs", kCtTs);
   set("ctId", kCtId);
@@ -102,6 +104,8 @@ Napi::Object Layout(Napi::Env env) {
 
 }  // namespace
 
+Reader& EnvReader(Napi::Env env) { return env.GetInstanceData<AddonData>()->reader; }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* data = new AddonData();
   Napi::Function ctor = Source::Define(env);
@@ -111,6 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeForTest", Napi::Function::New(env, DecodeForTest, "decodeForTest"));
   exports.Set("capture", Napi::Function::New(env, Capture, "capture"));
   exports.Set("layout", Layout(env));
+  exports.Set("readProcNet", Napi::Function::New(env, ReadProcNet, "readProcNet"));
   exports.Set("kernelFacts", Napi::Function::New(env, KernelFacts, "kernelFacts"));
   exports.Set("watchKernel", Napi::Function::New(env, WatchKernel, "watchKernel"));
   return exports;

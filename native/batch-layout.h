@@ -7,18 +7,18 @@
 namespace nw {
 
 constexpr uint32_t kBatchMagic = 0x3142574e;  // "NWB1"
-constexpr uint16_t kBatchVersion = 2;
+constexpr uint16_t kBatchVersion = 4;
 
 // Batch kinds.
 constexpr uint8_t kKindConntrack = 1;
 constexpr uint8_t kKindNflog = 2;
 constexpr uint8_t kKindStats = 3;
 
-// Header flags. A dump's begin precedes the batch's records, its end follows them;
-// kFlagDumpEndBefore carries the end of a dump whose last batch was dropped (queue full).
+// Header flags. A dump's begin precedes the batch's records, its end follows them. (v4: the
+// reader waits for JS instead of dropping a batch, so no dump end is ever carried over; the
+// old "end before" flag, 4, is gone.)
 constexpr uint8_t kFlagDumpBegin = 1;
 constexpr uint8_t kFlagDumpEnd = 2;
-constexpr uint8_t kFlagDumpEndBefore = 4;
 constexpr uint8_t kFlagDumpError = 8;
 
 // Header: 48 bytes (a multiple of 8: records start with an f64).
@@ -29,7 +29,10 @@ constexpr uint32_t kHdrFlags = 7;         // u8
 constexpr uint32_t kHdrCount = 8;         // u32 records in this batch
 constexpr uint32_t kHdrRecordSize = 12;   // u32
 constexpr uint32_t kHdrEnobufs = 16;      // u32 recv() ENOBUFS returns since previous batch
-constexpr uint32_t kHdrDropped = 20;      // u32 records dropped (queue full) since previous
+// u32 events the kernel delivered but the reader lost since the previous batch: a datagram
+// larger than its receive slot (MSG_TRUNC) or a record with no memory for its batch. Loss like
+// ENOBUFS: the consumer re-dumps the table. (Before v4: records dropped on a full queue.)
+constexpr uint32_t kHdrDropped = 20;
 constexpr uint32_t kHdrSeqGap = 24;       // u32 NFLOG sequence numbers skipped since previous
 constexpr uint32_t kHdrDecodeErrors = 28; // u32 malformed messages/attributes since previous
 constexpr uint32_t kHdrUnknownAttrs = 32; // u32 attributes skipped as unknown since previous
@@ -38,7 +41,9 @@ constexpr uint32_t kHdrErrno = 36;        // u32 reader error (errno) to report,
 // its SO_MEMINFO SK_MEMINFO_DROPS (= /proc/net/netlink Drops); exact, where one ENOBUFS can
 // stand for thousands of lost events.
 constexpr uint32_t kHdrKernelDrops = 40;
-constexpr uint32_t kHdrReserved = 44;     // u32, 0
+// u32 netlink messages dropped since the previous batch because their sender was not the
+// kernel (nl_pid != 0): another process wrote to our socket's port id.
+constexpr uint32_t kHdrForeign = 44;
 constexpr uint32_t kHeaderSize = 48;
 
 // Conntrack record: 104 bytes. Addresses are 16 bytes (IPv4 in the first 4).

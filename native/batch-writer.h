@@ -22,10 +22,12 @@ struct LossCounters {
   uint32_t seq_gap = 0;
   uint32_t decode_errors = 0;
   uint32_t unknown_attrs = 0;
+  uint32_t foreign = 0;
   uint32_t err = 0;
   uint8_t flags = 0;
   bool Any() const {
-    return enobufs || kernel_drops || dropped || seq_gap || decode_errors || unknown_attrs || err || flags;
+    return enobufs || kernel_drops || dropped || seq_gap || decode_errors || unknown_attrs || foreign ||
+           err || flags;
   }
 };
 
@@ -37,11 +39,15 @@ class BatchWriter {
   BatchWriter(const BatchWriter&) = delete;
   BatchWriter& operator=(const BatchWriter&) = delete;
 
-  /** Space for the next record, or nullptr when out of memory. Commit() keeps it. */
+  /** Space for the next record, or nullptr when out of memory (counted: TakeLost()).
+   *  Commit() keeps it. */
   uint8_t* Reserve() {
     if (!data_) {
       data_ = static_cast<uint8_t*>(std::malloc(kHeaderSize + size_t(record_size_) * capacity_));
-      if (!data_) return nullptr;
+      if (!data_) {
+        lost_++;
+        return nullptr;
+      }
       count_ = 0;
     }
     return data_ + kHeaderSize + size_t(record_size_) * count_;
@@ -50,6 +56,12 @@ class BatchWriter {
   bool Full() const { return count_ >= capacity_; }
   uint32_t Count() const { return data_ ? count_ : 0; }
   uint32_t Capacity() const { return capacity_; }
+  /** Records refused for want of memory since the last call: events lost (kHdrDropped). */
+  uint32_t TakeLost() {
+    uint32_t n = lost_;
+    lost_ = 0;
+    return n;
+  }
 
   /** Finishes the header with the pending counters (then cleared) and releases the buffer. */
   Batch Take(LossCounters& pending) {
@@ -74,6 +86,7 @@ class BatchWriter {
     Put32(h + kHdrUnknownAttrs, pending.unknown_attrs);
     Put32(h + kHdrErrno, pending.err);
     Put32(h + kHdrKernelDrops, pending.kernel_drops);
+    Put32(h + kHdrForeign, pending.foreign);
     pending = LossCounters{};
     Batch b{data_, kHeaderSize + record_size_ * count_};
     data_ = nullptr;
@@ -88,6 +101,7 @@ class BatchWriter {
   uint32_t capacity_;
   uint8_t* data_ = nullptr;
   uint32_t count_ = 0;
+  uint32_t lost_ = 0;
 };
 
 }  // namespace nw

@@ -153,7 +153,7 @@ class CaptureWorker : public Napi::AsyncWorker {
       if (fd >= 0) close(fd);
       return;
     }
-    uint32_t seq = 100;
+    uint32_t seq = NlRandomSeq();
     bool until_done = false;
     if (what_ == "nflog") {
       for (uint16_t g : groups_) {
@@ -180,8 +180,10 @@ class CaptureWorker : public Napi::AsyncWorker {
       if (el >= timeout_ms_ || int(datagrams_.size()) >= max_) break;
       pollfd p{fd, POLLIN, 0};
       if (poll(&p, 1, int(timeout_ms_ - el)) <= 0) continue;
-      ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n <= 0) continue;
+      sockaddr_nl from{};
+      socklen_t flen = sizeof(from);
+      ssize_t n = recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &flen);
+      if (n <= 0 || !NlFromKernel(from, flen)) continue;  // fixtures come from the kernel only
       datagrams_.emplace_back(buf.begin(), buf.begin() + n);
       if (until_done) {
         bool done = false;

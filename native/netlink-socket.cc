@@ -4,6 +4,7 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/sock_diag.h>  // SK_MEMINFO_VARS, SK_MEMINFO_DROPS
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,13 @@ int NlOpen() {
 
 int NlJoinGroup(int fd, unsigned group) {
   if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
+int NlLeaveGroup(int fd, unsigned group) {
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, &group, sizeof(group)) != 0) {
     return errno;
   }
   return 0;
@@ -78,6 +86,17 @@ bool NlPutAttr(uint8_t* buf, size_t cap, uint16_t type, const void* data, uint16
   return true;
 }
 
+uint32_t NlRandomSeq() {
+  uint32_t v = 0;
+  if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v)) {
+    // No entropy yet (early boot): still not a constant.
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    v = uint32_t(ts.tv_nsec) ^ uint32_t(ts.tv_sec) * 2654435761u;
+  }
+  return v;
+}
+
 int NlSend(int fd, const nlmsghdr* nlh) {
   sockaddr_nl to{};
   to.nl_family = AF_NETLINK;
@@ -112,7 +131,7 @@ int64_t NlDrops(int fd) {
 }
 
 int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlmsghdr*),
-               void* ctx) {
+               void* ctx, uint32_t* foreign) {
   alignas(nlmsghdr) static thread_local uint8_t buf[65536];
   const int64_t deadline = NowMs() + timeout_ms;
   for (;;) {
@@ -122,10 +141,16 @@ int NlTransact(int fd, uint32_t seq, int timeout_ms, void (*fn)(void*, const nlm
     int pr = poll(&p, 1, static_cast<int>(left));
     if (pr < 0 && errno != EINTR) return errno;
     if (pr <= 0) continue;
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    sockaddr_nl from{};
+    socklen_t flen = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &flen);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN || errno == ENOBUFS) continue;
       return errno;
+    }
+    if (!NlFromKernel(from, flen)) {
+      if (foreign) ++*foreign;
+      continue;
     }
     int end = -1;
     DecodeCounters c;

@@ -2,17 +2,16 @@
 
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-
-#include "netlink-socket.h"
 
 namespace nw {
 namespace {
@@ -22,6 +21,7 @@ constexpr int kMaxDatagramsPerWake = 512;  // fairness between sockets and timel
 constexpr int kSlots = 32;                 // event datagrams per recvmmsg
 constexpr size_t kSlotSize = kRxBuf / kSlots;  // 4 KiB: an event message is ≈ 150–400 bytes
 constexpr long kQueueRetryNs = 200 * 1000;     // 0.2 ms between hand-over retries while JS is behind
+constexpr int kMaxEvents = 64;                 // epoll events per wakeup
 
 int64_t MonoMs() {
   timespec ts;
@@ -35,10 +35,63 @@ double WallMs() {
   return double(ts.tv_sec) * 1000.0 + double(ts.tv_nsec / 1000000);
 }
 
-uint32_t BatchCount(const uint8_t* b) {
-  uint32_t n;
-  std::memcpy(&n, b + kHdrCount, 4);
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+/**
+ * One datagram into buf: its length, 0 when it did not come from the kernel (dropped and
+ * counted in loss.foreign; nothing a process writes to our port id is trusted), -1 with errno.
+ * *flags gets msg_flags (MSG_TRUNC).
+ */
+ssize_t RecvFromKernel(int fd, uint8_t* buf, size_t cap, int* flags, LossCounters& loss) {
+  sockaddr_nl from{};
+  iovec iov{buf, cap};
+  msghdr m{};
+  m.msg_name = &from;
+  m.msg_namelen = sizeof(from);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT);
+  if (n < 0) return -1;
+  *flags = m.msg_flags;
+  if (!NlFromKernel(from, m.msg_namelen)) {
+    loss.foreign++;
+    return 0;
+  }
   return n;
+}
+
+// SK_MEMINFO_DROPS is a wrapping u32 (atomic_t): the u32 difference is right across a wrap.
+bool ReadDrops(int fd, DropWatch& d, LossCounters& loss) {
+  int64_t v = NlDrops(fd);
+  if (v < 0) return false;  // unknown: the ENOBUFS count still says loss happened
+  const uint32_t delta = uint32_t(v) - d.last;
+  d.last = uint32_t(v);
+  loss.kernel_drops += delta;
+  return delta != 0;
+}
+
+void Arm(int64_t& deadline, uint32_t batch_ms) {
+  if (deadline == 0) deadline = MonoMs() + batch_ms;
+}
+
+// recv() said ENOBUFS: the kernel dropped events for us. Count, take the exact drop count so
+// far, and keep reading (a reader that stops here loses everything after).
+void Overrun(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline, uint32_t batch_ms) {
+  loss.enobufs++;
+  ReadDrops(fd, d, loss);
+  d.watching = true;
+  Arm(deadline, batch_ms);
+}
+
+// The queue is empty, so the recv that emptied it cleared the congestion: every drop from now
+// on raises a new ENOBUFS. One last read takes the drops counted while congested.
+void DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline, uint32_t batch_ms) {
+  if (!d.watching) return;
+  d.watching = false;
+  if (ReadDrops(fd, d, loss)) Arm(deadline, batch_ms);
 }
 
 }  // namespace
@@ -53,42 +106,93 @@ void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* dat
   std::memcpy(&count, data + kHdrCount, 4);
   std::memcpy(&rsize, data + kHdrRecordSize, 4);
   size_t size = kHeaderSize + size_t(count) * rsize;
-  Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, data, size);
+  // Raw N-API calls: during environment teardown both may fail (no JS can run any more), and
+  // node-addon-api's wrappers would turn that into a fatal "throw" with C++ exceptions off.
+  napi_value buf;
+  void* copy;
+  napi_status st = napi_create_buffer_copy(env, size, data, &copy, &buf);
   std::free(data);
-  fn.Call({buf});
+  if (st == napi_ok) {
+    napi_value ignored;
+    st = napi_call_function(env, env.Undefined(), fn, 1, &buf, &ignored);
+  }
   // The JS side catches and counts its own errors; never let one linger into the next call.
-  if (env.IsExceptionPending()) env.GetAndClearPendingException();
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value e;
+    napi_get_and_clear_last_exception(env, &e);
+  }
+  (void)st;
 }
 
-Reader::Reader(ReaderFds fds, ReaderOptions opts, BatchTsfn tsfn)
-    : fds_(fds),
-      opts_(opts),
+// --- Channel ------------------------------------------------------------------------------
+
+Channel::Channel(ChannelFds fds, ChannelOptions opts, BatchTsfn tsfn)
+    : opts_(opts),
       tsfn_(tsfn),
+      ifname_fd_(fds.ifname),
+      slot_(opts.slot_bytes >= 64 && opts.slot_bytes <= kSlotSize ? opts.slot_bytes : kSlotSize),
       ct_(kKindConntrack, kCtRecordSize, opts.batch_records),
       nl_(kKindNflog, kNlRecordSize, opts.batch_records),
-      ifnames_(fds.ifname) {}
-
-Reader::~Reader() {
-  Stop();
-  std::free(rxbuf_);
+      ifnames_(fds.ifname) {
+  batch_ms_ = opts.batch_ms;
+  ct_port_ = {this, kPortCt, fds.ct, {}};
+  dump_port_ = {this, kPortDump, fds.dump, {}};
+  if (opts.dump_on_start && fds.dump >= 0) dump_req_ = true;
 }
 
-int Reader::Start() {
-  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  rxbuf_ = static_cast<uint8_t*>(std::malloc(kRxBuf));
-  if (wake_fd_ < 0 || !rxbuf_) {
-    int e = wake_fd_ < 0 ? errno : ENOMEM;
-    tsfn_.Release();
-    return e;
+Channel::~Channel() {
+  CloseFd(ct_port_.fd);
+  CloseFd(dump_port_.fd);
+  for (uint32_t i = 0; i < nflog_count_; i++) CloseFd(nflog_ports_[i].fd);
+  CloseFd(ifname_fd_);
+}
+
+bool Channel::AddNflogFd(int fd) {
+  if (nflog_count_ >= kMaxNflogGroups) return false;
+  nflog_ports_[nflog_count_++] = {this, kPortNflog, fd, {}};
+  return true;
+}
+
+// --- Reader: JS thread --------------------------------------------------------------------
+
+Reader::~Reader() {
+  if (running_) StopThread();
+}
+
+int Reader::Add(Channel* ch) {
+  if (live_ == 0 && !running_) {
+    if (int e = StartThread()) {
+      ch->tsfn_.Release();
+      delete ch;
+      return e;
+    }
   }
-  if (opts_.dump_on_start && fds_.dump >= 0) dump_req_ = true;
-  int rc = pthread_create(&thread_, nullptr, Main, this);
-  if (rc != 0) {
-    tsfn_.Release();
-    return rc;
-  }
-  running_ = true;
+  live_++;
+  Post({kCmdAdd, ch, -1});
   return 0;
+}
+
+void Reader::AddNflog(Channel* ch, int fd) { Post({kCmdAddNflog, ch, fd}); }
+
+void Reader::RequestDump(Channel* ch) {
+  if (ch->dump_port_.fd < 0) return;
+  ch->dump_req_ = true;
+  Wake();
+}
+
+void Reader::Remove(Channel* ch) {
+  ch->closing_ = true;  // a flush waiting on this channel's full queue gives up now
+  Post({kCmdRemove, ch, -1});
+  if (--live_ == 0) StopThread();
+}
+
+void Reader::Post(Cmd c) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(c);
+  }
+  Wake();
 }
 
 void Reader::Wake() {
@@ -97,24 +201,48 @@ void Reader::Wake() {
   (void)n;  // EAGAIN means a wakeup is already pending
 }
 
-void Reader::RequestDump() {
-  if (fds_.dump < 0) return;
-  dump_req_ = true;
-  Wake();
+int Reader::StartThread() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  rxbuf_ = static_cast<uint8_t*>(std::malloc(kRxBuf));
+  int err = 0;
+  if (epfd_ < 0 || wake_fd_ < 0) {
+    err = errno;
+  } else if (!rxbuf_) {
+    err = ENOMEM;
+  } else {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;  // the wake eventfd
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) err = errno;
+  }
+  if (!err) {
+    stop_ = false;
+    err = pthread_create(&thread_, nullptr, Main, this);
+  }
+  if (err) {
+    CloseFd(epfd_);
+    CloseFd(wake_fd_);
+    std::free(rxbuf_);
+    rxbuf_ = nullptr;
+    return err;
+  }
+  running_ = true;
+  return 0;
 }
 
-void Reader::Stop() {
-  if (running_) {
-    stop_ = true;
-    Wake();
-    pthread_join(thread_, nullptr);
-    running_ = false;
-  }
-  if (wake_fd_ >= 0) {
-    close(wake_fd_);
-    wake_fd_ = -1;
-  }
+void Reader::StopThread() {
+  stop_ = true;
+  Wake();
+  pthread_join(thread_, nullptr);  // the thread retires every channel on its way out
+  running_ = false;
+  CloseFd(epfd_);
+  CloseFd(wake_fd_);
+  std::free(rxbuf_);
+  rxbuf_ = nullptr;
 }
+
+// --- Reader: its thread -------------------------------------------------------------------
 
 void* Reader::Main(void* self) {
   pthread_setname_np(pthread_self(), "natwatch-nl");
@@ -122,281 +250,341 @@ void* Reader::Main(void* self) {
   return nullptr;
 }
 
-void Reader::Arm(int64_t& deadline) {
-  if (deadline == 0) deadline = MonoMs() + opts_.batch_ms;
+void Reader::Watch(Channel::Port& p) {
+  if (p.fd < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;  // level-triggered: a drain cut short by fairness is resumed next round
+  ev.data.ptr = &p;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, p.fd, &ev);  // ENOMEM aside, cannot fail for a fresh socket
 }
 
-// SK_MEMINFO_DROPS is a wrapping u32 (atomic_t): the u32 difference is right across a wrap.
-bool Reader::ReadDrops(int fd, DropWatch& d, LossCounters& loss) {
-  int64_t v = NlDrops(fd);
-  if (v < 0) return false;  // unknown: the ENOBUFS count still says loss happened
-  const uint32_t delta = uint32_t(v) - d.last;
-  d.last = uint32_t(v);
-  loss.kernel_drops += delta;
-  return delta != 0;
-}
-
-// recv() said ENOBUFS: the kernel dropped events for us. Count, take the exact drop count so
-// far, and keep reading (a reader that stops here loses everything after).
-void Reader::Overrun(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline) {
-  loss.enobufs++;
-  ReadDrops(fd, d, loss);
-  d.watching = true;
-  Arm(deadline);
-}
-
-// The queue is empty, so the recv that emptied it cleared the congestion: every drop from now
-// on raises a new ENOBUFS. One last read takes the drops counted while congested.
-void Reader::DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadline) {
-  if (!d.watching) return;
-  d.watching = false;
-  if (ReadDrops(fd, d, loss)) Arm(deadline);
-}
-
-void Reader::Flush(BatchWriter& w, LossCounters& loss, int64_t& deadline) {
-  deadline = 0;
-  // A batch handed over after loss carries the drops counted up to now.
-  if (&w == &ct_ && ct_drops_.watching) ReadDrops(fds_.ct, ct_drops_, loss);
-  if (&w == &nl_ && nl_drops_.watching) ReadDrops(fds_.nflog, nl_drops_, loss);
-  const uint8_t flags = loss.flags;
-  Batch b = w.Take(loss);
-  if (!b.data) return;
-  napi_status st = tsfn_.NonBlockingCall(b.data);
-  // Queue full: JavaScript is behind (a burst, a GC pause). Wait rather than drop: while this
-  // thread waits it reads nothing, so events queue in the large socket buffer instead, and if
-  // that overflows too the kernel counts every drop exactly (SO_MEMINFO). Waiting in place also
-  // keeps the records of a half-walked datagram. Only stop() or a closing TSFN drops a batch.
-  while (st == napi_queue_full && !stop_.load(std::memory_order_relaxed)) {
-    timespec ts{0, kQueueRetryNs};
-    nanosleep(&ts, nullptr);
-    st = tsfn_.NonBlockingCall(b.data);
+void Reader::ApplyCommands() {
+  std::vector<Cmd> cmds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cmds.swap(pending_);
   }
-  if (st == napi_ok) return;
-  // Stopping or closing: count the records, keep the dump brackets for the next batch.
-  loss.dropped += BatchCount(b.data);
-  std::memcpy(&loss.enobufs, b.data + kHdrEnobufs, 4);
-  std::memcpy(&loss.kernel_drops, b.data + kHdrKernelDrops, 4);
-  std::memcpy(&loss.seq_gap, b.data + kHdrSeqGap, 4);
-  std::memcpy(&loss.decode_errors, b.data + kHdrDecodeErrors, 4);
-  std::memcpy(&loss.unknown_attrs, b.data + kHdrUnknownAttrs, 4);
-  std::memcpy(&loss.err, b.data + kHdrErrno, 4);
-  uint32_t prev_dropped;
-  std::memcpy(&prev_dropped, b.data + kHdrDropped, 4);
-  loss.dropped += prev_dropped;
-  loss.flags |= flags;
-  std::free(b.data);
-  if (st == napi_queue_full) Arm(deadline);
-}
-
-void Reader::StartDump() {
-  dump_req_ = false;
-  if (ct_.Count() > 0) Flush(ct_, ct_loss_, ct_deadline_);
-  if (ct_loss_.flags & kFlagDumpEnd) {
-    // An earlier dump's end is still owed (its batch was dropped): deliver it before this
-    // dump begins; if that dump's begin was lost as well, the whole dump is gone (counted).
-    if (ct_loss_.flags & kFlagDumpBegin) {
-      ct_loss_.flags &= uint8_t(~(kFlagDumpBegin | kFlagDumpEnd));
-    } else {
-      ct_loss_.flags = uint8_t((ct_loss_.flags & ~kFlagDumpEnd) | kFlagDumpEndBefore);
+  for (const Cmd& c : cmds) {
+    Channel* ch = c.ch;
+    switch (c.op) {
+      case kCmdAdd:
+        channels_.push_back(ch);
+        Watch(ch->ct_port_);
+        Watch(ch->dump_port_);
+        for (uint32_t i = 0; i < ch->nflog_count_; i++) Watch(ch->nflog_ports_[i]);
+        break;
+      case kCmdAddNflog:
+        if (ch->AddNflogFd(c.fd)) {
+          Watch(ch->nflog_ports_[ch->nflog_count_ - 1]);
+        } else {
+          close(c.fd);
+        }
+        break;
+      case kCmdRemove:
+        channels_.erase(std::remove(channels_.begin(), channels_.end(), ch), channels_.end());
+        Retire(ch);
+        break;
     }
   }
-  ct_loss_.flags |= kFlagDumpBegin;
-  alignas(nlmsghdr) uint8_t req[64];
-  nlmsghdr* nlh = NlStart(req, sizeof(req), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
-                          NLM_F_REQUEST | NLM_F_DUMP, AF_UNSPEC, 0, ++dump_seq_);
-  int err = nlh ? NlSend(fds_.dump, nlh) : EINVAL;
-  if (err != 0) {
-    EndDump(err);
-    return;
-  }
-  dump_active_ = true;
-  dump_intr_ = false;
-  Arm(ct_deadline_);
 }
 
-void Reader::EndDump(int err) {
-  dump_active_ = false;
-  ct_loss_.flags |= kFlagDumpEnd;
-  if (err) {
-    ct_loss_.flags |= kFlagDumpError;
-    ct_loss_.err = uint32_t(err);
+// Records still in its writers are dropped: the source is closed, JS ignores late batches.
+void Reader::Retire(Channel* ch) {
+  for (Channel::Port* p : {&ch->ct_port_, &ch->dump_port_}) {
+    if (p->fd >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, p->fd, nullptr);
   }
-  Flush(ct_, ct_loss_, ct_deadline_);
+  for (uint32_t i = 0; i < ch->nflog_count_; i++) epoll_ctl(epfd_, EPOLL_CTL_DEL, ch->nflog_ports_[i].fd, nullptr);
+  ch->tsfn_.Release();
+  delete ch;
+}
+
+void Reader::FlushCt(Channel& ch) { Flush(ch, ch.ct_, ch.ct_loss_, ch.ct_deadline_); }
+void Reader::FlushNl(Channel& ch) { Flush(ch, ch.nl_, ch.nl_loss_, ch.nl_deadline_); }
+
+void Reader::Flush(Channel& ch, BatchWriter& w, LossCounters& loss, int64_t& deadline) {
+  deadline = 0;
+  // A batch handed over after loss carries the drops counted up to now.
+  if (&w == &ch.ct_ && ch.ct_port_.drops.watching) ReadDrops(ch.ct_port_.fd, ch.ct_port_.drops, loss);
+  if (&w == &ch.nl_) {
+    for (uint32_t i = 0; i < ch.nflog_count_; i++) {
+      Channel::Port& p = ch.nflog_ports_[i];
+      if (p.drops.watching) ReadDrops(p.fd, p.drops, loss);
+    }
+  }
+  Batch b = w.Take(loss);
+  if (!b.data) return;  // no memory even for a header: the counters stay pending
+  napi_status st = ch.tsfn_.NonBlockingCall(b.data);
+  // Queue full: JavaScript is behind (a burst, a GC pause). Wait rather than drop: while this
+  // thread waits it reads nothing, so events queue in the large socket buffers instead, and if
+  // those overflow too the kernel counts every drop exactly (SO_MEMINFO). Waiting in place also
+  // keeps the records of a half-walked datagram.
+  while (st == napi_queue_full && !stop_.load(std::memory_order_relaxed) &&
+         !ch.closing_.load(std::memory_order_relaxed)) {
+    timespec ts{0, kQueueRetryNs};
+    nanosleep(&ts, nullptr);
+    st = ch.tsfn_.NonBlockingCall(b.data);
+  }
+  // Anything else is a removed channel, stop, or a closing TSFN: nobody is left to deliver to.
+  if (st != napi_ok) std::free(b.data);
+}
+
+void Reader::StartDump(Channel& ch) {
+  ch.dump_req_ = false;
+  if (ch.ct_.Count() > 0) FlushCt(ch);
+  ch.ct_loss_.flags |= kFlagDumpBegin;
+  alignas(nlmsghdr) uint8_t req[64];
+  nlmsghdr* nlh = NlStart(req, sizeof(req), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+                          NLM_F_REQUEST | NLM_F_DUMP, AF_UNSPEC, 0, ++ch.dump_seq_);
+  int err = nlh ? NlSend(ch.dump_port_.fd, nlh) : EINVAL;
+  if (err != 0) {
+    EndDump(ch, err);
+    return;
+  }
+  ch.dump_active_ = true;
+  ch.dump_intr_ = false;
+  Arm(ch.ct_deadline_, ch.batch_ms_.load(std::memory_order_relaxed));
+}
+
+void Reader::EndDump(Channel& ch, int err) {
+  ch.dump_active_ = false;
+  ch.ct_loss_.flags |= kFlagDumpEnd;
+  if (err) {
+    ch.ct_loss_.flags |= kFlagDumpError;
+    ch.ct_loss_.err = uint32_t(err);
+  }
+  FlushCt(ch);
 }
 
 // Events come one per datagram: recvmmsg takes up to kSlots of them per system call.
-void Reader::DrainConntrack() {
+void Reader::DrainConntrack(Channel& ch) {
+  const int fd = ch.ct_port_.fd;
+  DropWatch& drops = ch.ct_port_.drops;
+  LossCounters& loss = ch.ct_loss_;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
+  const size_t slot = ch.slot_;
   mmsghdr msgs[kSlots];
   iovec iov[kSlots];
+  sockaddr_nl from[kSlots];
   for (int round = 0; round < kMaxDatagramsPerWake / kSlots; round++) {
     for (int i = 0; i < kSlots; i++) {
-      iov[i] = {rxbuf_ + size_t(i) * kSlotSize, kSlotSize};
+      iov[i] = {rxbuf_ + size_t(i) * slot, slot};
       msgs[i] = {};
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
     }
-    int n = recvmmsg(fds_.ct, msgs, kSlots, MSG_DONTWAIT, nullptr);
+    int n = recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
-        Overrun(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
+        Overrun(fd, drops, loss, ch.ct_deadline_, bms);
         continue;
       }
-      DrainedAfterLoss(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
+      DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
       return;  // EAGAIN
     }
     now_ms_ = WallMs();
     DecodeCounters c;
     for (int i = 0; i < n; i++) {
-      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {  // an event larger than a slot
-        c.errors++;
+      if (!NlFromKernel(from[i], msgs[i].msg_hdr.msg_namelen)) {
+        loss.foreign++;
+        Arm(ch.ct_deadline_, bms);
         continue;
       }
-      WalkDatagram(rxbuf_ + size_t(i) * kSlotSize, msgs[i].msg_len, c, [&](const nlmsghdr* nlh) {
-        if (AppendConntrack(nlh, false, now_ms_, ct_, c)) {
-          Arm(ct_deadline_);
-          if (ct_.Full()) Flush(ct_, ct_loss_, ct_deadline_);
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {  // larger than a slot: that event is lost
+        loss.dropped++;
+        Arm(ch.ct_deadline_, bms);
+        continue;
+      }
+      WalkDatagram(rxbuf_ + size_t(i) * slot, msgs[i].msg_len, c, [&](const nlmsghdr* nlh) {
+        if (AppendConntrack(nlh, false, now_ms_, ch.ct_, c)) {
+          Arm(ch.ct_deadline_, bms);
+          if (ch.ct_.Full()) FlushCt(ch);
         }
         return true;
       });
     }
+    if (uint32_t lost = ch.ct_.TakeLost()) {
+      loss.dropped += lost;
+      Arm(ch.ct_deadline_, bms);
+    }
     if (c.errors || c.unknown) {
-      ct_loss_.decode_errors += c.errors;
-      ct_loss_.unknown_attrs += c.unknown;
-      Arm(ct_deadline_);
+      loss.decode_errors += c.errors;
+      loss.unknown_attrs += c.unknown;
+      Arm(ch.ct_deadline_, bms);
     }
     if (n < kSlots) {  // drained
-      DrainedAfterLoss(fds_.ct, ct_drops_, ct_loss_, ct_deadline_);
+      DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
       return;
     }
   }
 }
 
-void Reader::DrainDump() {
+void Reader::DrainDump(Channel& ch) {
+  LossCounters& loss = ch.ct_loss_;
   for (int i = 0; i < kMaxDatagramsPerWake; i++) {
-    ssize_t n = recv(fds_.dump, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    int flags = 0;
+    ssize_t n = RecvFromKernel(ch.dump_port_.fd, rxbuf_, kRxBuf, &flags, loss);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
-      if (dump_active_) EndDump(errno);  // this dump is incomplete; the caller may resync
+      if (ch.dump_active_) EndDump(ch, errno);  // this dump is incomplete; the caller may resync
       return;
+    }
+    if (n == 0) {  // not from the kernel: dropped, counted, reported with the next batch
+      Arm(ch.ct_deadline_, ch.batch_ms_.load(std::memory_order_relaxed));
+      continue;
     }
     // The rest of a dump abandoned on an error is read and dropped: the kernel refuses a new
     // dump (EBUSY) on a socket whose previous one is still running, and only reads advance it.
-    if (!dump_active_) continue;
+    if (!ch.dump_active_) continue;
+    if (flags & MSG_TRUNC) {
+      // Records cut off: the table read is incomplete (loss, so a resync follows).
+      loss.dropped++;
+      ch.dump_intr_ = true;
+    }
     now_ms_ = WallMs();
     DecodeCounters c;
     int end = -1;
     WalkDatagram(rxbuf_, size_t(n), c, [&](const nlmsghdr* nlh) {
-      if (nlh->nlmsg_seq != dump_seq_) return true;  // a stale reply of an aborted dump
+      if (nlh->nlmsg_seq != ch.dump_seq_) return true;  // a stale reply of an aborted dump
       if (EndOfReply(nlh, &end)) return false;
       // The table changed under a dump that checks consistency: its records are real but the
       // set may be incomplete, so the dump ends as failed rather than as a complete table.
-      if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) dump_intr_ = true;
-      if (AppendConntrack(nlh, true, now_ms_, ct_, c)) {
-        if (ct_.Full()) Flush(ct_, ct_loss_, ct_deadline_);
+      if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) ch.dump_intr_ = true;
+      if (AppendConntrack(nlh, true, now_ms_, ch.ct_, c)) {
+        if (ch.ct_.Full()) FlushCt(ch);
       }
       return true;
     });
-    ct_loss_.decode_errors += c.errors;
-    ct_loss_.unknown_attrs += c.unknown;
-    if (end >= 0) EndDump(end == 0 && dump_intr_ ? EINTR : end);
+    loss.decode_errors += c.errors;
+    loss.unknown_attrs += c.unknown;
+    loss.dropped += ch.ct_.TakeLost();
+    if (end >= 0) EndDump(ch, end == 0 && ch.dump_intr_ ? EINTR : end);
   }
 }
 
-void Reader::DrainNflog() {
+void Reader::DrainNflog(Channel& ch, Channel::Port& p) {
+  LossCounters& loss = ch.nl_loss_;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
   for (int i = 0; i < kMaxDatagramsPerWake; i++) {
-    ssize_t n = recv(fds_.nflog, rxbuf_, kRxBuf, MSG_DONTWAIT);
+    int flags = 0;
+    ssize_t n = RecvFromKernel(p.fd, rxbuf_, kRxBuf, &flags, loss);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
-        Overrun(fds_.nflog, nl_drops_, nl_loss_, nl_deadline_);
+        Overrun(p.fd, p.drops, loss, ch.nl_deadline_, bms);
         continue;
       }
-      DrainedAfterLoss(fds_.nflog, nl_drops_, nl_loss_, nl_deadline_);
+      DrainedAfterLoss(p.fd, p.drops, loss, ch.nl_deadline_, bms);
       return;
+    }
+    if (n == 0 || (flags & MSG_TRUNC)) {
+      // Not from the kernel (counted), or packets cut off (at least one lost).
+      if (n > 0) loss.dropped++;
+      Arm(ch.nl_deadline_, bms);
+      continue;
     }
     now_ms_ = WallMs();
     const int64_t mono = MonoMs();
     DecodeCounters c;
     WalkDatagram(rxbuf_, size_t(n), c, [&](const nlmsghdr* nlh) {
-      uint8_t* rec = AppendNflog(nlh, now_ms_, nl_, c);
+      uint8_t* rec = AppendNflog(nlh, now_ms_, ch.nl_, c);
       if (!rec) return true;
       uint32_t idx;
       std::memcpy(&idx, rec + kNlIndex, 4);
-      if (rec[kNlFlags] & kNlFlagIndev) ifnames_.Lookup(idx, mono, rec + kNlIndevName);
+      if (rec[kNlFlags] & kNlFlagIndev) ch.ifnames_.Lookup(idx, mono, rec + kNlIndevName);
       std::memcpy(&idx, rec + kNlOutdex, 4);
-      if (rec[kNlFlags] & kNlFlagOutdev) ifnames_.Lookup(idx, mono, rec + kNlOutdevName);
+      if (rec[kNlFlags] & kNlFlagOutdev) ch.ifnames_.Lookup(idx, mono, rec + kNlOutdevName);
       if (rec[kNlFlags] & kNlFlagSeq) {
         uint16_t group;
         uint32_t seq;
         std::memcpy(&group, rec + kNlGroup, 2);
         std::memcpy(&seq, rec + kNlSeq, 4);
-        nl_loss_.seq_gap += seqs_.Gap(group, seq);
+        loss.seq_gap += ch.seqs_.Gap(group, seq);
       }
-      Arm(nl_deadline_);
-      if (nl_.Full()) Flush(nl_, nl_loss_, nl_deadline_);
+      Arm(ch.nl_deadline_, bms);
+      if (ch.nl_.Full()) FlushNl(ch);
       return true;
     });
+    if (uint32_t lost = ch.nl_.TakeLost()) {
+      loss.dropped += lost;
+      Arm(ch.nl_deadline_, bms);
+    }
     if (c.errors || c.unknown) {
-      nl_loss_.decode_errors += c.errors;
-      nl_loss_.unknown_attrs += c.unknown;
-      Arm(nl_deadline_);
+      loss.decode_errors += c.errors;
+      loss.unknown_attrs += c.unknown;
+      Arm(ch.nl_deadline_, bms);
     }
   }
 }
 
 void Reader::Run() {
-  pollfd p[4];
+  epoll_event evs[kMaxEvents];
   while (!stop_.load(std::memory_order_relaxed)) {
-    if (dump_req_.load() && !dump_active_) StartDump();
+    ApplyCommands();
     int timeout = -1;
     int64_t now = MonoMs();
-    for (int64_t d : {ct_deadline_, nl_deadline_}) {
-      if (d == 0) continue;
-      int t = d > now ? int(d - now) : 0;
-      if (timeout < 0 || t < timeout) timeout = t;
+    for (Channel* ch : channels_) {
+      if (ch->closing_.load(std::memory_order_relaxed)) continue;  // retired next round
+      if (ch->dump_req_.load() && !ch->dump_active_) StartDump(*ch);
+      for (int64_t d : {ch->ct_deadline_, ch->nl_deadline_}) {
+        if (d == 0) continue;
+        int t = d > now ? int(d - now) : 0;
+        if (timeout < 0 || t < timeout) timeout = t;
+      }
     }
-    int n = 0;
-    p[n++] = {wake_fd_, POLLIN, 0};
-    const int ct_i = fds_.ct >= 0 ? n : -1;
-    if (ct_i >= 0) p[n++] = {fds_.ct, POLLIN, 0};
-    const int dump_i = fds_.dump >= 0 ? n : -1;
-    if (dump_i >= 0) p[n++] = {fds_.dump, POLLIN, 0};
-    const int nl_i = fds_.nflog >= 0 ? n : -1;
-    if (nl_i >= 0) p[n++] = {fds_.nflog, POLLIN, 0};
-    int pr = poll(p, nfds_t(n), timeout);
-    if (pr < 0 && errno != EINTR) {
-      // ENOMEM, the only failure a valid pollfd array can see, passes. The thread must not
-      // exit on its own: it owns the TSFN's last reference, which Ref()/Unref() still use.
+    int n = epoll_wait(epfd_, evs, kMaxEvents, timeout);
+    if (n < 0 && errno != EINTR) {
+      // ENOMEM aside nothing fails here. The thread must not exit on its own: only the last
+      // Remove() stops it (the channels' TSFNs are released on the way out).
       timespec ts{0, 10 * 1000 * 1000};
       nanosleep(&ts, nullptr);
       continue;
     }
-    if (pr > 0) {
-      if (p[0].revents) {
+    uint32_t coalesce_us = 0;
+    for (int i = 0; i < n; i++) {
+      Channel::Port* p = static_cast<Channel::Port*>(evs[i].data.ptr);
+      if (!p) {
         uint64_t v;
         ssize_t r = read(wake_fd_, &v, sizeof(v));
         (void)r;
+        continue;
       }
-      // POLLERR on a netlink socket is a pending ENOBUFS: recv reports and clears it.
-      if (ct_i >= 0 && p[ct_i].revents) DrainConntrack();
-      if (dump_i >= 0 && p[dump_i].revents) DrainDump();
-      if (nl_i >= 0 && p[nl_i].revents) DrainNflog();
-      // At tens of thousands of events/s a wakeup per event costs more than decoding it: let
-      // the (large) socket buffer collect a few hundred microseconds' worth first.
-      if (opts_.coalesce_us && ct_i >= 0 && p[ct_i].revents && !stop_.load()) {
-        timespec ts{0, long(opts_.coalesce_us) * 1000};
-        nanosleep(&ts, nullptr);
+      Channel& ch = *p->ch;
+      if (ch.closing_.load(std::memory_order_relaxed)) continue;  // removed: retired next round
+      // EPOLLERR on a netlink socket is a pending ENOBUFS: recv reports and clears it.
+      switch (p->kind) {
+        case Channel::kPortCt:
+          DrainConntrack(ch);
+          coalesce_us = std::max(coalesce_us, ch.opts_.coalesce_us);
+          break;
+        case Channel::kPortDump:
+          DrainDump(ch);
+          break;
+        case Channel::kPortNflog:
+          DrainNflog(ch, *p);
+          break;
       }
     }
+    // At tens of thousands of events/s a wakeup per event costs more than decoding it: let the
+    // (large) socket buffers collect a few hundred microseconds' worth first.
+    if (coalesce_us && !stop_.load()) {
+      timespec ts{0, long(coalesce_us) * 1000};
+      nanosleep(&ts, nullptr);
+    }
     now = MonoMs();
-    if (ct_deadline_ && now >= ct_deadline_) Flush(ct_, ct_loss_, ct_deadline_);
-    if (nl_deadline_ && now >= nl_deadline_) Flush(nl_, nl_loss_, nl_deadline_);
+    for (Channel* ch : channels_) {
+      if (ch->closing_.load(std::memory_order_relaxed)) continue;
+      if (ch->ct_deadline_ && now >= ch->ct_deadline_) FlushCt(*ch);
+      if (ch->nl_deadline_ && now >= ch->nl_deadline_) FlushNl(*ch);
+    }
   }
-  if (ct_.Count() || ct_loss_.Any()) Flush(ct_, ct_loss_, ct_deadline_);
-  if (nl_.Count() || nl_loss_.Any()) Flush(nl_, nl_loss_, nl_deadline_);
-  tsfn_.Release();
+  // Stopped by the last Remove(): retire what is still here (normally just that channel).
+  ApplyCommands();
+  for (Channel* ch : channels_) Retire(ch);
+  channels_.clear();
 }
 
 }  // namespace nw

@@ -60,6 +60,8 @@ Napi::Function Source::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Source::Start>("start"),
                          InstanceMethod<&Source::Resync>("resync"),
+                         InstanceMethod<&Source::SetUpdates>("setUpdates"),
+                         InstanceMethod<&Source::BindNflog>("bindNflog"),
                          InstanceMethod<&Source::ReadStats>("readStats"),
                          InstanceMethod<&Source::ReadSysctls>("readSysctls"),
                          InstanceMethod<&Source::Ref>("ref"),
@@ -68,7 +70,8 @@ Napi::Function Source::Define(Napi::Env env) {
                      });
 }
 
-// new Source({netns, conntrack, nflogGroups, rcvbuf, batchRecords, batchMs, dump, queue}, onBatch)
+// new Source({netns, conntrack, updates, nflogGroups, rcvbuf, batchRecords, batchMs,
+//             quietBatchMs, dump, queue, slotBytes}, onBatch)
 Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
@@ -80,8 +83,10 @@ Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) 
   if (ns.IsString()) netns_ = ns.As<Napi::String>().Utf8Value();
   Napi::Value ct = o.Get("conntrack");
   if (ct.IsBoolean()) conntrack_ = ct.As<Napi::Boolean>().Value();
+  Napi::Value updates = o.Get("updates");
+  if (updates.IsBoolean()) updates_ = updates.As<Napi::Boolean>().Value();
   Napi::Value dump = o.Get("dump");
-  ropts_.dump_on_start = dump.IsBoolean() ? dump.As<Napi::Boolean>().Value() : true;
+  copts_.dump_on_start = dump.IsBoolean() ? dump.As<Napi::Boolean>().Value() : true;
   Napi::Value groups = o.Get("nflogGroups");
   if (groups.IsArray()) {
     Napi::Array a = groups.As<Napi::Array>();
@@ -91,9 +96,11 @@ Source::Source(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Source>(info) 
     }
   }
   rcvbuf_ = int(U32Opt(o, "rcvbuf", 64u << 20, 4096, 1u << 30));
-  ropts_.batch_records = U32Opt(o, "batchRecords", 4096, 1, 65536);
-  ropts_.batch_ms = U32Opt(o, "batchMs", 5, 1, 1000);
+  copts_.batch_records = U32Opt(o, "batchRecords", 4096, 1, 65536);
+  copts_.batch_ms = U32Opt(o, "batchMs", 5, 1, 1000);
+  quiet_batch_ms_ = U32Opt(o, "quietBatchMs", copts_.batch_ms, 1, 1000);
   queue_ = U32Opt(o, "queue", 64, 1, 4096);
+  copts_.slot_bytes = U32Opt(o, "slotBytes", 0, 0, 1u << 16);
   on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
 }
 
@@ -110,15 +117,13 @@ void Source::Shutdown() {
     napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
     hook_ = false;
   }
-  if (reader_) {
-    reader_->Stop();
-    delete reader_;
-    reader_ = nullptr;
+  if (channel_) {
+    reader_->Remove(channel_);  // the reader closes the channel's sockets
+    channel_ = nullptr;
+    ct_fd_ = -1;
   }
-  CloseFd(fds_.ct);
-  CloseFd(fds_.dump);
-  CloseFd(fds_.nflog);
-  CloseFd(fds_.ifname);
+  for (Unbound& u : unbound_) CloseFd(u.fd);
+  unbound_.clear();
   CloseFd(stats_fd_);
   for (int& fd : sysctl_fds_) CloseFd(fd);
   closed_ = true;
@@ -133,67 +138,148 @@ Napi::Value Source::Start(const Napi::CallbackInfo& info) {
   started_ = true;
   int ct_rcvbuf = 0;
   int nl_rcvbuf = 0;
-  const bool want_nflog = !groups_.empty();
-  // Everything namespace-bound is created in one helper-thread trip.
+  ChannelFds fds;
+  std::vector<int> group_fds(groups_.size(), -1);
+  auto close_all = [&] {
+    CloseFd(fds.ct);
+    CloseFd(fds.dump);
+    CloseFd(fds.ifname);
+    for (int& fd : group_fds) CloseFd(fd);
+    Shutdown();
+  };
+  // Everything namespace-bound is created in one helper-thread trip. Each NFLOG group gets its
+  // own socket: a group another program holds can then be retried later (BindNflog) on a socket
+  // the reader does not read, while the reader reads the groups that are ours.
   NsError r = RunInNetns(netns_, [&](const char** sc) -> int {
     int fd;
     if (conntrack_) {
       if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
-      fds_.ct = fd;
-      for (unsigned g : {unsigned(NFNLGRP_CONNTRACK_NEW), unsigned(NFNLGRP_CONNTRACK_UPDATE),
-                         unsigned(NFNLGRP_CONNTRACK_DESTROY)}) {
-        if (int e = NlJoinGroup(fds_.ct, g)) return *sc = "membership", e;
+      fds.ct = fd;
+      // NEW and DESTROY keep the occupancy exact (a NEW missed in an overrun comes back with
+      // the resync dump); UPDATE, two thirds of a TCP connection's events, only while someone
+      // reads events (SetUpdates).
+      for (unsigned g : {unsigned(NFNLGRP_CONNTRACK_NEW), unsigned(NFNLGRP_CONNTRACK_DESTROY)}) {
+        if (int e = NlJoinGroup(fds.ct, g)) return *sc = "membership", e;
       }
-      if ((ct_rcvbuf = NlSetRcvbuf(fds_.ct, rcvbuf_)) < 0) return *sc = "setsockopt", -ct_rcvbuf;
+      if (updates_) {
+        if (int e = NlJoinGroup(fds.ct, NFNLGRP_CONNTRACK_UPDATE)) return *sc = "membership", e;
+      }
+      if ((ct_rcvbuf = NlSetRcvbuf(fds.ct, rcvbuf_)) < 0) return *sc = "setsockopt", -ct_rcvbuf;
       if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
-      fds_.dump = fd;
+      fds.dump = fd;
     }
     if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
     stats_fd_ = fd;
-    if (want_nflog) {
+    for (size_t i = 0; i < groups_.size(); i++) {
       if ((fd = NlOpen()) < 0) return *sc = "socket", -fd;
-      fds_.nflog = fd;
+      group_fds[i] = fd;
       if ((nl_rcvbuf = NlSetRcvbuf(fd, rcvbuf_)) < 0) return *sc = "setsockopt", -nl_rcvbuf;
-      fds_.ifname = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);  // names only; may fail
     }
+    if (!groups_.empty()) fds.ifname = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);  // may fail
     for (int i = 0; i < kSysCount; i++) sysctl_fds_[i] = open(kSysctlPaths[i], O_RDONLY | O_CLOEXEC);
     return 0;
   });
   if (r.err) {
-    Shutdown();
+    close_all();
     ThrowSys(env, r.err, r.syscall);
     return env.Undefined();
   }
-  uint32_t seq = 0;
-  for (uint16_t g : groups_) {
-    if (int e = NflogBind(fds_.nflog, g, &seq)) {
-      Shutdown();
-      ThrowSys(env, e, "nflog-bind", g);
-      return env.Undefined();
-    }
+  // Bind what we can; report every group's errno (0 = bound) and let JS decide whether a
+  // group held elsewhere is fatal (asked for explicitly) or retried (chosen from the ruleset).
+  Napi::Array results = Napi::Array::New(env, groups_.size());
+  for (size_t i = 0; i < groups_.size(); i++) {
+    int e = NflogBind(group_fds[i], groups_[i], &nflog_seq_);
+    Napi::Object g = Napi::Object::New(env);
+    g.Set("group", Napi::Number::New(env, groups_[i]));
+    g.Set("errno", Napi::Number::New(env, e));
+    results.Set(uint32_t(i), g);
   }
   // 500 µs of events fits a buffer of 8 MiB and more even at the kernel's ≈ 400k events/s.
-  ropts_.coalesce_us = ct_rcvbuf >= (8 << 20) ? 500 : 0;
+  copts_.coalesce_us = ct_rcvbuf >= (8 << 20) ? 500 : 0;
   tsfn_ = BatchTsfn::New(env, on_batch_.Value(), "natwatch-netlink", queue_, 1);
-  reader_ = new Reader(fds_, ropts_, tsfn_);
-  if (int e = reader_->Start()) {
-    delete reader_;
-    reader_ = nullptr;
+  ChannelOptions co = copts_;
+  co.batch_ms = updates_ ? copts_.batch_ms : quiet_batch_ms_;
+  Channel* ch = new Channel(fds, co, tsfn_);
+  fds = ChannelFds{};  // the channel owns them now
+  for (size_t i = 0; i < groups_.size(); i++) {
+    if (results.Get(uint32_t(i)).As<Napi::Object>().Get("errno").As<Napi::Number>().Int32Value() == 0) {
+      ch->AddNflogFd(group_fds[i]);
+    } else {
+      unbound_.push_back({groups_[i], group_fds[i]});
+    }
+    group_fds[i] = -1;
+  }
+  ct_fd_ = ch->CtFd();
+  reader_ = &EnvReader(env);
+  if (int e = reader_->Add(ch)) {  // the first source starts the thread: that can fail
+    ct_fd_ = -1;
     Shutdown();
-    ThrowSys(env, e, "reader-start");  // eventfd, buffer or thread
+    ThrowSys(env, e, "reader-start");  // epoll, eventfd, buffer or thread
     return env.Undefined();
   }
+  channel_ = ch;
   napi_add_env_cleanup_hook(env, CleanupHook, this);
   hook_ = true;
   Napi::Object out = Napi::Object::New(env);
   out.Set("conntrack", Napi::Number::New(env, ct_rcvbuf));
   out.Set("nflog", Napi::Number::New(env, nl_rcvbuf));
+  out.Set("groups", results);
   return out;
 }
 
+// bindNflog(group) → errno (0: bound now, and read from here on). Retries a group whose first
+// bind failed, on its own socket, synchronously (acks come at once; bounded by the config
+// timeout). EPERM/EBUSY while the other program still holds it.
+Napi::Value Source::BindNflog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "bindNflog(group)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const uint32_t group = info[0].As<Napi::Number>().Uint32Value();
+  for (size_t i = 0; i < unbound_.size(); i++) {
+    if (unbound_[i].group != group) continue;
+    if (!channel_) return Napi::Number::New(env, EBADF);
+    int e = NflogBind(unbound_[i].fd, uint16_t(group), &nflog_seq_);
+    if (e == 0) {
+      reader_->AddNflog(channel_, unbound_[i].fd);
+      unbound_.erase(unbound_.begin() + long(i));
+    }
+    return Napi::Number::New(env, e);
+  }
+  return Napi::Number::New(env, ENOENT);  // not one of ours, or bound already
+}
+
 Napi::Value Source::Resync(const Napi::CallbackInfo& info) {
-  if (reader_) reader_->RequestDump();
+  if (channel_) reader_->RequestDump(channel_);
   return info.Env().Undefined();
+}
+
+// setUpdates(on): joins or leaves NFNLGRP_CONNTRACK_UPDATE on the live event socket. Membership
+// belongs to the socket (its namespace was fixed at creation), so no namespace trip; the reader
+// thread keeps reading the same fd (setsockopt and recv on one socket from two threads is
+// fine). Before start() it only sets what start() joins.
+Napi::Value Source::SetUpdates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) {
+    Napi::TypeError::New(env, "setUpdates(boolean)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const bool on = info[0].As<Napi::Boolean>().Value();
+  if (on == updates_) return env.Undefined();
+  if (ct_fd_ >= 0) {
+    int e = on ? NlJoinGroup(ct_fd_, NFNLGRP_CONNTRACK_UPDATE)
+               : NlLeaveGroup(ct_fd_, NFNLGRP_CONNTRACK_UPDATE);
+    if (e) {
+      ThrowSys(env, e, "membership");
+      return env.Undefined();
+    }
+  }
+  updates_ = on;
+  // Someone reads events: hand them over promptly; tracking alone needs no 5 ms latency and
+  // pays per hand-over (a JS call), so it gets the longer window.
+  if (channel_) channel_->SetBatchMs(on ? copts_.batch_ms : quiet_batch_ms_);
+  return env.Undefined();
 }
 
 namespace {
@@ -223,6 +309,7 @@ Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
   uint8_t batch[kHeaderSize + kStRecordSize] = {};
   uint8_t* rec = batch + kHeaderSize;
   StatsCtx ctx{rec, {}, false};
+  uint32_t foreign = 0;
   alignas(nlmsghdr) uint8_t req[64];
   const uint16_t types[2] = {IPCTNL_MSG_CT_GET_STATS_CPU, IPCTNL_MSG_CT_GET_STATS};
   for (int i = 0; i < 2; i++) {
@@ -231,7 +318,7 @@ Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
     nlmsghdr* nlh = NlStart(req, sizeof(req), uint16_t((NFNL_SUBSYS_CTNETLINK << 8) | types[i]),
                             flags, AF_UNSPEC, 0, ++stats_seq_);
     int e = NlSend(stats_fd_, nlh);
-    if (!e) e = NlTransact(stats_fd_, stats_seq_, kStatsTimeoutMs, OnStats, &ctx);
+    if (!e) e = NlTransact(stats_fd_, stats_seq_, kStatsTimeoutMs, OnStats, &ctx, &foreign);
     if (e) {
       ThrowSys(env, e, i == 0 ? "ct-get-stats-cpu" : "ct-get-stats");
       return env.Undefined();
@@ -246,6 +333,7 @@ Napi::Value Source::ReadStats(const Napi::CallbackInfo& info) {
   std::memcpy(batch + kHdrRecordSize, &rsize, 4);
   std::memcpy(batch + kHdrDecodeErrors, &ctx.c.errors, 4);
   std::memcpy(batch + kHdrUnknownAttrs, &ctx.c.unknown, 4);
+  std::memcpy(batch + kHdrForeign, &foreign, 4);
   return Napi::Buffer<uint8_t>::Copy(env, batch, sizeof(batch));
 }
 
@@ -265,12 +353,12 @@ Napi::Value Source::ReadSysctls(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Source::Ref(const Napi::CallbackInfo& info) {
-  if (reader_) tsfn_.Ref(info.Env());
+  if (channel_) tsfn_.Ref(info.Env());
   return info.Env().Undefined();
 }
 
 Napi::Value Source::Unref(const Napi::CallbackInfo& info) {
-  if (reader_) tsfn_.Unref(info.Env());
+  if (channel_) tsfn_.Unref(info.Env());
   return info.Env().Undefined();
 }
 

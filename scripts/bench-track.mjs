@@ -149,8 +149,8 @@ async function throughput() {
   const TICKS = 50;
   for (let i = 0; i < TICKS; i++) { clock.t += 1000; await s.tick(); }
   const tickMs = Number(process.hrtime.bigint() - e0) / 1e6 / TICKS;
-  await s.close();
   const tr = s.tracker;
+  await s.close();
   return {
     tickMs,
     records: total,
@@ -159,7 +159,7 @@ async function throughput() {
     perSecInclGen: Math.round(total / (ns / 1e9)),
     cpuUsPerEvent: ((cpu.user + cpu.system) * 1000 - fillNs) / 1000 / total,
     liveFlows: tr.liveFlows,
-    keys: tr.occ.count,
+    keys: tr.keys.count,
   };
 }
 
@@ -192,7 +192,7 @@ async function memory(keys, n = 1_000_000) {
   const m1 = process.memoryUsage();
   const heap = m1.heapUsed - m0.heapUsed;
   const ab = m1.arrayBuffers - m0.arrayBuffers;
-  const r = { flows: tracker.liveFlows, keys: tracker.occ.count, heapPerFlow: heap / n, arrayBuffersPerFlow: ab / n, totalPerFlow: (heap + ab) / n };
+  const r = { flows: tracker.liveFlows, keys: tracker.keys.count, heapPerFlow: heap / n, arrayBuffersPerFlow: ab / n, totalPerFlow: (heap + ab) / n };
   return { r, tracker };
 }
 
@@ -265,5 +265,5 @@ for (const keys of [10_000, 1_000_000]) {
 }
 const lat = await latencyFirst(quick ? 3 : 8);
 const ok = lat.filter((x) => !Number.isNaN(x));
-console.log(`first drop → critical alert (1 s poll, random phase, ${lat.length} runs): mean ${fmt(ok.reduce((a, b) => a + b, 0) / ok.length)} ms, max ${fmt(Math.max(...ok))} ms, missed ${lat.length - ok.length}`);
+console.log(`first drop → critical alert (200 ms counter poll, random phase, ${lat.length} runs): mean ${fmt(ok.reduce((a, b) => a + b, 0) / ok.length)} ms, max ${fmt(Math.max(...ok))} ms, missed ${lat.length - ok.length}`);
 void latency;

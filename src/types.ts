@@ -1,5 +1,9 @@
 // Wire contracts, documented in docs/protocol.md. Tests outside the project rely on these shapes: change them
 // only by versioning the protocol.
+//
+// `netns` on alerts, events and top entries names the namespace a message is about: NAME for
+// /var/run/netns/NAME (given, or found there with `--netns all`), the path as given for any
+// other nsfs path, null for natwatch's own namespace.
 
 export type Family = 'ipv4' | 'ipv6';
 
@@ -15,6 +19,7 @@ export interface Tuple {
 export interface ConntrackEvent {
   type: 'event';
   source: 'conntrack';
+  netns: string | null;
   event: 'new' | 'update' | 'destroy';
   id: number;
   ts: string;
@@ -33,6 +38,7 @@ export interface ConntrackEvent {
 export interface NflogEvent {
   type: 'event';
   source: 'nflog';
+  netns: string | null;
   ts: string;
   group: number;
   prefix: string;
@@ -98,6 +104,7 @@ export interface Alert {
   kind: AlertKind;
   severity: Severity;
   state: 'firing' | 'resolved';
+  netns: string | null;
   key: AlertKey;
   used: number | null;
   capacity: number | null;
@@ -128,6 +135,8 @@ export interface Alert {
 export type CapacitySource = 'flag' | 'config' | 'ruleset' | 'default' | 'unknown' | 'sysctl';
 
 export interface TopEntry {
+  /** Always set by natwatch (optional for entries built by embedders and tests: the streamer's then). */
+  netns?: string | null;
   key: PortKey;
   used: number;
   capacity: number;
@@ -151,13 +160,40 @@ export interface KernelCounters {
   chaintoolong: number;
 }
 
-export interface StatsMessage {
-  type: 'stats';
-  ts: string;
+/**
+ * An NFLOG group natwatch was to bind. Groups chosen from the ruleset are best effort: one that
+ * another program (ulogd) holds is `bound: false` with the reason, and retried.
+ */
+export interface NflogGroupStatus {
+  group: number;
+  bound: boolean;
+  /** Why not bound (null when bound). */
+  reason: string | null;
+  /** The namespace it is bound in, when several are watched (null: natwatch's own). */
+  netns?: string | null;
+}
+
+/** One namespace's part of a stats message. */
+export interface NamespaceStats {
+  netns: string | null;
   conntrack: { count: number; max: number; buckets: number };
   counters: KernelCounters;
   rates: { new: number; destroy: number; drop: number };
   top: TopEntry[];
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  ts: string;
+  /** Watching several namespaces: the sums over them (top: the busiest keys of all). */
+  conntrack: { count: number; max: number; buckets: number };
+  counters: KernelCounters;
+  rates: { new: number; destroy: number; drop: number };
+  top: TopEntry[];
+  /** The NFLOG groups and whether natwatch holds them (absent when the source has none); each with its netns when several namespaces are watched. */
+  nflog?: NflogGroupStatus[];
+  /** Each namespace's own numbers; present only when several namespaces (or `all`) are watched. */
+  namespaces?: NamespaceStats[];
 }
 
 export interface HelloMessage {
@@ -167,6 +203,7 @@ export interface HelloMessage {
   netns: string | null;
   startedAt: string;
   seq: number;
+  nflog?: NflogGroupStatus[];
 }
 
 export interface GapMessage {
@@ -186,6 +223,10 @@ export interface StreamerEvents {
   stats: [StatsMessage];
   event: [WireEvent];
   error: [Error];
+  /** A namespace began to be watched, or stopped (deleted or excluded under `--netns all`). */
+  namespace: [{ netns: string | null; state: 'watching' | 'gone' }];
+  /** Worth a log line, not a failure (an NFLOG group another program holds, then takes back). */
+  warning: [string];
 }
 
 export type Readiness = 'starting' | 'ok' | 'degraded';
@@ -201,8 +242,16 @@ export interface StreamerLike {
   readonly seq: number;
   top(): TopEntry[];
   lastStats(): StatsMessage | null;
+  /** The namespace watched (its name; null: natwatch's own), or the `--netns` values joined by ',' when several are. */
   readonly netns: string | null;
   readonly startedAt: string;
+  /**
+   * Holds conntrack UPDATE events on (the kernel sends only NEW and DESTROY otherwise) until
+   * the returned release function is called; a refcount, for consumers of `event` messages.
+   */
+  retainEvents(): () => void;
+  /** The NFLOG groups and whether they are bound (hello, stats, metrics). */
+  nflogGroups(): NflogGroupStatus[];
   /**
    * For /healthz: 'starting' until the first table dump ended and the counters were read once,
    * 'degraded' while a source has failed and is being re-opened, else 'ok'.

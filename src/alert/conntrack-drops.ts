@@ -3,7 +3,7 @@
 // deltas; resolved after dropsQuietMs without such drops.
 import type { KernelCounters } from '../types.js';
 import type { Clock } from './clock.js';
-import type { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 const KEY = '';
@@ -13,7 +13,7 @@ export class ConntrackDropsRule {
   private lastDropMs = 0;
 
   constructor(
-    private readonly engine: AlertEngine,
+    private readonly engine: AlertSink,
     private readonly clock: Clock,
     private readonly t: Thresholds,
   ) {}
@@ -40,5 +40,5 @@ export class ConntrackDropsRule {
 }
 
 function dropsMessage(total: number, d: Record<string, number>): string {
-  return `Conntrack dropped ${total} packet${total === 1 ? '' : 's'} (last second: insert_failed +${d.insert_failed}, drop +${d.drop}, clash_resolve +${d.clash_resolve}, chaintoolong +${d.chaintoolong}) while no NAT destination is at capacity and the table has room; check for tuple clashes (parallel UDP/DNS from one socket), long hash chains (raise nf_conntrack_buckets) or rules dropping invalid packets`;
+  return `Conntrack dropped ${total} packet${total === 1 ? '' : 's'} (latest counter poll: insert_failed +${d.insert_failed}, drop +${d.drop}, clash_resolve +${d.clash_resolve}, chaintoolong +${d.chaintoolong}) while no NAT destination is at capacity and the table has room; check for tuple clashes (parallel UDP/DNS from one socket), long hash chains (raise nf_conntrack_buckets) or rules dropping invalid packets`;
 }

@@ -21,7 +21,12 @@ export interface Observation {
   detail?: Record<string, unknown>;
   /** The message, given the alert's drops total and severity. */
   message: (drops: number, severity: Severity) => string;
+  /** The namespace the alert is about (null or absent: natwatch's own); see AlertScope. */
+  netns?: string | null;
 }
+
+/** What a rule calls: the engine, or one namespace's scope of it (src/alert/scope.ts). */
+export type AlertSink = Pick<AlertEngine, 'observe' | 'resolve' | 'isFiring'>;
 
 interface Live {
   alert: Alert;
@@ -126,6 +131,7 @@ export class AlertEngine {
       kind,
       severity,
       state: 'firing',
+      netns: o.netns ?? null,
       key,
       used: o.used,
       capacity: o.capacity,

@@ -7,7 +7,7 @@
 // ends it. The resolved alert carries the episode's total.
 import type { LossReport } from '../source/types.js';
 import type { Clock } from './clock.js';
-import type { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 const KEY = '';
@@ -31,10 +31,10 @@ export function addLoss(c: LossCounts, r: LossReport): void {
 
 /**
  * Events lost, from summed counts. The socket's drop counter is exact; when it could not be
- * read (0) each ENOBUFS still stands for at least one event. Records dropped in our own queue
- * come on top (the kernel delivered them). A lost NFLOG packet is counted twice, as a kernel
- * drop (per datagram, which may hold several packets) and as a sequence gap (per packet): the
- * larger of the two is the count.
+ * read (0) each ENOBUFS still stands for at least one event. Events the reader lost itself
+ * (truncated datagrams) come on top (the kernel delivered them). A lost NFLOG packet is
+ * counted twice, as a kernel drop (per datagram, which may hold several packets) and as a
+ * sequence gap (per packet): the larger of the two is the count.
  */
 export function lostEvents(c: LossCounts): number {
   const kernel = c.kernelDrops > 0 ? c.kernelDrops : c.enobufs;
@@ -54,7 +54,7 @@ export class EventLossRule {
   resyncs = 0;
 
   constructor(
-    private readonly engine: AlertEngine,
+    private readonly engine: AlertSink,
     private readonly clock: Clock,
     private readonly t: Thresholds,
   ) {}
@@ -153,5 +153,5 @@ function sources(c: LossCounts): string {
     c.kernelDrops > 0
       ? `${c.kernelDrops} the kernel could not queue (ENOBUFS ×${c.enobufs})`
       : `ENOBUFS ×${c.enobufs} (the kernel's drop count was unavailable: at least one event each)`;
-  return `${kernel}, ${c.dropped} dropped in the queue`;
+  return `${kernel}, ${c.dropped} lost in the reader`;
 }

@@ -11,7 +11,7 @@ import type { NflogKey, NflogRuleKey } from '../types.js';
 import type { NflogView } from '../source/types.js';
 import { protoName } from '../source/names.js';
 import type { Clock } from './clock.js';
-import type { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 interface Entry {
@@ -54,7 +54,7 @@ export class NflogDropRule {
   overflow = 0;
 
   constructor(
-    private readonly engine: AlertEngine,
+    private readonly engine: AlertSink,
     private readonly clock: Clock,
     private readonly t: Thresholds,
   ) {}

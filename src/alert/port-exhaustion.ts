@@ -6,8 +6,8 @@
 // cannot place).
 import { endpoint } from '../endpoint.js';
 import type { PortKey, Severity } from '../types.js';
-import type { Tracker } from '../track/tracker.js';
-import type { AlertEngine } from './engine.js';
+import type { KeyTable } from '../track/key-table.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 export interface PortTick {
@@ -29,8 +29,8 @@ export class PortExhaustionRule {
   private readonly atCap: number[] = [];
 
   constructor(
-    private readonly tracker: Tracker,
-    private readonly engine: AlertEngine,
+    private readonly keys: KeyTable,
+    private readonly engine: AlertSink,
     private readonly t: Thresholds,
   ) {}
 
@@ -40,18 +40,15 @@ export class PortExhaustionRule {
   }
 
   evaluate(tick: PortTick): PortResult {
-    const { occ } = this.tracker;
+    const keys = this.keys;
     const atCap = this.atCap;
     atCap.length = 0;
     const cand: number[] = [];
-    for (let k = 0; k < occ.high; k++) {
-      const used = occ.used[k]!;
-      if (used === 0) continue;
-      const cap = this.tracker.capacityOf(k);
-      if (cap <= 0) continue;
+    keys.forEachBusy((k, used, cap) => {
+      if (cap <= 0) return;
       if (used >= cap) atCap.push(k);
       if (used >= cap * this.t.portWarning && !this.firing.has(k)) cand.push(k);
-    }
+    });
     let attributed = 0;
     const share = new Map<number, number>();
     if (tick.drops > 0 && atCap.length > 0) {
@@ -61,12 +58,12 @@ export class PortExhaustionRule {
         const n = each + (extra-- > 0 ? 1 : 0);
         if (n === 0) continue;
         share.set(k, n);
-        this.tracker.addDrops(k, tick.nowSec, n);
+        keys.addDrops(k, tick.nowSec, n);
         attributed += n;
       }
     }
     for (const [k, str] of this.firing) {
-      if (occ.keyString(k) !== str) {
+      if (keys.identity(k) !== str) {
         // The key was forgotten (idle and evicted): its flows are gone.
         this.firing.delete(k);
         this.engine.resolve(kindOf(str), str, { used: 0 });
@@ -81,11 +78,11 @@ export class PortExhaustionRule {
   }
 
   private judge(k: number, tick: PortTick, drops: number): void {
-    const { occ, rings } = this.tracker;
-    const used = occ.used[k]!;
-    const cap = this.tracker.capacityOf(k);
+    const keys = this.keys;
+    const used = keys.used(k);
+    const cap = keys.capacityOf(k);
     const util = cap > 0 ? used / cap : 0;
-    const str = occ.keyString(k);
+    const str = keys.identity(k);
     const kind = kindOf(str);
     let sev: Severity | null = null;
     if (util >= this.t.portCritical || (used >= cap && drops > 0)) sev = 'critical';
@@ -98,12 +95,12 @@ export class PortExhaustionRule {
     let eta: number | null = null;
     if (used >= cap) eta = 0;
     else {
-      const slope = rings.slope(k, tick.nowSec, this.t.trendSeconds, used);
+      const slope = keys.trend(k, tick.nowSec, this.t.trendSeconds);
       if (slope > 0) eta = Math.round((cap - used) / slope);
     }
-    const key = occ.key(k);
-    const addrs = occ.addrs[k]!;
-    const src = this.tracker.capacity.infoOf(occ.local[k] === 1, key);
+    const key = keys.key(k);
+    const addrs = keys.natAddrs(k);
+    const src = keys.capacityInfo(k);
     this.firing.set(k, str);
     this.engine.observe(kind, str, key, sev, {
       used,

@@ -1,11 +1,12 @@
-// Every rule, evaluated once per counter snapshot: the kernel counter deltas are computed here
-// once and handed to the rules that read them. The streamer owns the timing, this owns the order.
+// One namespace's rules, evaluated once per counter snapshot: the kernel counter deltas are
+// computed here once and handed to the rules that read them. The streamer owns the timing, this
+// owns the order; the alerts go to the process's one engine through the namespace's scope.
 import type { CounterSnapshot } from '../source/types.js';
 import type { Tracker } from '../track/tracker.js';
-import type { Alert, KernelCounters } from '../types.js';
+import type { KernelCounters } from '../types.js';
 import type { Clock } from './clock.js';
 import { ConntrackDropsRule } from './conntrack-drops.js';
-import { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import { EventLossRule } from './event-loss.js';
 import { NflogDropRule } from './nflog-drop.js';
 import { PortExhaustionRule } from './port-exhaustion.js';
@@ -15,27 +16,30 @@ import type { Thresholds } from './thresholds.js';
 const COUNTER_FIELDS: Array<keyof KernelCounters> = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong'];
 
 export class AlertRules {
-  readonly engine: AlertEngine;
   readonly port: PortExhaustionRule;
   readonly table: TableFullRule;
   readonly drops: ConntrackDropsRule;
   readonly nflog: NflogDropRule;
   readonly loss: EventLossRule;
   private prev: KernelCounters | null = null;
+  /**
+   * Drops no full key or table explained, held back one poll with the deltas they came in:
+   * the counters are read on the JavaScript thread while the events of the flows that filled a
+   * key may still wait in a batch (a few ms), so the key may reach capacity at the next poll.
+   */
+  private held: { drops: number; delta: KernelCounters } | null = null;
 
   constructor(
     private readonly tracker: Tracker,
+    sink: AlertSink,
     clock: Clock,
     t: Thresholds,
-    emit: (a: Alert) => void,
-    ringSize?: number,
   ) {
-    this.engine = new AlertEngine(clock, emit, t, ringSize);
-    this.port = new PortExhaustionRule(tracker, this.engine, t);
-    this.table = new TableFullRule(this.engine, t);
-    this.drops = new ConntrackDropsRule(this.engine, clock, t);
-    this.nflog = new NflogDropRule(this.engine, clock, t);
-    this.loss = new EventLossRule(this.engine, clock, t);
+    this.port = new PortExhaustionRule(tracker.keys, sink, t);
+    this.table = new TableFullRule(sink, t);
+    this.drops = new ConntrackDropsRule(sink, clock, t);
+    this.nflog = new NflogDropRule(sink, clock, t);
+    this.loss = new EventLossRule(sink, clock, t);
   }
 
   /** Runs every rule against a snapshot; returns the counter deltas since the previous one. */
@@ -53,8 +57,15 @@ export class AlertRules {
     const drops = Math.max(delta.insert_failed, delta.drop);
     const tableFull = this.table.evaluate({ count: snap.count, max: lim.max, dDrop: delta.drop, dEarlyDrop: delta.early_drop });
     // With the table full, drops are the table's; otherwise they go to keys at capacity.
-    const port = this.port.evaluate({ nowSec, drops: tableFull ? 0 : drops });
-    this.drops.evaluate(drops, tableFull || port.atCapacity > 0, delta);
+    const held = this.held;
+    this.held = null;
+    const port = this.port.evaluate({ nowSec, drops: tableFull ? 0 : drops + (held?.drops ?? 0) });
+    if (tableFull || port.atCapacity > 0) this.drops.evaluate(drops, true, delta);
+    else {
+      // What was held and is still unexplained is conntrack_drops now; this poll's drops wait.
+      if (drops > 0) this.held = { drops, delta };
+      this.drops.evaluate(held?.drops ?? 0, false, held?.delta ?? delta);
+    }
     this.nflog.tick();
     this.loss.tick();
     return delta;

@@ -2,7 +2,7 @@
 // (the kernel evicting entries to make room), or drops while above the warning line is critical;
 // resolved below tableResolve.
 import type { Severity } from '../types.js';
-import type { AlertEngine } from './engine.js';
+import type { AlertSink } from './engine.js';
 import type { Thresholds } from './thresholds.js';
 
 export interface TableTick {
@@ -16,7 +16,7 @@ const KEY = '';
 
 export class TableFullRule {
   constructor(
-    private readonly engine: AlertEngine,
+    private readonly engine: AlertSink,
     private readonly t: Thresholds,
   ) {}
 

@@ -15,6 +15,19 @@ export function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof p
 
 export { netnsPath } from '../netns.js';
 
+/**
+ * `--netns` (repeatable: a name, a path, or `all`) and `--netns-exclude GLOB` (repeatable, only
+ * with `all`), checked; values stay as given (output names namespaces by them).
+ */
+export function netnsFlags(netns: string[] | undefined, exclude: string[] | undefined): { netns: string[]; exclude: string[] } {
+  const values = netns ?? [];
+  for (const v of values) if (v === '') throw new UsageError('--netns: empty name');
+  const ex = exclude ?? [];
+  if (ex.length > 0 && !values.includes('all')) throw new UsageError('--netns-exclude: only with --netns all');
+  for (const g of ex) if (g === '' || g.includes('/')) throw new UsageError(`--netns-exclude: '${g}' is not a name pattern (a glob such as 'cni-*')`);
+  return { netns: values, exclude: ex };
+}
+
 export function intFlag(flag: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new UsageError(`--${flag}: '${value}' is not a number`);

@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../errors.js';
 import { isIP } from 'node:net';
 import type { NatRuleConfig } from '../track/capacity.js';
-import { netnsPath, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
+import { netnsFlags, RCVBUF_MAX, RCVBUF_MIN, sizeFlag } from './args.js';
 import { isLogLevel } from '../log.js';
 import { isLoopback, normalizeOrigin, parseListen } from '../server/auth.js';
 import { thresholds as checkThresholds } from '../alert/thresholds.js';
@@ -13,7 +13,10 @@ import { thresholds as checkThresholds } from '../alert/thresholds.js';
 export interface ServeSettings {
   host: string;
   port: number;
-  netns: string | null;
+  /** `--netns` values as given ([]: natwatch's own namespace; 'all': every one, followed). */
+  netns: string[];
+  /** `--netns-exclude` globs (with 'all'). */
+  netnsExclude: string[];
   natPorts: [number, number] | null;
   nflogGroups: number[];
   token: string | null;
@@ -33,6 +36,8 @@ export interface ServeSettings {
   natRules: NatRuleConfig[] | null;
   /** Netlink receive buffer (SO_RCVBUFFORCE); null: the source's default (64 MiB). */
   rcvbufBytes: number | null;
+  /** Retry interval for a ruleset NFLOG group another program holds; null: 30 s. */
+  nflogRetryMs: number | null;
   /** Alertmanager base URLs to push alerts to (`--alertmanager`, config `alertmanagers`). */
   alertmanagers: string[];
   /** `instance` label of pushed alerts; null: the host name. */
@@ -42,8 +47,8 @@ export interface ServeSettings {
 /** Raw values: flags as strings, file fields as parsed JSON/YAML. */
 export type RawSettings = Partial<
   Record<
-    | 'listen' | 'netns' | 'natPorts' | 'nflogGroups' | 'token' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf'
-    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'alertmanagers' | 'instance',
+    | 'listen' | 'netns' | 'netnsExclude' | 'natPorts' | 'nflogGroups' | 'token' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'logLevel' | 'thresholds' | 'natRules' | 'rcvbuf'
+    | 'allowOrigins' | 'allowHosts' | 'insecurePlaintext' | 'maxClients' | 'alertmanagers' | 'instance' | 'nflogRetry',
     unknown
   >
 >;
@@ -51,6 +56,8 @@ export type RawSettings = Partial<
 const FILE_FIELDS: Record<string, keyof RawSettings> = {
   listen: 'listen',
   netns: 'netns',
+  netnsExclude: 'netnsExclude',
+  'netns-exclude': 'netnsExclude',
   natPorts: 'natPorts',
   'nat-ports': 'natPorts',
   nflogGroups: 'nflogGroups',
@@ -77,6 +84,8 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
   natRules: 'natRules',
   'nat-rules': 'natRules',
   rcvbuf: 'rcvbuf',
+  nflogRetry: 'nflogRetry',
+  'nflog-retry': 'nflogRetry',
   alertmanagers: 'alertmanagers',
   alertmanager: 'alertmanagers',
   instance: 'instance',
@@ -85,6 +94,7 @@ const FILE_FIELDS: Record<string, keyof RawSettings> = {
 const FLAG: Record<keyof RawSettings, string> = {
   listen: '--listen',
   netns: '--netns',
+  netnsExclude: '--netns-exclude',
   natPorts: '--nat-ports',
   nflogGroups: '--nflog-group',
   token: '--token',
@@ -99,6 +109,7 @@ const FLAG: Record<keyof RawSettings, string> = {
   thresholds: 'thresholds',
   natRules: 'natRules',
   rcvbuf: '--rcvbuf',
+  nflogRetry: '--nflog-retry',
   alertmanagers: '--alertmanager',
   instance: '--instance',
 };
@@ -156,11 +167,12 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}, env:
   }
   // Names and values checked now: a typo is a one-line error at start, or a refused reload.
   if (thresholds !== undefined) checkThresholds(thresholds as Record<string, unknown>);
-  const netns = str('netns', pick('netns'));
+  const ns = netnsFlags(strList('netns', pick('netns')), strList('netnsExclude', pick('netnsExclude')));
   return {
     host: addr.host,
     port: addr.port,
-    netns: netnsPath(netns),
+    netns: ns.netns,
+    netnsExclude: ns.exclude,
     natPorts: portRange('--nat-ports', pick('natPorts')),
     nflogGroups: groups(pick('nflogGroups')),
     token,
@@ -175,9 +187,18 @@ export function resolveSettings(flags: RawSettings, file: RawSettings = {}, env:
     thresholds: (thresholds as Record<string, unknown> | undefined) ?? null,
     natRules: natRules(pick('natRules')),
     rcvbufBytes: sizeFlag('rcvbuf', pick('rcvbuf'), RCVBUF_MIN, RCVBUF_MAX) ?? null,
+    nflogRetryMs: seconds('--nflog-retry', pick('nflogRetry'), 1, 3600),
     alertmanagers: alertmanagerUrls(pick('alertmanagers')),
     instance: optionalName('instance', pick('instance')),
   };
+}
+
+/** Whole seconds in [lo, hi] (a flag's string or a file's number) → ms; null when unset. */
+function seconds(name: string, v: unknown, lo: number, hi: number): number | null {
+  if (v === undefined || v === null) return null;
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new UsageError(`${name}: '${String(v)}' is not a number of seconds ${lo}-${hi}`);
+  return n * 1000;
 }
 
 /** --token / --token-file, then NATWATCH_TOKEN, then the file's token / tokenFile. */
@@ -263,6 +284,16 @@ function str(k: keyof RawSettings, v: unknown): string | undefined {
   if (typeof v === 'number' && k === 'token') return String(v);
   if (typeof v !== 'string') throw new UsageError(`${FLAG[k]}: expected a string`);
   return v;
+}
+
+/** A flag given several times, or a file field holding one string or a list of them. */
+function strList(k: keyof RawSettings, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((x) => {
+    if (typeof x !== 'string') throw new UsageError(`${FLAG[k]}: expected a string or a list of strings`);
+    return x;
+  });
 }
 
 function portRange(name: string, v: unknown): [number, number] | null {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from './args.js';
 import { UsageError } from '../errors.js';
-import { checkNetns } from '../doctor/facts.js';
+import { checkNetns, netnsPath } from '../netns.js';
 import { flushLogs, logger, setupLogging, type Logger } from '../log.js';
 import { readConfigFile, resolveSettings, type RawSettings, type ServeSettings } from './serve-config.js';
 import { startServer, type StandaloneServer } from '../server/index.js';
@@ -22,9 +22,12 @@ const HELP = `usage: natwatch serve [options]
 
   --listen HOST:PORT     where to listen (default 127.0.0.1:7600); a non-loopback address needs
                          a token and TLS
-  --netns NAME|PATH      network namespace to watch (NAME = /var/run/netns/NAME)
+  --netns NAME|PATH|all  network namespace to watch (NAME = /var/run/netns/NAME); repeatable;
+                         'all' = natwatch's own plus every one under /var/run/netns, followed
+  --netns-exclude GLOB   with --netns all: leave out names matching GLOB (repeatable)
   --nat-ports A-B        NAT source port range, when the ruleset does not say it
   --nflog-group N        NFLOG group to bind (repeatable; default: groups named by the ruleset)
+  --nflog-retry S        retry a ruleset group another program holds every S seconds (default 30)
   --token-file F         require 'Authorization: Bearer T' (or '?token=T') with T read from F,
                          which only its owner may read (not for /healthz); re-read on SIGHUP
   --token T              the same with T on the command line (visible in the process list)
@@ -60,7 +63,8 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     options: {
       listen: { type: 'string' },
-      netns: { type: 'string' },
+      netns: { type: 'string', multiple: true },
+      'netns-exclude': { type: 'string', multiple: true },
       'nat-ports': { type: 'string' },
       'nflog-group': { type: 'string', multiple: true },
       token: { type: 'string' },
@@ -74,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'log-level': { type: 'string' },
       rcvbuf: { type: 'string' },
+      'nflog-retry': { type: 'string' },
       alertmanager: { type: 'string', multiple: true },
       instance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -86,6 +91,7 @@ export async function run(argv: string[]): Promise<number> {
   const flags: RawSettings = {
     listen: values.listen,
     netns: values.netns,
+    netnsExclude: values['netns-exclude'],
     natPorts: values['nat-ports'],
     nflogGroups: values['nflog-group'],
     token: values.token,
@@ -97,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
     allowHosts: values['allow-host'],
     maxClients: values['max-clients'],
     logLevel: values['log-level'],
+    nflogRetry: values['nflog-retry'],
     rcvbuf: values.rcvbuf,
     alertmanagers: values.alertmanager,
     instance: values.instance,
@@ -104,7 +111,7 @@ export async function run(argv: string[]): Promise<number> {
   const configPath = values.config;
   const settings = resolveSettings(flags, configPath ? readConfigFile(configPath) : {});
   const tls = settings.tlsCert ? { cert: readPem('--tls-cert', settings.tlsCert), key: readPem('--tls-key', settings.tlsKey!) } : undefined;
-  if (settings.netns !== null) checkNetns(settings.netns);
+  for (const v of settings.netns) if (v !== 'all') checkNetns(netnsPath(v)!);
 
   setupLogging({ level: settings.logLevel });
   const log = logger('serve');
@@ -116,6 +123,8 @@ export async function run(argv: string[]): Promise<number> {
   // own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the ruleset read).
   let early: Error[] | null = [];
   streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
+  streamer.on('namespace', (n) => log.info({ netns: n.netns }, n.state === 'watching' ? 'watching namespace' : 'namespace gone'));
+  streamer.on('warning', (message) => log.warn(message));
   await streamer.start();
   for (const err of early) log.error({ err: err.message }, 'streamer error');
   early = null;
@@ -195,12 +204,14 @@ export function installFatalHandlers(log: Logger, exit: (code: number) => void =
 
 function streamerOptions(s: ServeSettings): StreamerOptions {
   return {
-    ...(s.netns !== null ? { netns: s.netns } : {}),
+    ...(s.netns.length > 0 ? { netns: s.netns } : {}),
+    ...(s.netnsExclude.length > 0 ? { netnsExclude: s.netnsExclude } : {}),
     ...(s.natPorts !== null ? { natPorts: s.natPorts } : {}),
     ...(s.nflogGroups.length > 0 ? { nflogGroups: s.nflogGroups } : {}),
     ...(s.thresholds !== null ? { thresholds: s.thresholds as Partial<Thresholds> } : {}),
     ...(s.natRules !== null ? { natRules: s.natRules } : {}),
     ...(s.rcvbufBytes !== null ? { rcvbufBytes: s.rcvbufBytes } : {}),
+    ...(s.nflogRetryMs !== null ? { nflogRetryMs: s.nflogRetryMs } : {}),
   };
 }
 
@@ -252,7 +263,7 @@ export function reload(
   const thresholds = (next.thresholds ?? {}) as Partial<Thresholds>;
   if (next.token !== current.token) server.setToken(next.token);
   streamer.reconfigure({ thresholds, natPorts: next.natPorts, natRules: next.natRules });
-  const restart: string[] = (['host', 'port', 'netns', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes', 'maxClients', 'insecurePlaintext', 'instance'] as const).filter((k) => next[k] !== current[k]);
+  const restart: string[] = (['host', 'port', 'netns', 'netnsExclude', 'tlsCert', 'tlsKey', 'logLevel', 'rcvbufBytes', 'maxClients', 'insecurePlaintext', 'instance'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
   if (String(next.allowOrigins) !== String(current.allowOrigins)) restart.push('allowOrigins');
   if (String(next.allowHosts) !== String(current.allowHosts)) restart.push('allowHosts');
   if (next.alertmanagers.join(' ') !== current.alertmanagers.join(' ')) restart.push('alertmanagers');

@@ -30,6 +30,9 @@ export function printable(v: unknown): string {
   return String(v ?? '').replace(UNPRINTABLE, '');
 }
 
+/** `NETNS: ` before what is about a named namespace (nothing for natwatch's own). */
+const nsText = (netns: string | null | undefined): string => (netns ? `${printable(netns)}: ` : '');
+
 function keyText(key: Alert['key'], destinations?: number): string {
   const k = key as { [F in keyof PortKey]?: PortKey[F] | null } & { prefix?: string; group?: number };
   if (k.prefix !== undefined) {
@@ -60,15 +63,15 @@ export function alertLine(a: Alert, useColor: boolean): string {
   const paint: Paint = !useColor ? plain : a.state === 'resolved' ? color.green : a.severity === 'critical' ? color.red : color.yellow;
   const load = a.used !== null && a.capacity !== null ? ` ${Number(a.used)}/${Number(a.capacity)}` : '';
   const drops = a.drops > 0 ? ` drops ${Number(a.drops)}` : '';
-  return paint(`${printable(t)} ${sev} ${printable(a.state).toUpperCase().padEnd(8)} ${printable(a.kind)} ${keyText(a.key, a.destinations)}${load}${drops} — ${printable(a.message)}`);
+  return paint(`${printable(t)} ${sev} ${printable(a.state).toUpperCase().padEnd(8)} ${printable(a.kind)} ${nsText(a.netns)}${keyText(a.key, a.destinations)}${load}${drops} — ${printable(a.message)}`);
 }
 
 export function eventLine(e: WireEvent): string {
   if (e.source === 'conntrack') {
     const nat = e.nat ? ` [${e.nat} ${endpoint(e.reply.dst, e.reply.dport)}]` : '';
-    return printable(`${e.ts.slice(11, 23)} ${e.event.padEnd(7)} ${e.proto} ${endpoint(e.orig.src, e.orig.sport)} → ${endpoint(e.orig.dst, e.orig.dport)}${nat}`);
+    return printable(`${e.ts.slice(11, 23)} ${nsText(e.netns)}${e.event.padEnd(7)} ${e.proto} ${endpoint(e.orig.src, e.orig.sport)} → ${endpoint(e.orig.dst, e.orig.dport)}${nat}`);
   }
-  return printable(`${e.ts.slice(11, 23)} nflog   ${e.group} "${e.prefix.trim()}" ${e.proto} ${endpoint(e.src, e.sport)} → ${endpoint(e.dst, e.dport)}`);
+  return printable(`${e.ts.slice(11, 23)} ${nsText(e.netns)}nflog   ${e.group} "${e.prefix.trim()}" ${e.proto} ${endpoint(e.src, e.sport)} → ${endpoint(e.dst, e.dport)}`);
 }
 
 export interface ViewState {
@@ -78,8 +81,8 @@ export interface ViewState {
   firing: Map<string, Alert>;
 }
 
-const idOf = (kind: Alert['kind'], key: Alert['key']): string => `${kind}|${JSON.stringify(key)}`;
-export const alertId = (a: Alert): string => idOf(a.kind, a.key);
+const idOf = (kind: Alert['kind'], netns: string | null | undefined, key: Alert['key']): string => `${kind}|${netns ?? ''}|${JSON.stringify(key)}`;
+export const alertId = (a: Alert): string => idOf(a.kind, a.netns, a.key);
 
 function fit(s: string, width: number): string {
   return s.length > width ? s.slice(0, Math.max(0, width - 1)) + '…' : s;
@@ -110,10 +113,10 @@ export function renderBlock(st: ViewState, width: number, useColor: boolean): st
 function topRow(e: TopEntry, st: ViewState, width: number, c: typeof color): string {
   let alert: Alert | undefined;
   for (const kind of ['nat_port_exhaustion', 'local_port_exhaustion'] as const) {
-    alert ??= st.firing.get(idOf(kind, e.key));
+    alert ??= st.firing.get(idOf(kind, e.netns, e.key));
   }
   const row =
-    `${fit(keyText(e.key), 44).padEnd(44)} ${bar(e.utilization, 20)} ${(e.utilization * 100).toFixed(0).padStart(4)}%` +
+    `${fit(nsText(e.netns) + keyText(e.key), 44).padEnd(44)} ${bar(e.utilization, 20)} ${(e.utilization * 100).toFixed(0).padStart(4)}%` +
     ` ${`${e.used}/${e.capacity}`.padStart(13)} ${e.newPerSec.toFixed(e.newPerSec < 10 ? 1 : 0).padStart(7)}` +
     ` ${String(alert?.drops ?? 0).padStart(7)} ${eta(alert?.etaSeconds).padStart(5)}`;
   const paint = e.utilization >= 0.9 ? c.red : e.utilization >= 0.75 ? c.yellow : plain;

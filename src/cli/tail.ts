@@ -1,7 +1,7 @@
 // `natwatch tail [ws://…|wss://…]`: live view. With a URL it follows a server's stream
 // (reconnecting with since=<last seq>); without one it runs the streamer in-process. On a TTY:
 // coloured alert lines above a live table; with --json or a non-TTY stdout: one message per line.
-import { parse, groupsFlag, netnsPath } from './args.js';
+import { parse, groupsFlag, netnsFlags, netnsPath } from './args.js';
 import { UsageError } from '../errors.js';
 import { setupLogging } from '../log.js';
 import type { Alert, ServerMessage, StatsMessage, WireEvent } from '../types.js';
@@ -15,7 +15,9 @@ import { onStdoutClosed, untilSignal, type Stop } from './until-signal.js';
 
 const HELP = `usage: natwatch tail [ws://HOST:PORT|wss://…] [options]
 
-  --netns NAME|PATH   watch this namespace in-process (no URL; needs CAP_NET_ADMIN)
+  --netns NAME|PATH|all  watch this namespace in-process (no URL; needs CAP_NET_ADMIN);
+                      repeatable; 'all' = the own one plus every one under /var/run/netns
+  --netns-exclude GLOB   with --netns all: leave out names matching GLOB (repeatable)
   --nflog-group N     NFLOG group to bind in-process (repeatable)
   --type LIST         alert,stats,event,gap (default alert,stats,gap)
   --token T           bearer token for the server (or NATWATCH_TOKEN)
@@ -42,7 +44,8 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     options: {
-      netns: { type: 'string' },
+      netns: { type: 'string', multiple: true },
+      'netns-exclude': { type: 'string', multiple: true },
       'nflog-group': { type: 'string', multiple: true },
       type: { type: 'string' },
       token: { type: 'string' },
@@ -60,9 +63,11 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`tail: one URL at most, got ${positionals.length}`);
   const url = positionals[0];
   if (url !== undefined && !/^wss?:\/\//.test(url)) throw new UsageError(`tail: '${url}' is not a ws:// or wss:// URL`);
-  if (url !== undefined && (values.netns !== undefined || values['nflog-group'] !== undefined)) {
-    throw new UsageError(`--${values.netns !== undefined ? 'netns' : 'nflog-group'}: only without a URL (the server chooses what it watches)`);
+  const local = (['netns', 'netns-exclude', 'nflog-group'] as const).find((f) => values[f] !== undefined);
+  if (url !== undefined && local !== undefined) {
+    throw new UsageError(`--${local}: only without a URL (the server chooses what it watches)`);
   }
+  const ns = netnsFlags(values.netns, values['netns-exclude']);
   const types = parseTypes(values.type);
   if (values.format !== undefined && !FORMATS.includes(values.format)) throw new UsageError(`--format: '${values.format}' is not one of ${FORMATS.join(', ')}`);
   if (values.json === true && values.format !== undefined && values.format !== 'json') throw new UsageError(`--json: conflicts with --format ${values.format}`);
@@ -71,13 +76,14 @@ export async function run(argv: string[]): Promise<number> {
   const filter = messageFilter(values.dst, values.severity);
   setupLogging({ level: process.env.NATWATCH_LOG_LEVEL ?? 'warn' });
 
-  const sink = format === 'ecs' ? ecsSink(values.netns) : json ? jsonSink() : process.stdout.isTTY === true ? ttySink(types) : lineSink();
+  // ECS documents name one namespace given here; with several, each message's own netns does.
+  const sink = format === 'ecs' ? ecsSink(ns.netns.length === 1 && ns.netns[0] !== 'all' ? ns.netns[0] : undefined) : json ? jsonSink() : process.stdout.isTTY === true ? ttySink(types) : lineSink();
   const out = filter ? filtered(sink, filter) : sink;
   // The live table needs stats even when only alerts are printed.
   const wire = !json && !types.includes('stats') ? [...types, 'stats'] : types;
   return url !== undefined
     ? followServer(url, wire, values.token ?? process.env.NATWATCH_TOKEN, out)
-    : runLocal(values.netns, groupsFlag(values['nflog-group']), wire, out);
+    : runLocal(ns, groupsFlag(values['nflog-group']), wire, out);
 }
 
 function parseTypes(v: string | undefined): string[] {
@@ -173,10 +179,13 @@ function stateText(url: string, s: ConnState, seq: number | null): string {
   }
 }
 
-async function runLocal(netns: string | undefined, groups: number[], types: string[], out: Sink): Promise<number> {
-  const path = netnsPath(netns);
+async function runLocal(ns: { netns: string[]; exclude: string[] }, groups: number[], types: string[], out: Sink): Promise<number> {
   const createStreamer = await loadStreamerFactory();
-  const streamer = createStreamer({ ...(path ? { netns: path } : {}), ...(groups.length ? { nflogGroups: groups } : {}) });
+  const streamer = createStreamer({
+    ...(ns.netns.length ? { netns: ns.netns } : {}),
+    ...(ns.exclude.length ? { netnsExclude: ns.exclude } : {}),
+    ...(groups.length ? { nflogGroups: groups } : {}),
+  });
   const onAlert = (a: Alert): void => out.message(a);
   const onStats = (s: StatsMessage): void => out.message(s);
   const onEvent = (e: WireEvent): void => out.message(e);
@@ -186,7 +195,7 @@ async function runLocal(netns: string | undefined, groups: number[], types: stri
   // Streamer errors are per batch or per poll and the pipeline carries on: show, keep going.
   streamer.on('error', (err) => out.warn(err.message));
   await streamer.start();
-  out.state(`in-process ${path ?? 'current namespace'}`);
+  out.state(`in-process ${ns.netns.length ? `netns ${ns.netns.join(', ')}` : 'current namespace'}`);
   return untilSignal(
     async () => {
       await streamer.close();

@@ -3,7 +3,7 @@
 // table, capacity from the ruleset as serve reads it) and exits.
 import { parse, netnsPath, portRangeFlag } from './args.js';
 import { NatwatchError } from '../errors.js';
-import { checkNetns } from '../doctor/facts.js';
+import { checkNetns } from '../netns.js';
 import { endpoint } from '../endpoint.js';
 import type { EventSource, SourceHandlers } from '../source/types.js';
 import type { StatsMessage } from '../types.js';

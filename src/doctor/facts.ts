@@ -3,11 +3,13 @@
 // interface addresses (netlink, the same model serve uses), and the conntrack table (natwatch's
 // own dump). No external program runs. Facts that cannot be read become nulls or notes that the
 // checks report, never crashes.
-import { readFileSync, statSync } from 'node:fs';
-import { NatwatchError } from '../errors.js';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { checkNetns, netnsName } from '../netns.js';
 import type { KernelFacts } from '../source/facts-codec.js';
 import { buildRuleset, interfacesOf, readKernelFacts, type Ruleset } from '../source/ruleset.js';
 import { dumpTable, type CtSummary } from './conntrack-dump.js';
+import { readNflogBindings, type NflogBindings } from '../source/nflog-bindings.js';
+import type { NflogFacts, NflogHolder } from './checks-nflog.js';
 
 const SYSCTLS = [
   'net/netfilter/nf_conntrack_count',
@@ -39,32 +41,25 @@ export interface Facts {
   interfaces: Map<string, string[]>;
   table: CtSummary | null;
   tableNote: string | null;
+  /** NFLOG groups the ruleset logs to and who holds them; absent when unreadable. */
+  nflog?: NflogFacts;
 }
 
 /** Where the facts come from; tests inject their own. */
 export interface FactReaders {
   kernel(netns: string | null, what: { nft: boolean; legacy: boolean; rtnl: boolean; sysctls: string[] }): Promise<KernelFacts>;
   dumpTable(netns: string | null): Promise<CtSummary>;
+  /** Bound NFLOG groups and netlink sockets in the namespace; without it, nflog is absent. */
+  nflogBindings?(netns: string | null): Promise<NflogBindings>;
 }
 
-const kernelReaders: FactReaders = { kernel: readKernelFacts, dumpTable };
-
-/** A one-line error for a namespace path that is missing or that we may not look at. */
-export function checkNetns(path: string): void {
-  try {
-    statSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') throw new NatwatchError('EPERM', `need root to open network namespace ${path}`);
-    throw new NatwatchError('ENETNS', `network namespace ${path} does not exist`);
-  }
-}
+const kernelReaders: FactReaders = { kernel: readKernelFacts, dumpTable, nflogBindings: async (netns) => readNflogBindings(netns) };
 
 /** Name for `ip netns exec NAME` when the path is one `ip netns add` made. */
 function fixPrefix(netns: string | null): string {
   if (netns === null) return '';
-  const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(netns);
-  return m ? `ip netns exec ${m[1]} ` : `nsenter --net=${netns} `;
+  const name = netnsName(netns);
+  return name !== netns ? `ip netns exec ${name} ` : `nsenter --net=${netns} `;
 }
 
 export async function gatherFacts(netns: string | null, readers: FactReaders = kernelReaders): Promise<Facts> {
@@ -96,7 +91,65 @@ export async function gatherFacts(netns: string | null, readers: FactReaders = k
   }
 
   const hs = Number(readOr('/sys/module/nf_conntrack/parameters/hashsize') ?? NaN);
-  return { netns, inNs: fixPrefix(netns), sysctl, hashsize: Number.isFinite(hs) ? hs : null, ruleset, rulesetError, interfaces: interfacesOf(k), table, tableNote };
+  const nflog = ruleset ? await nflogFacts(netns, ruleset.groups, readers) : undefined;
+  return { netns, inNs: fixPrefix(netns), sysctl, hashsize: Number.isFinite(hs) ? hs : null, ruleset, rulesetError, interfaces: interfacesOf(k), table, tableNote, ...(nflog ? { nflog } : {}) };
+}
+
+/** The ruleset's NFLOG groups and the process holding each (bound group → port id → inode → fd). */
+async function nflogFacts(netns: string | null, groups: number[], readers: FactReaders): Promise<NflogFacts | undefined> {
+  const holders = new Map<number, NflogHolder | null>();
+  if (groups.length === 0) return { groups, holders };
+  if (!readers.nflogBindings) return undefined;
+  let b: NflogBindings;
+  try {
+    b = await readers.nflogBindings(netns);
+  } catch {
+    return undefined;
+  }
+  const wanted = new Map<number, number>(); // inode → group
+  for (const g of groups) {
+    const port = b.groups.get(g);
+    if (port === undefined) continue;
+    holders.set(g, null);
+    const inode = b.inodes.get(port);
+    if (inode !== undefined) wanted.set(inode, g);
+  }
+  if (wanted.size > 0) {
+    for (const [inode, holder] of socketOwners(new Set(wanted.keys()))) holders.set(wanted.get(inode)!, holder);
+  }
+  return { groups, holders };
+}
+
+/** Processes holding these socket inodes (a scan of /proc/PID/fd: doctor runs once). */
+function socketOwners(inodes: Set<number>): Map<number, NflogHolder> {
+  const out = new Map<number, NflogHolder>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      let m: RegExpExecArray | null = null;
+      try {
+        m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        continue;
+      }
+      if (!m || !inodes.has(Number(m[1]))) continue;
+      const cmdline = readOr(`/proc/${pid}/cmdline`)?.replace(/\0/g, ' ') ?? '';
+      const name = /natwatch/.test(cmdline) ? 'natwatch' : (readOr(`/proc/${pid}/comm`) ?? 'unknown');
+      out.set(Number(m[1]), { pid: Number(pid), name });
+    }
+  }
+  return out;
 }
 
 function readOr(path: string): string | undefined {

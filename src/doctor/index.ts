@@ -2,6 +2,7 @@
 import { gatherFacts, type FactReaders, type Facts } from './facts.js';
 import { conntrackActive, conntrackBuckets, conntrackCount, conntrackEvents, tcpTimeouts } from './checks-conntrack.js';
 import { natPortRange, receiveBuffer, snatCapacity } from './checks-nat.js';
+import { nflogGroups } from './checks-nflog.js';
 import type { CheckResult, DoctorReport } from './types.js';
 
 export type { CheckResult, DoctorReport, Verdict } from './types.js';
@@ -16,6 +17,7 @@ const CHECKS: ReadonlyArray<(f: Facts) => CheckResult> = [
   conntrackEvents,
   receiveBuffer,
   tcpTimeouts,
+  (f) => nflogGroups(f.nflog),
 ];
 
 function runChecks(facts: Facts): CheckResult[] {

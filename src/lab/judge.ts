@@ -47,8 +47,9 @@ export function judgeNotFired(e: Expectation, alerts: readonly Alert[], waitMs: 
 /**
  * natwatch's side of the drop count. Each resolved alert closes one episode with its own drop
  * count, so natwatch's side is their sum (a scenario may require exactly one: event_loss under
- * one overload). Records natwatch dropped in its own queue were delivered by the kernel: they
- * are counted apart (`inQueue`) so the sum can be held against the kernel's.
+ * one overload). Events natwatch lost itself (LossReport.dropped: a truncated datagram, no
+ * memory for a batch) were delivered by the kernel: they are counted apart (`inQueue`) so the
+ * sum can be held against the kernel's.
  */
 export function natwatchDrops(e: Expectation, alerts: readonly Alert[], last: Alert): { drops: number; episodes: number; inQueue: number } {
   const episodes = alerts.filter((a) => a.kind === e.kind && matchesKey(e.key, a.key) && a.state === 'resolved');

@@ -4,6 +4,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { netnsPath } from '../netns.js';
 
 export const ADDR = {
   client: '192.0.2.5',
@@ -163,7 +164,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     client,
     router,
     server,
-    nsPath: (ns) => `/var/run/netns/${ns}`,
+    nsPath: (ns) => netnsPath(ns)!,
     exec,
     nft: async (ns, rules) => {
       const r = await exec(ns, 'nft', ['-f', '-'], { input: rules });

@@ -20,6 +20,8 @@ export interface StreamFilter {
   severity: Severity | null;
   dstIp: string | null;
   dstPort: number | null;
+  /** Only alerts and events of this namespace (its name as in `netns`); null = all. */
+  netns: string | null;
 }
 
 export interface Subscription {
@@ -37,7 +39,7 @@ export class FilterError extends Error {
 }
 
 function defaultFilter(): StreamFilter {
-  return { types: new Set(DEFAULT_TYPES), severity: null, dstIp: null, dstPort: null };
+  return { types: new Set(DEFAULT_TYPES), severity: null, dstIp: null, dstPort: null, netns: null };
 }
 
 /** Fields as they arrive from a query string (strings) or a subscribe message (JSON values). */
@@ -71,6 +73,12 @@ export function parseSubscription(fields: SubscriptionFields, base?: Subscriptio
     const d = parseDst(dst ?? '');
     filter.dstIp = d.ip;
     filter.dstPort = d.port;
+  }
+  const ns = text(fields, 'netns', true);
+  if (ns !== undefined) {
+    // A namespace name (as `ip netns` allows) or a path as given to --netns; '' or null clears.
+    if (ns !== null && ns.length > 4096) throw new FilterError(`netns: '${shown(ns)}' is too long`);
+    filter.netns = ns === null || ns === '' ? null : ns;
   }
   if (own(fields, 'since') && fields.since !== null) {
     const v = fields.since;
@@ -166,6 +174,7 @@ function dstMatches(f: StreamFilter, ip: string | null | undefined, port: number
 export function alertMatches(f: StreamFilter, a: Alert): boolean {
   if (!f.types.has('alert')) return false;
   if (f.severity !== null && SEVERITY_RANK[a.severity] < SEVERITY_RANK[f.severity]) return false;
+  if (f.netns !== null && a.netns !== f.netns) return false;
   const key = a.key as { dstIp?: string | null; dstPort?: number | null };
   return dstMatches(f, key.dstIp, key.dstPort);
 }
@@ -176,6 +185,7 @@ export function statsMatches(f: StreamFilter): boolean {
 
 export function eventMatches(f: StreamFilter, e: WireEvent): boolean {
   if (!f.types.has('event')) return false;
+  if (f.netns !== null && e.netns !== f.netns) return false;
   if (f.dstIp === null) return true;
   return e.source === 'conntrack'
     ? e.orig.dst === f.dstIp && (f.dstPort === null || e.orig.dport === f.dstPort)
@@ -186,5 +196,5 @@ export function eventMatches(f: StreamFilter, e: WireEvent): boolean {
 export function describeSubscription(s: Subscription): Record<string, unknown> {
   const f = s.filter;
   const dst = f.dstIp === null ? null : f.dstPort === null ? f.dstIp : endpoint(f.dstIp, f.dstPort);
-  return { format: s.format, types: [...f.types], severity: f.severity, dst };
+  return { format: s.format, types: [...f.types], severity: f.severity, dst, netns: f.netns };
 }

@@ -1,15 +1,13 @@
 // Label sets shared by /metrics and the Alertmanager push, so both name a namespace and an
 // alert key the same way: snake_case keys, `netns` only for a namespace other than natwatch's
 // own (no label at all for its own, so single-namespace series stay as they were).
+import { netnsName as nameOfPath } from '../netns.js';
 import type { AlertKey, AlertKind } from '../types.js';
-
-const NETNS_DIRS = ['/var/run/netns/', '/run/netns/'];
 
 /** The name a namespace is shown under: NAME for /var/run/netns/NAME, the path otherwise. */
 export function netnsName(netns: string | null | undefined): string | null {
   if (netns === null || netns === undefined || netns === '') return null;
-  for (const dir of NETNS_DIRS) if (netns.startsWith(dir) && !netns.slice(dir.length).includes('/')) return netns.slice(dir.length);
-  return netns;
+  return nameOfPath(netns);
 }
 
 /** `{netns: NAME}` for a watched namespace, `{}` for natwatch's own. */

@@ -139,6 +139,18 @@ export function createMetrics(src: MetricsSources): Metrics {
       },
     });
   };
+  new Gauge({
+    name: 'natwatch_nflog_group_bound',
+    help: 'Whether natwatch holds NFLOG group N (1) or another program does (0; retried every 30 s).',
+    labelNames: ['group', 'netns'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      each((s) => {
+        for (const g of s.nflogGroups()) this.set(withNs(s, { group: String(g.group) }, g), g.bound ? 1 : 0);
+      });
+    },
+  });
   table('natwatch_conntrack_entries', 'Entries in the conntrack table (nf_conntrack_count).', (c) => c.count);
   table('natwatch_conntrack_entries_limit', 'Conntrack table size limit (nf_conntrack_max); new flows are dropped at this count.', (c) => c.max);
   table('natwatch_conntrack_buckets', 'Conntrack hash table buckets (nf_conntrack_buckets); advised at entries_limit/4.', (c) => c.buckets);

@@ -43,6 +43,8 @@ export class StreamHub {
    * the streamer builds event objects only when someone listens (high volume otherwise free).
    */
   private eventSubscribers = 0;
+  /** Held while eventSubscribers > 0: the streamer receives conntrack UPDATEs only then. */
+  private releaseEvents: (() => void) | null = null;
   /** Gateway, namespace, NFLOG verdicts and alert episode ids for the `ecs` format. */
   private readonly ecs: EcsContext;
 
@@ -150,6 +152,7 @@ export class StreamHub {
       netns: this.streamer.netns,
       startedAt: this.streamer.startedAt,
       seq: this.streamer.seq,
+      ...nflogField(this.streamer.nflogGroups()),
     });
     if (sub.since !== null) this.replay(client, sub.since);
   }
@@ -251,8 +254,15 @@ export class StreamHub {
   private countEventSubscriber(delta: 1 | -1): void {
     const before = this.eventSubscribers;
     this.eventSubscribers += delta;
-    if (before === 0 && this.eventSubscribers === 1) this.streamer.on('event', this.onEvent);
-    if (before === 1 && this.eventSubscribers === 0) this.streamer.off('event', this.onEvent);
+    if (before === 0 && this.eventSubscribers === 1) {
+      this.releaseEvents = this.streamer.retainEvents();
+      this.streamer.on('event', this.onEvent);
+    }
+    if (before === 1 && this.eventSubscribers === 0) {
+      this.streamer.off('event', this.onEvent);
+      this.releaseEvents?.();
+      this.releaseEvents = null;
+    }
   }
 
   private beat(): void {
@@ -276,6 +286,8 @@ export class StreamHub {
     this.streamer.off('alert', this.onAlert);
     this.streamer.off('stats', this.onStats);
     this.streamer.off('event', this.onEvent);
+    this.releaseEvents?.();
+    this.releaseEvents = null;
     const waits: Promise<void>[] = [];
     for (const c of [...this.clients]) {
       waits.push(
@@ -308,4 +320,9 @@ function reject(socket: Duplex, status: number, message: string): true {
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${extra}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
   return true;
+}
+
+/** hello carries `nflog` only when there are NFLOG groups (as stats does). */
+function nflogField(groups: ReturnType<StreamerLike['nflogGroups']>): { nflog?: typeof groups } {
+  return groups.length > 0 ? { nflog: groups } : {};
 }

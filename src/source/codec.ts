@@ -9,14 +9,12 @@ import { addrWords, formatGroups } from './ip.js';
 
 export const LAYOUT = {
   magic: 0x3142574e, // "NWB1"
-  version: 2,
+  version: 4,
   kindConntrack: 1,
   kindNflog: 2,
   kindStats: 3,
   flagDumpBegin: 1,
   flagDumpEnd: 2,
-  /** The end of a dump whose last batch was dropped: dumpEnd() before this batch's begin. */
-  flagDumpEndBefore: 4,
   flagDumpError: 8,
 
   headerSize: 48,
@@ -33,6 +31,7 @@ export const LAYOUT = {
   hdrUnknownAttrs: 32,
   hdrErrno: 36,
   hdrKernelDrops: 40,
+  hdrForeign: 44,
 
   ctTs: 0,
   ctId: 8,
@@ -101,7 +100,6 @@ export const BATCH_STATS = LAYOUT.kindStats;
 
 export const FLAG_DUMP_BEGIN = LAYOUT.flagDumpBegin;
 export const FLAG_DUMP_END = LAYOUT.flagDumpEnd;
-export const FLAG_DUMP_END_BEFORE = LAYOUT.flagDumpEndBefore;
 export const FLAG_DUMP_ERROR = LAYOUT.flagDumpError;
 
 const NL_FLAG_SEQ = LAYOUT.nlFlagSeq;
@@ -117,8 +115,11 @@ export interface BatchHeader {
   enobufs: number;
   /** Events the kernel could not queue to the socket (SO_MEMINFO drops delta), exact. */
   kernelDrops: number;
+  /** Events the reader lost itself: a truncated datagram (MSG_TRUNC), no memory for a batch. */
   dropped: number;
   seqGap: number;
+  /** Netlink messages dropped because a process, not the kernel, sent them. */
+  foreign: number;
   decodeErrors: number;
   unknownAttrs: number;
   /** errno of a reader-side failure (a dump that failed), 0 none. */
@@ -153,6 +154,7 @@ export function readHeader(buf: Uint8Array): BatchHeader {
     kernelDrops: dv.getUint32(LAYOUT.hdrKernelDrops, true),
     dropped: dv.getUint32(LAYOUT.hdrDropped, true),
     seqGap: dv.getUint32(LAYOUT.hdrSeqGap, true),
+    foreign: dv.getUint32(LAYOUT.hdrForeign, true),
     decodeErrors: dv.getUint32(LAYOUT.hdrDecodeErrors, true),
     unknownAttrs: dv.getUint32(LAYOUT.hdrUnknownAttrs, true),
     errno: dv.getUint32(LAYOUT.hdrErrno, true),
@@ -209,6 +211,7 @@ export function conntrackEvent(v: ConntrackView): ConntrackEvent {
   return {
     type: 'event',
     source: 'conntrack',
+    netns: null,
     event: EVENTS[v.kind] ?? 'update',
     id: v.id,
     ts: isoOf(v.tsMs),
@@ -229,6 +232,7 @@ export function nflogEvent(v: NflogView): NflogEvent {
   return {
     type: 'event',
     source: 'nflog',
+    netns: null,
     ts: isoOf(v.tsMs),
     group: v.group,
     prefix: v.prefix(),
@@ -350,6 +354,8 @@ export interface StatsRecord {
   cpus: number;
   /** Live entries (CTA_STATS_GLOBAL_ENTRIES). */
   count: number;
+  /** Messages on the stats socket not sent by the kernel (skipped). */
+  foreign: number;
 }
 
 const STAT_FIELDS: ReadonlyArray<readonly [keyof KernelCounters, number]> = [
@@ -367,5 +373,5 @@ export function readStats(buf: Uint8Array): StatsRecord {
   const at = LAYOUT.headerSize;
   const counters = {} as KernelCounters;
   for (const [k, off] of STAT_FIELDS) counters[k] = dv.getFloat64(at + off, true);
-  return { counters, cpus: dv.getFloat64(at + LAYOUT.stCpus, true), count: dv.getFloat64(at + LAYOUT.stCount, true) };
+  return { counters, cpus: dv.getFloat64(at + LAYOUT.stCpus, true), count: dv.getFloat64(at + LAYOUT.stCount, true), foreign: h.foreign };
 }

@@ -51,7 +51,7 @@ export function formatLoss(r: LossReport): string {
   const parts: string[] = [];
   if (r.kernelDrops) parts.push(`${r.kernelDrops} the kernel could not queue (socket drops)`);
   if (r.enobufs) parts.push(`${r.enobufs} receive-buffer overflow${r.enobufs === 1 ? '' : 's'} (ENOBUFS)`);
-  if (r.dropped) parts.push(`${r.dropped} decoded event${r.dropped === 1 ? '' : 's'} dropped (reader queue full)`);
+  if (r.dropped) parts.push(`${r.dropped} lost in the reader (truncated datagram or no memory)`);
   if (r.seqGap) parts.push(`${r.seqGap} NFLOG sequence number${r.seqGap === 1 ? '' : 's'} skipped`);
   return `natwatch: ${r.source} events lost: ${parts.join(', ')}`;
 }

@@ -3,23 +3,29 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
-import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NatwatchError } from '../errors.js';
+import { netnsError } from '../netns.js';
 
 export interface NativeSourceOptions {
   /** nsfs path (/var/run/netns/NAME, /proc/PID/ns/net) or null for the current namespace. */
   netns: string | null;
   conntrack: boolean;
+  /** Join NFNLGRP_CONNTRACK_UPDATE at start (setUpdates() changes it later). */
+  updates: boolean;
   nflogGroups: number[];
   /** Requested receive buffer per event socket, bytes (SO_RCVBUFFORCE). */
   rcvbuf: number;
   batchRecords: number;
+  /** Hand-off window while UPDATE events are on, and while only tracking (quietBatchMs). */
   batchMs: number;
+  quietBatchMs: number;
   /** Dump the table right after subscribing. */
   dump: boolean;
-  /** Batches queued towards JS before the reader counts drops. */
+  /** Batches queued towards JS; the reader waits while it is full. */
   queue: number;
+  /** Receive slot per conntrack event datagram; 0 = default (4096). Tests shrink it. */
+  slotBytes: number;
 }
 
 export interface NativeSysctls {
@@ -30,9 +36,16 @@ export interface NativeSysctls {
 }
 
 export interface NativeSource {
-  /** Opens, subscribes, binds, starts the reader thread; effective SO_RCVBUF sizes. */
-  start(): { conntrack: number; nflog: number };
+  /**
+   * Opens, subscribes, binds, registers with the shared reader thread (starting it with the
+   * first source); effective SO_RCVBUF sizes, and each NFLOG group's bind errno (0 = bound).
+   */
+  start(): { conntrack: number; nflog: number; groups: Array<{ group: number; errno: number }> };
+  /** Retries the bind of a group whose first bind failed: errno, 0 = bound and read from now. */
+  bindNflog(group: number): number;
   resync(): void;
+  /** Joins / leaves the conntrack UPDATE group on the live event socket. */
+  setUpdates(on: boolean): void;
   /** A stats batch (kind 3): per-CPU counters summed, and the global entry count. */
   readStats(): Buffer;
   readSysctls(): NativeSysctls;
@@ -58,6 +71,9 @@ export interface NativeAddon {
   decodeForTest(kind: DecodeKind, datagram: Uint8Array, tsMs?: number): Buffer;
   /** Raw datagrams from a namespace, for fixtures (scripts/capture-fixtures.mjs). */
   capture(opts: CaptureOptions): Promise<Buffer[]>;
+  /** A namespace's /proc/net tables (allow-list: 'netlink', 'netfilter/nfnetlink_log'), read
+   *  from inside it; null for a table that does not exist there. */
+  readProcNet(netns: string | null, names: string[]): Record<string, string | null>;
   /** batch-layout.h offsets, to check against codec.ts. */
   layout: Record<string, number>;
   /** One-shot kernel facts read inside the namespace (kernel-facts.cc); see facts-codec.ts. */
@@ -137,16 +153,11 @@ export function mapNativeError(err: unknown, netns: string | null): Error {
   const e = err as SysError;
   const errno = typeof e?.errno === 'number' ? e.errno : 0;
   const syscall = e?.syscall ?? '';
-  if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) {
-    const name = dirname(netns) === '/var/run/netns' || dirname(netns) === '/run/netns' ? basename(netns) : netns;
-    return new NatwatchError('ENETNS', `network namespace '${name}' not found (${netns})`, { cause: err });
-  }
+  if (syscall === 'open' && netns !== null && (errno === E.ENOENT || errno === E.ENOTDIR)) return netnsError.missing(netns, err);
   if (syscall === 'setns' && errno === E.EPERM) {
     return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
   }
-  if (syscall === 'setns' && errno === E.EINVAL) {
-    return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
-  }
+  if (syscall === 'setns' && errno === E.EINVAL && netns !== null) return netnsError.notNamespace(netns, err);
   // A group held by another socket answers EPERM (EBUSY on old kernels), the same errno as a
   // missing capability: tell them apart by our own capabilities.
   if (syscall === 'nflog-bind' && (errno === E.EBUSY || (errno === E.EPERM && hasNetAdmin()))) {

@@ -5,14 +5,13 @@
 // Process lifetime: a started source is ref'd (like a listening server, it keeps Node alive:
 // `natwatch events` waits on it); embedders call unref() to let the process exit while idle.
 import { NatwatchError, UsageError } from '../errors.js';
-import type { KernelCounters } from '../types.js';
+import type { KernelCounters, NflogGroupStatus } from '../types.js';
 import {
   BATCH_CONNTRACK,
   BATCH_NFLOG,
   CtBatchView,
   FLAG_DUMP_BEGIN,
   FLAG_DUMP_END,
-  FLAG_DUMP_END_BEFORE,
   FLAG_DUMP_ERROR,
   NflogBatchView,
   readHeader,
@@ -26,18 +25,37 @@ export interface NetlinkSourceOptions {
   netns: string | null;
   /** NFLOG groups to bind (none by default). */
   nflogGroups?: number[];
+  /**
+   * The groups were chosen from the ruleset, not asked for: one that another program (ulogd)
+   * holds does not fail start(); the source runs without it, says so once (handlers.warn) and
+   * retries the bind every nflogRetryMs, taking the group over when the other program lets go.
+   * Default false: a held group is an EGROUPBUSY error.
+   */
+  nflogBestEffort?: boolean;
+  /** Retry interval for held groups, ms; default 30 000. */
+  nflogRetryMs?: number;
   /** Receive buffer per event socket; default 64 MiB (SO_RCVBUFFORCE; the kernel doubles it). */
   rcvbufBytes?: number;
   /** Records per batch before it is handed over; default 4096. */
   batchRecords?: number;
-  /** Longest a record waits in a partial batch, ms; default 5. */
+  /** Longest a record waits in a partial batch while UPDATE events are on (someone reads
+   *  events), ms; default 5. */
   batchMs?: number;
+  /** The same while only tracking (NEW and DESTROY): each hand-over is a JS call, and tracking
+   *  needs no 5 ms latency; default 25, or batchMs when that is given. */
+  quietBatchMs?: number;
   /** Dump the table after subscribing; default true. */
   dump?: boolean;
   /** Subscribe to conntrack events; default true (false: NFLOG only). */
   conntrack?: boolean;
-  /** Batches queued towards JS before the reader counts drops; default 64. */
+  /** Conntrack UPDATE events too (NEW and DESTROY always); default false. setUpdates() toggles. */
+  updates?: boolean;
+  /** Batches queued towards JS; when full the reader waits (events wait in the socket
+   *  buffer, where the kernel counts any overflow exactly); default 64. */
   queue?: number;
+  /** Test hook: receive slot per conntrack event datagram, bytes (default 4096). A smaller one
+   *  makes the kernel truncate events (MSG_TRUNC), which must count as lost. */
+  slotBytes?: number;
   /** For tests: an addon other than the package's own build. */
   addon?: NativeAddon;
 }
@@ -51,6 +69,8 @@ export interface NetlinkSourceStats {
   kernelDrops: { conntrack: number; nflog: number };
   dropped: { conntrack: number; nflog: number };
   seqGap: number;
+  /** Netlink messages dropped because a process, not the kernel, sent them to our sockets. */
+  foreign: number;
   decodeErrors: number;
   unknownAttrs: number;
   /** Exceptions thrown by handlers (caught here, reported through handlers.error). */
@@ -59,6 +79,8 @@ export interface NetlinkSourceStats {
 
 export interface NetlinkSource extends EventSource {
   readonly stats: NetlinkSourceStats;
+  setUpdates(on: boolean): void;
+  nflogGroups(): NflogGroupStatus[];
   ref(): void;
   unref(): void;
 }
@@ -68,6 +90,10 @@ export function createNetlinkSource(opts: NetlinkSourceOptions): NetlinkSource {
 }
 
 const DEFAULT_RCVBUF = 64 << 20;
+const DEFAULT_QUIET_BATCH_MS = 25;
+/** How often a group another program holds is tried again (issue: take over within 30 s). */
+export const NFLOG_RETRY_MS = 30_000;
+const FOREIGN_REPORT_MS = 60_000;
 /** native/records.h kMaxNflogGroups: the reader tracks sequence numbers for this many groups. */
 const MAX_NFLOG_GROUPS = 32;
 
@@ -89,6 +115,7 @@ class NativeNetlinkSource implements NetlinkSource {
     kernelDrops: { conntrack: 0, nflog: 0 },
     dropped: { conntrack: 0, nflog: 0 },
     seqGap: 0,
+    foreign: 0,
     decodeErrors: 0,
     unknownAttrs: 0,
     handlerErrors: 0,
@@ -96,10 +123,16 @@ class NativeNetlinkSource implements NetlinkSource {
   private native: NativeSource | null = null;
   private handlers: SourceHandlers | null = null;
   private closed = false;
+  private foreignSaidMs = -Infinity;
+  private updates: boolean;
+  private groups: NflogGroupStatus[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
   private readonly ct = new CtBatchView();
   private readonly nl = new NflogBatchView();
 
-  constructor(private readonly opts: NetlinkSourceOptions) {}
+  constructor(private readonly opts: NetlinkSourceOptions) {
+    this.updates = opts.updates ?? false;
+  }
 
   async start(handlers: SourceHandlers): Promise<void> {
     if (this.native || this.closed) throw new NatwatchError('ERUNTIME', 'source already started or closed');
@@ -110,26 +143,83 @@ class NativeNetlinkSource implements NetlinkSource {
       {
         netns: this.opts.netns,
         conntrack: this.opts.conntrack ?? true,
+        updates: this.updates,
         nflogGroups: groups,
         rcvbuf: this.opts.rcvbufBytes ?? DEFAULT_RCVBUF,
         batchRecords: this.opts.batchRecords ?? 4096,
         batchMs: this.opts.batchMs ?? 5,
+        quietBatchMs: this.opts.quietBatchMs ?? this.opts.batchMs ?? DEFAULT_QUIET_BATCH_MS,
         dump: this.opts.dump ?? true,
         queue: this.opts.queue ?? 64,
+        slotBytes: this.opts.slotBytes ?? 0,
       },
       (batch) => this.onBatch(batch),
     );
+    let unbound: Array<{ group: number; errno: number }>;
     try {
-      this.rcvbuf = native.start();
+      const r = native.start();
+      this.rcvbuf = { conntrack: r.conntrack, nflog: r.nflog };
+      unbound = r.groups.filter((g) => g.errno !== 0);
+      // Asked for explicitly (or not because another program holds it): an error, as before.
+      const fatal = unbound.find((g) => !this.opts.nflogBestEffort || nflogBindError(g, this.opts.netns).code !== 'EGROUPBUSY');
+      if (fatal) throw nflogBindError(fatal, this.opts.netns);
+      this.groups = r.groups.map((g) => ({ group: g.group, bound: g.errno === 0, reason: g.errno === 0 ? null : HELD }));
     } catch (err) {
       native.close();
-      throw mapNativeError(err, this.opts.netns);
+      throw err instanceof NatwatchError ? err : mapNativeError(err, this.opts.netns);
     }
     this.native = native;
+    if (unbound.length > 0) {
+      const retryMs = this.opts.nflogRetryMs ?? NFLOG_RETRY_MS;
+      for (const g of unbound) {
+        const text = `NFLOG group ${g.group} is held by another program (ulogd?): running without its packets, retrying the bind every ${Math.round(retryMs / 1000)} s`;
+        if (handlers.warn) handlers.warn(text);
+        else handlers.error(new NatwatchError('EGROUPBUSY', text));
+      }
+      this.retryTimer = setInterval(() => this.retryGroups(), retryMs);
+      this.retryTimer.unref();
+    }
   }
 
   resync(): void {
     this.native?.resync();
+  }
+
+  nflogGroups(): NflogGroupStatus[] {
+    return this.groups.map((g) => ({ ...g }));
+  }
+
+  /** Tries each group another program held; one that binds is read from now on. */
+  private retryGroups(): void {
+    const native = this.native;
+    if (!native || this.closed) return;
+    let left = 0;
+    for (const g of this.groups) {
+      if (g.bound) continue;
+      const errno = native.bindNflog(g.group);
+      if (errno === 0) {
+        g.bound = true;
+        g.reason = null;
+        this.handlers?.warn?.(`NFLOG group ${g.group} is bound now (the other program let go)`);
+      } else {
+        g.reason = nflogBindError({ group: g.group, errno }, this.opts.netns).code === 'EGROUPBUSY' ? HELD : `bind failed: ${errnoName(errno)}`;
+        left++;
+      }
+    }
+    if (left === 0 && this.retryTimer) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = null;
+    }
+  }
+
+  setUpdates(on: boolean): void {
+    if (on === this.updates) return;
+    try {
+      this.native?.setUpdates(on);
+      this.updates = on;
+    } catch (err) {
+      this.handlers?.error(mapNativeError(err, this.opts.netns));
+    }
   }
 
   async readCounters(): Promise<CounterSnapshot> {
@@ -141,6 +231,7 @@ class NativeNetlinkSource implements NetlinkSource {
     } catch (err) {
       throw mapNativeError(err, this.opts.netns);
     }
+    if (stats.foreign > 0 && this.handlers) this.onForeign(stats.foreign, this.handlers);
     return { counters: stats.counters satisfies KernelCounters, count: stats.count, limits: parseLimits(native.readSysctls()) };
   }
 
@@ -155,8 +246,22 @@ class NativeNetlinkSource implements NetlinkSource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = null;
     this.native?.close(); // joins the reader; batches still queued are ignored below
     this.native = null;
+  }
+
+  /**
+   * Messages a process (not the kernel) wrote to our sockets were dropped: counted, and said at
+   * most once a minute (a flood must not become a log flood).
+   */
+  private onForeign(n: number, h: SourceHandlers): void {
+    this.stats.foreign += n;
+    const now = Date.now();
+    if (now - this.foreignSaidMs < FOREIGN_REPORT_MS) return;
+    this.foreignSaidMs = now;
+    h.error(new NatwatchError('ERUNTIME', `ignored ${this.stats.foreign} netlink message(s) sent to natwatch's sockets by a process other than the kernel`));
   }
 
   private onBatch(batch: Buffer): void {
@@ -168,6 +273,7 @@ class NativeNetlinkSource implements NetlinkSource {
       s.batches++;
       s.decodeErrors += hdr.decodeErrors;
       s.unknownAttrs += hdr.unknownAttrs;
+      if (hdr.foreign > 0) this.onForeign(hdr.foreign, h);
       if (hdr.kind === BATCH_CONNTRACK) {
         s.records.conntrack += hdr.count;
         s.enobufs.conntrack += hdr.enobufs;
@@ -176,7 +282,6 @@ class NativeNetlinkSource implements NetlinkSource {
         if (hdr.enobufs || hdr.kernelDrops || hdr.dropped) {
           h.loss({ source: 'conntrack', enobufs: hdr.enobufs, kernelDrops: hdr.kernelDrops, dropped: hdr.dropped, seqGap: 0 });
         }
-        if (hdr.flags & FLAG_DUMP_END_BEFORE) h.dumpEnd();
         if (hdr.flags & FLAG_DUMP_BEGIN) h.dumpBegin();
         if (hdr.count > 0) h.conntrack(this.ct.reset(batch, hdr.count));
         if (hdr.flags & FLAG_DUMP_END) h.dumpEnd();
@@ -203,6 +308,14 @@ class NativeNetlinkSource implements NetlinkSource {
       }
     }
   }
+}
+
+const HELD = 'held by another program';
+
+/** A failed NFLOG bind as the one-line error the CLI prints (EGROUPBUSY when held elsewhere). */
+function nflogBindError(g: { group: number; errno: number }, netns: string | null): NatwatchError {
+  const e = Object.assign(new Error(`nflog-bind: ${errnoName(g.errno)}`), { errno: g.errno, syscall: 'nflog-bind', group: g.group });
+  return mapNativeError(e, netns) as NatwatchError;
 }
 
 function num(s: string | null): number {

@@ -7,6 +7,7 @@
 //
 // One model for everyone: serve's capacity resolver, doctor and the lab all take a Ruleset.
 import { NatwatchError } from '../errors.js';
+import { netnsError } from '../netns.js';
 import { decodeFacts, SRC, VERDICT, type KernelFacts, type NatOperand, type NatStatement, type RuleFacts, type SetElem } from './facts-codec.js';
 import { formatBytes, rangeSize, type AddrRange } from './ip.js';
 import { errnoName, loadNative } from './native.js';
@@ -228,10 +229,10 @@ export function interfacesOf(f: Pick<KernelFacts, 'links' | 'addrs'>): Map<strin
 /** Namespace entry failures (the only ones kernelFacts throws) → one-line errors. */
 export function mapFactsError(err: unknown, netns: string | null): Error {
   const e = err as { errno?: number; syscall?: string; message?: string };
-  if (e?.syscall === 'open' && (e.errno === 2 || e.errno === 20)) return new NatwatchError('ENETNS', `network namespace ${netns} does not exist`, { cause: err });
-  if (e?.syscall === 'open' && e.errno === 13) return new NatwatchError('EPERM', `cannot open network namespace ${netns}: permission denied`, { cause: err });
+  if (netns !== null && e?.syscall === 'open' && (e.errno === 2 || e.errno === 20)) return netnsError.missing(netns, err);
+  if (netns !== null && e?.syscall === 'open' && e.errno === 13) return netnsError.denied(netns, err);
   if (e?.syscall === 'setns' && e.errno === 1) return new NatwatchError('EPERM', `need CAP_SYS_ADMIN to enter network namespace ${netns}`, { cause: err });
-  if (e?.syscall === 'setns' && e.errno === 22) return new NatwatchError('ENETNS', `'${netns}' is not a network namespace`, { cause: err });
+  if (netns !== null && e?.syscall === 'setns' && e.errno === 22) return netnsError.notNamespace(netns, err);
   return new NatwatchError('ERUNTIME', String(e?.message ?? err), { cause: err });
 }
 

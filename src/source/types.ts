@@ -1,7 +1,7 @@
 // The boundary between sources (native netlink, fixtures, replay, synthetic generators) and
 // everything downstream. Tracking, alerting, serving and the CLI depend on these types only,
 // never on the addon.
-import type { ConntrackEvent, KernelCounters, NflogEvent } from '../types.js';
+import type { ConntrackEvent, KernelCounters, NflogEvent, NflogGroupStatus } from '../types.js';
 
 /** Record kinds in a conntrack batch. DUMP records come from a table dump, not an event. */
 export const enum CtKind {
@@ -103,7 +103,10 @@ export interface LossReport {
    * and the same packets also show as sequence gaps.
    */
   kernelDrops: number;
-  /** Records decoded but not handed to JavaScript (queue full). */
+  /**
+   * Events the kernel delivered but the reader lost: a datagram larger than its receive slot
+   * (MSG_TRUNC) or a record with no memory for its batch. Loss like the others: re-dump.
+   */
   dropped: number;
   /** NFLOG sequence numbers skipped. */
   seqGap: number;
@@ -139,6 +142,8 @@ export interface SourceHandlers {
   dumpBegin(): void;
   dumpEnd(): void;
   error(err: Error): void;
+  /** Something the operator should know that is not a failure (a group held elsewhere). */
+  warn?(message: string): void;
 }
 
 export interface EventSource {
@@ -146,6 +151,15 @@ export interface EventSource {
   start(handlers: SourceHandlers): Promise<void>;
   /** Re-dump the table (after loss). dumpBegin/dumpEnd bracket it. */
   resync(): void;
+  /**
+   * Whether conntrack UPDATE events are wanted. Tracking needs only NEW and DESTROY (plus a
+   * dump after loss); UPDATE is two thirds of a TCP connection's events, so a source that can
+   * (the netlink one: NFNLGRP_CONNTRACK_UPDATE membership) receives it only while on. A source
+   * without the method delivers whatever it has.
+   */
+  setUpdates?(on: boolean): void;
+  /** The NFLOG groups this source was to bind, and whether it holds each now. */
+  nflogGroups?(): NflogGroupStatus[];
   readCounters(): Promise<CounterSnapshot>;
   /** Effective receive buffer sizes, bytes, as the kernel granted them. */
   readonly rcvbuf: { conntrack: number; nflog: number };

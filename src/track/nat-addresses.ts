@@ -11,20 +11,22 @@ export interface NatAddressEntry {
   maxUtilization: number;
   /** Destinations with at least one live flow through this address. */
   destinations: number;
+  /** The namespace (set by a streamer watching several; null: natwatch's own). */
+  netns?: string | null;
 }
 
 /** Up to this many distinct (proto, NAT ip) are matched by prefix; beyond, by a map lookup. */
 const SCAN = 16;
 
 export function natAddresses(tracker: Tracker): NatAddressEntry[] {
-  const { occ } = tracker;
-  // Key strings are `proto|natIp|dstIp|dstPort|L`: group by the `proto|natIp|` prefix.
+  const keys = tracker.keys;
+  // Key texts are `proto|natIp|dstIp|dstPort|L`: group by the `proto|natIp|` prefix.
   const prefixes: string[] = [];
   const entries: NatAddressEntry[] = [];
   const byPrefix = new Map<string, NatAddressEntry>();
-  for (let k = 0; k < occ.high; k++) {
-    if (!occ.exists(k) || occ.local[k]) continue;
-    const str = occ.keyString(k);
+  keys.forEachKey((k) => {
+    if (keys.isLocal(k)) return;
+    const str = keys.identity(k);
     let e: NatAddressEntry | undefined;
     const n = Math.min(prefixes.length, SCAN);
     for (let i = 0; i < n; i++) {
@@ -45,13 +47,13 @@ export function natAddresses(tracker: Tracker): NatAddressEntry[] {
         entries.push(e);
       }
     }
-    const used = occ.used[k]!;
-    if (used === 0) continue;
+    const used = keys.used(k);
+    if (used === 0) return;
     e.destinations++;
-    const cap = tracker.capacityOf(k);
+    const cap = keys.capacityOf(k);
     const u = cap > 0 ? Math.min(used / cap, 1) : 0;
     if (u > e.maxUtilization) e.maxUtilization = u;
-  }
+  });
   return entries;
 }
 

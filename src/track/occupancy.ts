@@ -20,16 +20,16 @@ export class Occupancy {
   private strs: Array<string | undefined> = [];
   private free: number[] = [];
   /** Live flows per key id. */
-  used = new Int32Array(64);
+  private usedBy = new Int32Array(64);
   /** 1 for a host-local key (natIp is the host's own source address). */
-  local = new Uint8Array(64);
-  /** Capacity per key id, filled by the tracker from the capacity resolver; 0 = unknown. */
-  cap = new Int32Array(64);
+  private local = new Uint8Array(64);
+  /** Capacity per key id, cached by KeyTable from the capacity resolver; 0 = unknown. */
+  private cap = new Int32Array(64);
   /** NAT addresses the key's rule spreads sources over (for the alert text). */
-  addrs = new Uint16Array(64);
+  private addrs = new Uint16Array(64);
   /** Capacity version the cap entry was computed under. */
-  capVer = new Int32Array(64);
-  readonly ports = new PortSet();
+  private capVer = new Int32Array(64);
+  private readonly ports = new PortSet();
   /** IPv4 keys by number: open addressing over key ids (-1 empty), load ≤ 0.5. */
   private v4Slots = new Int32Array(64).fill(-1);
   private v4Filled = 0;
@@ -67,9 +67,9 @@ export class Occupancy {
 
   private newId(str: string): number {
     const k = this.free.length > 0 ? this.free.pop()! : this.high++;
-    if (k >= this.used.length) this.growTo(k + 1);
+    if (k >= this.usedBy.length) this.growTo(k + 1);
     this.strs[k] = str;
-    this.used[k] = 0;
+    this.usedBy[k] = 0;
     this.local[k] = str.endsWith('|L') ? 1 : 0;
     this.capVer[k] = -1;
     this.count++;
@@ -182,19 +182,60 @@ export class Occupancy {
   /** Adds a flow holding `port`; true when the key went from idle to active. */
   add(k: number, port: number): boolean {
     this.ports.add(k, port);
-    return ++this.used[k]! === 1;
+    return ++this.usedBy[k]! === 1;
   }
 
   /** Removes a flow; true when the key went idle. */
   remove(k: number, port: number): boolean {
     this.ports.delete(k, port);
-    return --this.used[k]! === 0;
+    return --this.usedBy[k]! === 0;
+  }
+
+  /** Sets key k's count outright (flows without a port of their own: sockets sock_diag counted). */
+  setUsed(k: number, n: number): void {
+    this.usedBy[k] = n;
+  }
+
+  /** Live flows under key k. */
+  used(k: number): number {
+    return this.usedBy[k] ?? 0;
+  }
+
+  /** Whether key k counts the host's own connections (natIp is its source address). */
+  isLocal(k: number): boolean {
+    return this.local[k] === 1;
+  }
+
+  /** Whether a flow of key k holds source port `port`. */
+  holds(k: number, port: number): boolean {
+    return this.ports.has(k, port);
+  }
+
+  /** Distinct source ports key k holds. */
+  distinctPorts(k: number): number {
+    return this.ports.distinct[k] ?? 0;
+  }
+
+  /** The capacity cached for key k under resolver `version`, or -1 when it must be resolved. */
+  cachedCapacity(k: number, version: number): number {
+    return this.capVer[k] === version ? this.cap[k]! : -1;
+  }
+
+  cacheCapacity(k: number, version: number, capacity: number, addrs: number): void {
+    this.cap[k] = capacity;
+    this.addrs[k] = addrs;
+    this.capVer[k] = version;
+  }
+
+  /** NAT addresses behind key k's capacity (as last cached). */
+  natAddrs(k: number): number {
+    return this.addrs[k]!;
   }
 
   /** Forgets an idle key; its id is reused. */
   release(k: number): void {
     const s = this.strs[k];
-    if (s === undefined || this.used[k] !== 0) return;
+    if (s === undefined || this.usedBy[k] !== 0) return;
     if (this.v4Words[k * 3] !== 0) this.removeV4(k);
     else this.ids.delete(s);
     this.strs[k] = undefined;
@@ -212,14 +253,14 @@ export class Occupancy {
   }
 
   private growTo(n: number): void {
-    let size = this.used.length;
+    let size = this.usedBy.length;
     while (size < n) size *= 2;
     const grow = <T extends Int32Array | Uint8Array | Uint16Array>(a: T, make: (n: number) => T): T => {
       const b = make(size);
       b.set(a);
       return b;
     };
-    this.used = grow(this.used, (n) => new Int32Array(n));
+    this.usedBy = grow(this.usedBy, (n) => new Int32Array(n));
     this.local = grow(this.local, (n) => new Uint8Array(n));
     this.cap = grow(this.cap, (n) => new Int32Array(n));
     this.addrs = grow(this.addrs, (n) => new Uint16Array(n));

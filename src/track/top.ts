@@ -1,37 +1,33 @@
-// The top keys by utilization for stats/`/v1/top`: one pass over the keys keeping the best n
-// in a small sorted array (no sort of all keys).
+// The top keys by utilization for stats/`/v1/top`: one pass over the busy keys keeping the best
+// n in a small sorted array (no sort of all keys).
 import type { TopEntry } from '../types.js';
-import { C_NEW } from './rings.js';
-import type { Tracker } from './tracker.js';
+import type { KeyTable } from './key-table.js';
 
-export function topKeys(tracker: Tracker, n: number, nowSec: number): TopEntry[] {
-  const { occ } = tracker;
-  const best: Array<{ k: number; u: number }> = [];
-  for (let k = 0; k < occ.high; k++) {
-    const used = occ.used[k]!;
-    if (used === 0) continue;
-    const cap = tracker.capacityOf(k);
+export function topKeys(keys: KeyTable, n: number, nowSec: number, netns: string | null): TopEntry[] {
+  const best: Array<{ k: number; u: number; used: number; cap: number }> = [];
+  keys.forEachBusy((k, used, cap) => {
     const u = cap > 0 ? used / cap : 0;
-    if (best.length === n && u <= best[n - 1]!.u) continue;
+    if (best.length === n && u <= best[n - 1]!.u) return;
     let i = best.length === n ? n - 1 : best.length;
-    best[i] = { k, u };
+    const e = { k, u, used, cap };
+    best[i] = e;
     while (i > 0 && best[i - 1]!.u < u) {
       best[i] = best[i - 1]!;
-      best[--i] = { k, u };
+      best[--i] = e;
     }
-  }
-  return best.map(({ k, u }) => {
-    const key = occ.key(k);
-    const c = tracker.capacity.infoOf(occ.local[k] === 1, key);
+  });
+  return best.map(({ k, u, used, cap }) => {
+    const c = keys.capacityInfo(k);
     return {
-      key,
-      used: occ.used[k]!,
-      capacity: occ.cap[k]!,
+      netns,
+      key: keys.key(k),
+      used,
+      capacity: cap,
       capacitySource: c.source,
       capacityReason: c.reason,
       utilization: Math.min(u, 1),
       // The last complete second.
-      newPerSec: tracker.rings.sum(k, C_NEW, nowSec - 1, 1),
+      newPerSec: keys.newPerSec(k, nowSec),
     };
   });
 }

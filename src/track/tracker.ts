@@ -8,13 +8,10 @@
 // - a Dump record for a known id only refreshes it;
 // - dumpEnd removes flows not stamped (the kernel no longer has them: their DESTROY was lost)
 //   and clears tombstones. After a resync, occupancy equals the kernel's live flows again.
-import { CtAddr, CtKind, IPS_SRC_NAT, type ConntrackView } from '../source/types.js';
-import { addrWords } from '../source/codec.js';
+import { CtKind, type ConntrackView } from '../source/types.js';
 import { CapacityResolver } from './capacity.js';
 import { FlowTable, F_EVENT, F_LIVE, F_LOCAL, F_TOMB } from './flow-table.js';
-import { Occupancy } from './occupancy.js';
-import { hasPorts } from '../source/names.js';
-import { C_DESTROY, C_DROP, C_NEW, KeyRings } from './rings.js';
+import { KeyTable } from './key-table.js';
 
 export interface TrackerOptions {
   capacity?: CapacityResolver;
@@ -41,38 +38,27 @@ export interface TrackerTotals {
 
 export class Tracker {
   readonly flows: FlowTable;
-  readonly occ = new Occupancy();
-  readonly rings: KeyRings;
-  readonly capacity: CapacityResolver;
+  /** Occupancy, rings and capacity per destination key: what the alert rules and `top` read. */
+  readonly keys: KeyTable;
   readonly totals: TrackerTotals = {
     news: 0, updates: 0, destroys: 0, dumpRecords: 0, unknownDestroys: 0, staleDumpRecords: 0, resyncRemoved: 0,
   };
-  private local = new Set<string>();
-  /** The IPv4 ones as numbers (network order), for views with addrWord. */
-  private local4 = new Set<number>();
   private gen = 0;
   private dumping = false;
-  /** Local key id → sockets sock_diag counted beyond conntrack's flows (see setLocalSockets). */
-  private sockExtra = new Map<number, number>();
 
   constructor(opts: TrackerOptions = {}) {
     this.flows = new FlowTable(opts.initialFlows ?? 1024);
-    this.rings = new KeyRings(opts.ringKeys ?? 2048, opts.ringSeconds);
-    this.capacity = opts.capacity ?? new CapacityResolver();
+    this.keys = new KeyTable(opts.capacity ?? new CapacityResolver(), opts.ringKeys, opts.ringSeconds);
     if (opts.localAddrs) this.setLocalAddrs(opts.localAddrs);
-    this.rings.onEvict = (k) => {
-      if (this.occ.used[k] === 0) this.occ.release(k);
-    };
+  }
+
+  get capacity(): CapacityResolver {
+    return this.keys.capacity;
   }
 
   /** The namespace's own addresses: flows from them without SNAT are local port users. */
   setLocalAddrs(addrs: Iterable<string>): void {
-    this.local = new Set(addrs);
-    this.local4 = new Set();
-    for (const a of this.local) {
-      const w = a.includes('.') ? addrWords(a) : null;
-      if (w) this.local4.add(w[0]!);
-    }
+    this.keys.setLocalAddrs(addrs);
   }
 
   get inDump(): boolean {
@@ -168,112 +154,19 @@ export class Tracker {
     return removed;
   }
 
-  /**
-   * The host's own connected sockets per local key string (sock_diag). Conntrack does not
-   * track local flows in a namespace without a stateful rule, so a local key counts
-   * max(conntrack flows, sockets): the sockets beyond conntrack's flows are added as an extra
-   * that each snapshot replaces (conntrack keeps moving its own part in between).
-   */
+  /** The host's own connected sockets per local key text (sock_diag); see KeyTable.setLocalSockets. */
   setLocalSockets(counts: ReadonlyMap<string, number>, nowSec: number): void {
-    const occ = this.occ;
-    const seen = new Set<number>();
-    for (const [str, n] of counts) {
-      const k = occ.intern(str);
-      seen.add(k);
-      this.setExtra(k, n, nowSec);
-    }
-    for (const k of [...this.sockExtra.keys()]) if (!seen.has(k)) this.setExtra(k, 0, nowSec);
-  }
-
-  private setExtra(k: number, sockets: number, nowSec: number): void {
-    const occ = this.occ;
-    const old = this.sockExtra.get(k) ?? 0;
-    const ct = occ.used[k]! - old;
-    const extra = Math.max(0, sockets - ct);
-    if (extra === old) {
-      if (extra === 0 && occ.used[k] === 0 && !this.rings.has(k)) occ.release(k);
-      return;
-    }
-    occ.used[k] = ct + extra;
-    if (extra > 0) this.sockExtra.set(k, extra);
-    else this.sockExtra.delete(k);
-    if (extra > old) this.rings.add(k, C_NEW, nowSec, extra - old, true);
-    else this.rings.add(k, C_DESTROY, nowSec, old - extra, occ.used[k]! > 0);
-    if (occ.used[k] === 0) {
-      this.rings.setActive(k, false);
-      if (!this.rings.has(k)) occ.release(k);
-    } else {
-      this.rings.setActive(k, true);
-    }
-  }
-
-  /** Adds drops attributed to key k at second sec. */
-  addDrops(k: number, sec: number, n: number): void {
-    this.rings.add(k, C_DROP, sec, n, this.occ.used[k]! > 0);
-  }
-
-  /** Capacity of key k under the current resolver inputs (cached per key). */
-  capacityOf(k: number): number {
-    const occ = this.occ;
-    if (occ.capVer[k] !== this.capacity.version) {
-      const key = occ.key(k);
-      const c = occ.local[k] ? this.capacity.local() : this.capacity.nat(key.proto, key.natIp, key.dstIp, key.dstPort);
-      occ.cap[k] = c.capacity;
-      occ.addrs[k] = c.addrs;
-      occ.capVer[k] = this.capacity.version;
-    }
-    return occ.cap[k]!;
+    this.keys.setLocalSockets(counts, nowSec);
   }
 
   /** Inserts the flow and counts it under its key; returns its slot. */
   private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean): number {
-    let key = -1;
-    let port = 0;
-    let flags = F_LIVE;
-    const proto = view.proto;
-    if (hasPorts(proto) && view.family === 4 && view.addrWord !== undefined) {
-      // By number: the same decisions as the text path below, without formatting.
-      const origSrc = view.addrWord(CtAddr.OrigSrc, 0);
-      const natIp = view.addrWord(CtAddr.ReplyDst, 0);
-      if ((view.status & IPS_SRC_NAT) !== 0 || natIp !== origSrc) {
-        key = this.keyV4(view, proto, natIp, false);
-        port = view.replyDport;
-      } else if (this.local4.has(origSrc)) {
-        key = this.keyV4(view, proto, origSrc, true);
-        port = view.origSport;
-        flags |= F_LOCAL;
-      }
-    } else if (hasPorts(proto)) {
-      const origSrc = view.origSrc();
-      const natIp = view.replyDst();
-      if ((view.status & IPS_SRC_NAT) !== 0 || natIp !== origSrc) {
-        key = this.occ.intern(Occupancy.keyString(proto, natIp, view.origDst(), view.origDport, false));
-        port = view.replyDport;
-      } else if (this.local.has(origSrc)) {
-        key = this.occ.intern(Occupancy.keyString(proto, origSrc, view.origDst(), view.origDport, true));
-        port = view.origSport;
-        flags |= F_LOCAL;
-      }
-    }
-    const slot = this.flows.insert(id, zone, flags, key, port, this.gen);
-    if (key < 0) return slot;
-    if (this.occ.add(key, port)) this.rings.setActive(key, true);
-    if (isNew) this.rings.add(key, C_NEW, nowSec, 1, true);
-    else if (!this.rings.has(key)) this.rings.touch(key, true);
+    const k = this.keys.keyOf(view);
+    if (k < 0) return this.flows.insert(id, zone, F_LIVE, -1, 0, this.gen);
+    const port = this.keys.portOf(k, view);
+    const slot = this.flows.insert(id, zone, this.keys.isLocal(k) ? F_LIVE | F_LOCAL : F_LIVE, k, port, this.gen);
+    this.keys.addFlow(k, port, nowSec, isNew);
     return slot;
-  }
-
-  /** Key id of an IPv4 record's key; its text is formatted only when the key is new. */
-  private keyV4(view: ConntrackView, proto: number, natIp: number, local: boolean): number {
-    const dst = view.addrWord!(CtAddr.OrigDst, 0);
-    const dport = view.origDport;
-    const meta = Occupancy.metaV4(proto, dport, local);
-    let k = this.occ.findV4(meta, natIp, dst);
-    if (k < 0) {
-      const nat = local ? view.origSrc() : view.replyDst();
-      k = this.occ.internV4(meta, natIp, dst, Occupancy.keyString(proto, nat, view.origDst(), dport, local));
-    }
-    return k;
   }
 
   private portChanged(view: ConntrackView, slot: number, f: number): boolean {
@@ -287,12 +180,6 @@ export class Tracker {
    */
   private release(slot: number, nowSec: number): void {
     const key = this.flows.keyAt(slot);
-    if (key < 0) return;
-    const idle = this.occ.remove(key, this.flows.portAt(slot));
-    if (nowSec >= 0) this.rings.add(key, C_DESTROY, nowSec, 1, !idle);
-    if (idle) {
-      this.rings.setActive(key, false);
-      if (!this.rings.has(key)) this.occ.release(key);
-    }
+    if (key >= 0) this.keys.removeFlow(key, this.flows.portAt(slot), nowSec);
   }
 }

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { unpack } from 'msgpackr';
+import { netnsName } from '../../src/server/labels.js';
 import type { Alert, AlertKey, AlertKind, ConntrackEvent, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
 
 export interface AlertInit {
@@ -15,6 +16,7 @@ export interface AlertInit {
   drops?: number;
   message?: string;
   etaSeconds?: number | null;
+  netns?: string | null;
 }
 
 export class FakeStreamer extends EventEmitter implements StreamerLike {
@@ -30,6 +32,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   nflogPackets: Array<{ group: number; prefix: string; packets: number }> = [];
   natAddressList: Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }> = [];
   closed = false;
+  /** retainEvents() holders (what the real streamer turns into UPDATE group membership). */
+  eventRetains = 0;
   /** What /healthz reports; tests set it. */
   ready: Readiness = 'ok';
 
@@ -39,6 +43,20 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     this.ringSize = opts.ringSize ?? 1000;
   }
   private readonly ringSize: number;
+
+  nflog: Array<{ group: number; bound: boolean; reason: string | null }> = [];
+  nflogGroups() {
+    return this.nflog;
+  }
+
+  retainEvents(): () => void {
+    this.eventRetains++;
+    let held = true;
+    return () => {
+      if (held) this.eventRetains--;
+      held = false;
+    };
+  }
 
   emitAlert(init: AlertInit = {}): Alert {
     const key = init.key ?? { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 };
@@ -51,6 +69,8 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
       kind: init.kind ?? 'nat_port_exhaustion',
       severity: init.severity ?? 'critical',
       state: init.state ?? 'firing',
+      // A single-namespace streamer's alerts carry its namespace's name.
+      netns: init.netns !== undefined ? init.netns : netnsName(this.netns),
       key,
       used,
       capacity,
@@ -61,7 +81,7 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     };
     this.ring.push(a);
     if (this.ring.length > this.ringSize) this.ring.shift();
-    const id = `${a.kind}|${JSON.stringify(a.key)}`;
+    const id = `${a.kind}|${a.netns}|${JSON.stringify(a.key)}`;
     if (a.state === 'firing') this.live.set(id, a);
     else this.live.delete(id);
     this.emit('alert', a);
@@ -87,6 +107,7 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
     const e: ConntrackEvent = {
       type: 'event',
       source: 'conntrack',
+      netns: netnsName(this.netns),
       event: 'new',
       id: 1,
       ts: new Date().toISOString(),

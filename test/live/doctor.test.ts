@@ -39,7 +39,7 @@ describeLive('natwatch doctor (root: real namespaces)', () => {
     const { report, text } = await doctor(lab.router);
     expect(report.netns).toBe(lab.nsPath(lab.router));
     const ids = report.checks.map((c) => c.id);
-    expect(ids).toEqual(['conntrack-active', 'conntrack-count', 'conntrack-buckets', 'nat-port-range', 'snat-capacity', 'conntrack-events', 'rcvbuf', 'tcp-timeouts']);
+    expect(ids).toEqual(['conntrack-active', 'conntrack-count', 'conntrack-buckets', 'nat-port-range', 'snat-capacity', 'conntrack-events', 'rcvbuf', 'tcp-timeouts', 'nflog-groups']);
     const lines = text.trim().split('\n').slice(1);
     expect(lines).toHaveLength(ids.length);
     for (const [i, l] of lines.entries()) expect(l).toMatch(new RegExp(`^[✓i!✗] (ok|info|warn|fail) +${ids[i]} `));
@@ -95,6 +95,6 @@ describeLive('natwatch doctor (root: real namespaces)', () => {
   it('a missing namespace is a one-line error, exit 1', async () => {
     const r = await runCli(['doctor', '--netns', 'nwc-missing-ns-1234']);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe('natwatch: network namespace /var/run/netns/nwc-missing-ns-1234 does not exist');
+    expect(r.stderr.trim()).toBe("natwatch: network namespace 'nwc-missing-ns-1234' not found (/var/run/netns/nwc-missing-ns-1234)");
   });
 });

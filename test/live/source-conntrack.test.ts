@@ -108,7 +108,7 @@ describeLive('native netlink source: conntrack (root: namespaces, nft, traffic)'
     let evOut = '';
     ev.stdout!.on('data', (d) => (evOut += d));
     const { seen, handlers } = collector();
-    const src = open({ netns: lab.nsPath(lab.router), dump: false });
+    const src = open({ netns: lab.nsPath(lab.router), dump: false, updates: true });
     await src.start(handlers);
     await sleep(200); // conntrack -E subscribed
 
@@ -146,6 +146,40 @@ describeLive('native netlink source: conntrack (root: namespaces, nft, traffic)'
       expect(mine.find((e) => e.event === 'update')!.nat).toBe('snat');
     }
     expect(seen.loss).toEqual([]);
+    await src.close();
+  });
+
+  it('receives UPDATE events only while asked to: setUpdates() joins and leaves the group', async () => {
+    const { seen, handlers } = collector();
+    const src = open({ netns: lab.nsPath(lab.router), dump: false });
+    await src.start(handlers);
+    const kinds = () => seen.events.filter((e) => e.orig.dport === 5353).map((e) => e.event);
+    const udp = () => lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '3']);
+    const flushed = async (n: number) => {
+      await lab.exec(lab.router, 'conntrack', ['-D', '-p', 'udp', '--dport', '5353']);
+      await until(`${n} destroy events`, () => kinds().filter((k) => k === 'destroy').length >= n);
+    };
+    await lab.exec(lab.router, 'conntrack', ['-D', '-p', 'udp', '--dport', '5353']).catch(() => {});
+    seen.events.length = 0;
+    expect((await udp()).ok).toBe(3);
+    await flushed(3);
+    expect(kinds().sort()).toEqual(['destroy', 'destroy', 'destroy', 'new', 'new', 'new']);
+    // Our socket is in groups NEW (1) and DESTROY (3) only: mask 0b101.
+    const table = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout;
+    const masks = table.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12').map((c) => c[3]);
+    expect(masks).toContain('00000005');
+
+    src.setUpdates(true);
+    seen.events.length = 0;
+    expect((await udp()).ok).toBe(3);
+    await flushed(3);
+    expect(kinds().filter((k) => k === 'update').length).toBe(3); // the reply: one per flow
+
+    src.setUpdates(false);
+    seen.events.length = 0;
+    expect((await udp()).ok).toBe(3);
+    await flushed(3);
+    expect(kinds().filter((k) => k === 'update')).toEqual([]);
     await src.close();
   });
 
@@ -203,9 +237,9 @@ describeLive('native netlink source: conntrack (root: namespaces, nft, traffic)'
     expect(enobufs).toBeGreaterThan(0);
     expect(src.stats.enobufs.conntrack).toBe(enobufs);
     expect(seen.events.length).toBeLessThan(2 * created); // NEW + DESTROY each, at least: some were lost
-    // The kernel agrees: our socket (groups 00000007) shows drops in /proc/net/netlink.
+    // The kernel agrees: our socket (groups NEW|DESTROY, 00000005) shows drops in /proc/net/netlink.
     const table = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout;
-    const ours = table.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000007');
+    const ours = table.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[1] === '12' && c[3] === '00000005');
     expect(ours.some((c) => Number(c[8]) > 0)).toBe(true);
     // Not a dead reader: later events still arrive.
     const before = seen.events.length;
@@ -233,7 +267,7 @@ describeLive('native netlink source: conntrack (root: namespaces, nft, traffic)'
     stalling(handlers, 20, (n) => (received += n));
     await lab.exec(lab.router, 'conntrack', ['-F']); // earlier tests' flows: not ours to count
     expect(Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout)).toBe(0);
-    const src = open({ netns: lab.nsPath(lab.router), dump: false, batchRecords: 1, batchMs: 1, queue: 1 });
+    const src = open({ netns: lab.nsPath(lab.router), dump: false, batchRecords: 1, batchMs: 1, queue: 1, updates: true });
     await src.start(handlers);
     const r = await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '100']);
     const created = Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout);
@@ -252,7 +286,7 @@ describeLive('native netlink source: conntrack (root: namespaces, nft, traffic)'
     const { seen, handlers } = collector();
     stalling(handlers, 20, (n) => (received += n));
     await lab.exec(lab.router, 'conntrack', ['-F']);
-    const src = open({ netns: lab.nsPath(lab.router), dump: false, batchRecords: 1, batchMs: 1, queue: 1, rcvbufBytes: 4096 });
+    const src = open({ netns: lab.nsPath(lab.router), dump: false, batchRecords: 1, batchMs: 1, queue: 1, rcvbufBytes: 4096, updates: true });
     await src.start(handlers);
     await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:5353`, '--count', '100']);
     const created = Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout);

@@ -69,7 +69,8 @@ describeLive('natwatch events CLI (root: namespaces, traffic)', () => {
     await until('a dumped established flow', () => r.out().includes('"state":"ESTABLISHED"'));
     const events = r.out().trim().split('\n').map((l) => JSON.parse(l));
     const e = events.find((x) => x.state === 'ESTABLISHED');
-    expect(Object.keys(e).sort()).toEqual(['event', 'family', 'id', 'mark', 'nat', 'orig', 'proto', 'reply', 'source', 'state', 'timeout', 'ts', 'type', 'zone']);
+    expect(Object.keys(e).sort()).toEqual(['event', 'family', 'id', 'mark', 'nat', 'netns', 'orig', 'proto', 'reply', 'source', 'state', 'timeout', 'ts', 'type', 'zone']);
+    expect(e.netns).toBe(lab.router); // the name of /var/run/netns/NAME
     expect(e).toMatchObject({ type: 'event', source: 'conntrack', family: 'ipv4', proto: 'tcp', nat: 'snat', orig: { src: ADDR.client, dst: ADDR.server, dport: 80 }, reply: { src: ADDR.server, dst: ADDR.routerOut, sport: 80 } });
     expect(new Date(e.ts).toISOString()).toBe(e.ts);
     r.child.kill('SIGTERM');

@@ -47,8 +47,8 @@ describeLive('tail in a terminal', () => {
   it('shows alert lines above a live table of top destinations and the conntrack gauge', async () => {
     await waitScreen((s) => s.includes('connected'));
     streamer.topEntries = [
-      { key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 10, capacity: 10, utilization: 1, newPerSec: 3 },
-      { key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '203.0.113.53', dstPort: 53 }, used: 6, capacity: 10, utilization: 0.6, newPerSec: 0.5 },
+      { netns: null, key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 10, capacity: 10, utilization: 1, newPerSec: 3 },
+      { netns: null, key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '203.0.113.53', dstPort: 53 }, used: 6, capacity: 10, utilization: 0.6, newPerSec: 0.5 },
     ];
     streamer.emitStats({ conntrack: { count: 4242, max: 65536, buckets: 16384 } });
     streamer.emitAlert({ drops: 5, etaSeconds: 0, message: 'NAT ports to 198.51.100.8:80 exhausted (10/10)' });

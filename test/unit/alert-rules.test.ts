@@ -455,8 +455,8 @@ describe('event_loss', () => {
     expect(fire).toMatchObject({ severity: 'critical', state: 'firing', key: {}, drops: 6, detail: { conntrack: { enobufs: 2, dropped: 4, seqGap: 0 } } });
     expect(resolved).toMatchObject({ state: 'resolved' });
     expect(resolved!.seq).toBeGreaterThan(fire!.seq);
-    const k = h.s.tracker.occ.idOf(`tcp|${NAT}|${DST}|80|N`);
-    expect(h.s.tracker.occ.used[k]).toBe(6);
+    const k = h.s.tracker.keys.find(`tcp|${NAT}|${DST}|80|N`);
+    expect(h.s.tracker.keys.used(k)).toBe(6);
     expect(h.s.totals().eventsLost.conntrack).toBe(6);
   });
 
@@ -470,7 +470,7 @@ describe('event_loss', () => {
       drops: 4000,
       detail: { conntrack: { enobufs: 1, kernelDrops: 3987, dropped: 13, seqGap: 0, lost: 4000 } },
     });
-    expect(fire!.message).toMatch(/^natwatch lost 4000 events \(conntrack: 3987 the kernel could not queue \(ENOBUFS ×1\), 13 dropped in the queue\)/);
+    expect(fire!.message).toMatch(/^natwatch lost 4000 events \(conntrack: 3987 the kernel could not queue \(ENOBUFS ×1\), 13 lost in the reader\)/);
     await h.step(5000); // past resendMs: a grown total is sent
     // The counter read after draining adds what was dropped while the socket stayed congested;
     // a late ENOBUFS for drops already counted adds nothing.

@@ -43,3 +43,18 @@ describe('resolveSettings: natRules', () => {
     expect(() => resolveSettings({}, { natRules: { ports: '1-9' } })).toThrow('natRules: must be a list');
   });
 });
+
+describe('--netns and --netns-exclude', () => {
+  it('are repeatable, kept as given, and come from the config file as a string or a list', () => {
+    expect(resolveSettings({}, {}).netns).toEqual([]);
+    expect(resolveSettings({ netns: ['a', '/proc/1/ns/net'] }).netns).toEqual(['a', '/proc/1/ns/net']);
+    expect(resolveSettings({}, { netns: 'edge' }).netns).toEqual(['edge']);
+    expect(resolveSettings({}, { netns: ['all'], 'netnsExclude': ['cni-*'] })).toMatchObject({ netns: ['all'], netnsExclude: ['cni-*'] });
+  });
+  it('reject an exclude without all, an empty name, and a pattern with a slash', () => {
+    expect(() => resolveSettings({ netns: ['a'], netnsExclude: ['x*'] })).toThrow(/^--netns-exclude: only with --netns all$/);
+    expect(() => resolveSettings({ netns: [''] })).toThrow(/^--netns: empty name$/);
+    expect(() => resolveSettings({ netns: ['all'], netnsExclude: ['a/b'] })).toThrow(/--netns-exclude: 'a\/b' is not a name pattern/);
+    expect(() => resolveSettings({}, { netns: [1] })).toThrow(/--netns: expected a string or a list of strings/);
+  });
+});

@@ -48,8 +48,8 @@ describe('tail view', () => {
 
   it('every block row fits the width; top rows join drops and ETA of the firing alert', () => {
     const key = { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 };
-    f.topEntries = [{ key, used: 9, capacity: 10, utilization: 0.9, newPerSec: 12 }];
-    const a = f.emitAlert({ key, used: 9, drops: 4, etaSeconds: 30 });
+    f.topEntries = [{ netns: null, key, used: 9, capacity: 10, utilization: 0.9, newPerSec: 12 }];
+    const a = f.emitAlert({ netns: null, key, used: 9, drops: 4, etaSeconds: 30 });
     const st: ViewState = { status: 'ws://127.0.0.1:7600 connected', stats: f.emitStats(), firing: new Map([[alertId(a), a]]) };
     for (const width of [40, 80, 119]) {
       const rows = renderBlock(st, width, true).map(strip);

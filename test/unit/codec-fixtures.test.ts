@@ -30,7 +30,7 @@ describe('conntrack fixtures: C++ decoder + TS codec agree with conntrack -E', (
     const ref = refs[0]!;
     expect(view.seek(0).kind).toBe(CtKind.New);
     expect(view.toEvent()).toEqual({
-      type: 'event', source: 'conntrack', event: 'new', id: ref.id, ts: '2026-01-02T03:04:05.678Z', family: 'ipv4', proto: 'tcp',
+      type: 'event', source: 'conntrack', netns: null, event: 'new', id: ref.id, ts: '2026-01-02T03:04:05.678Z', family: 'ipv4', proto: 'tcp',
       orig: ref.orig, reply: ref.reply, state: 'SYN_SENT', nat: 'snat', timeout: ref.timeout, mark: 0, zone: 0,
     });
     expect(ref.reply.dport).toBeGreaterThanOrEqual(50000);

@@ -43,7 +43,8 @@ describe('codec', () => {
     b.writeUInt32LE(4, LAYOUT.hdrDropped);
     b.writeUInt32LE(5, LAYOUT.hdrSeqGap);
     b.writeUInt32LE(0xfffffffe, LAYOUT.hdrKernelDrops); // a u32, not an i32
-    expect(readHeader(b)).toMatchObject({ kind: 2, enobufs: 3, dropped: 4, seqGap: 5, kernelDrops: 0xfffffffe, errno: 0 });
+    b.writeUInt32LE(6, LAYOUT.hdrForeign);
+    expect(readHeader(b)).toMatchObject({ kind: 2, enobufs: 3, dropped: 4, seqGap: 5, kernelDrops: 0xfffffffe, foreign: 6, errno: 0 });
     // The field sits past the v1 header, 4-byte aligned; the header keeps records 8-aligned.
     expect(LAYOUT.hdrKernelDrops).toBeGreaterThanOrEqual(40);
     expect(LAYOUT.hdrKernelDrops % 4).toBe(0);
@@ -96,7 +97,7 @@ describe('codec', () => {
       'natwatch: conntrack events lost: 4120 the kernel could not queue (socket drops), 1 receive-buffer overflow (ENOBUFS)',
     );
     expect(formatLoss({ source: 'nflog', enobufs: 1, kernelDrops: 0, dropped: 2, seqGap: 5 })).toBe(
-      'natwatch: nflog events lost: 1 receive-buffer overflow (ENOBUFS), 2 decoded events dropped (reader queue full), 5 NFLOG sequence numbers skipped',
+      'natwatch: nflog events lost: 1 receive-buffer overflow (ENOBUFS), 2 lost in the reader (truncated datagram or no memory), 5 NFLOG sequence numbers skipped',
     );
   });
 });

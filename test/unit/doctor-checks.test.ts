@@ -1,7 +1,7 @@
 // Doctor checks over injected facts: the kernel facts captured from a real namespace
 // (test/fixtures/facts-ruleset.hex) with chosen sysctls, and a chosen table summary.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runDoctor, type FactReaders } from '../../src/doctor/index.js';
@@ -52,10 +52,11 @@ function readers(sysctl: Record<string, string>, summary: CtSummary = table(), k
 }
 
 function nsFile(): string {
-  // gatherFacts only checks the path exists; the injected readers answer for it.
+  // gatherFacts only checks the path is a namespace file (ours, through a link); the injected
+  // readers answer for it.
   const dir = mkdtempSync(join(tmpdir(), 'nwc-ns-'));
   const p = join(dir, 'netns');
-  writeFileSync(p, '');
+  symlinkSync('/proc/self/ns/net', p);
   return p;
 }
 

@@ -95,7 +95,7 @@ describe('ECS documents against the official field list', () => {
 
 describe('what the SIEM gets', () => {
   const ev = (over: Partial<ConntrackEvent>): ConntrackEvent => ({
-    type: 'event', source: 'conntrack', event: 'new', id: 1, ts: new Date(TS).toISOString(), family: 'ipv4', proto: 'tcp',
+    type: 'event', source: 'conntrack', netns: null, event: 'new', id: 1, ts: new Date(TS).toISOString(), family: 'ipv4', proto: 'tcp',
     orig: { src: '192.0.2.5', dst: '203.0.113.10', sport: 40000, dport: 443 },
     reply: { src: '198.51.100.8', dst: '192.0.2.5', sport: 8443, dport: 40000 },
     state: 'SYN_SENT', nat: 'dnat', timeout: 120, mark: 0, zone: 0, ...over,
@@ -118,7 +118,7 @@ describe('what the SIEM gets', () => {
 
   it('NFLOG: rule.name is the trimmed prefix; denied only when the rule drops or rejects, else info', () => {
     const pkt: NflogEvent = {
-      type: 'event', source: 'nflog', ts: new Date(TS).toISOString(), group: 5, prefix: 'blocked-9999 ', family: 'ipv4', proto: 'tcp',
+      type: 'event', source: 'nflog', netns: null, ts: new Date(TS).toISOString(), group: 5, prefix: 'blocked-9999 ', family: 'ipv4', proto: 'tcp',
       src: '192.0.2.5', dst: '198.51.100.8', sport: 40000, dport: 9999, indev: 'r-in', outdev: null, hook: 1, mark: 0, len: 60,
     };
     const asked: Array<[number, string]> = [];

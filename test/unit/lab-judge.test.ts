@@ -11,7 +11,7 @@ const expectLoss: Expectation = { kind: 'event_loss', key: {}, severity: 'warnin
 
 function alert(over: Partial<Alert>): Alert {
   return {
-    type: 'alert', seq: 1, ts: '2026-01-01T00:00:00.000Z', kind: 'nat_port_exhaustion', severity: 'critical', state: 'firing',
+    type: 'alert', seq: 1, ts: '2026-01-01T00:00:00.000Z', kind: 'nat_port_exhaustion', severity: 'critical', state: 'firing', netns: null,
     key, used: 10, capacity: 10, utilization: 1, drops: 5, message: 'm', ...over,
   };
 }

@@ -18,6 +18,38 @@ describe('batch layout', () => {
     }
   });
 
+  it('pins the v4 header: the numbers themselves, so a change on both sides still needs a version bump', () => {
+    const header = Object.fromEntries(Object.entries(addon.layout).filter(([k]) => /^(hdr|flag|kind|magic|version|headerSize)/.test(k)));
+    expect(header).toEqual({
+      magic: 0x3142574e,
+      version: 4,
+      kindConntrack: 1,
+      kindNflog: 2,
+      kindStats: 3,
+      // v4: no "dump end before" flag (4): the reader waits for JS instead of dropping a batch.
+      flagDumpBegin: 1,
+      flagDumpEnd: 2,
+      flagDumpError: 8,
+      hdrMagic: 0,
+      hdrVersion: 4,
+      hdrKind: 6,
+      hdrFlags: 7,
+      hdrCount: 8,
+      hdrRecordSize: 12,
+      hdrEnobufs: 16,
+      hdrDropped: 20, // v4: events lost in the reader (MSG_TRUNC, no memory), not queue drops
+      hdrSeqGap: 24,
+      hdrDecodeErrors: 28,
+      hdrUnknownAttrs: 32,
+      hdrErrno: 36,
+      hdrKernelDrops: 40,
+      hdrForeign: 44, // v3: datagrams from a sender other than the kernel
+      headerSize: 48,
+    });
+    expect([LAYOUT.ctRecordSize, LAYOUT.nlRecordSize, LAYOUT.stRecordSize]).toEqual([104, 232, 96]);
+    expect('flagDumpEndBefore' in LAYOUT).toBe(false);
+  });
+
   it('a C++ batch has its fields at the TypeScript offsets', () => {
     const f = readFixture('ct-new-tcp-snat');
     const b = addon.decodeForTest('conntrack', f.bytes, 1234.5);

@@ -67,8 +67,8 @@ describe('HTTP endpoints', () => {
   it('/healthz, /v1/alerts, /v1/top, 404 and 405', async () => {
     const s = new FakeStreamer({ netns: '/var/run/netns/nwc-x' });
     srv = await startServer(s, { port: 0 });
-    s.topEntries = [{ key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 7, capacity: 10, utilization: 0.7, newPerSec: 2 }];
-    const firing = s.emitAlert({ key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '198.51.100.9', dstPort: 53 } });
+    s.topEntries = [{ netns: null, key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 7, capacity: 10, utilization: 0.7, newPerSec: 2 }];
+    const firing = s.emitAlert({ netns: null, key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '198.51.100.9', dstPort: 53 } });
     s.emitAlert({ state: 'resolved' });
     s.emitStats();
     const health = await fetch(base() + '/healthz');
@@ -100,7 +100,7 @@ describe('HTTP endpoints', () => {
   it('/metrics is Prometheus text with the contract series', async () => {
     const s = new FakeStreamer();
     srv = await startServer(s, { port: 0 });
-    s.topEntries = [{ key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 7, capacity: 10, utilization: 0.7, newPerSec: 2 }];
+    s.topEntries = [{ netns: null, key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 7, capacity: 10, utilization: 0.7, newPerSec: 2 }];
     s.emitAlert();
     s.emitAlert({ kind: 'conntrack_table_full', key: {} });
     s.emitEvent();

@@ -94,11 +94,11 @@ describe('Tracker with bounded rings', () => {
       const f = { src: '192.0.2.5', sport: 2000, dst: `198.51.${100 + (i >> 8)}.${i & 255}`, dport: 80, natIp: '203.0.113.1', natPort: 3000 };
       src.conntrack([snatFlow(CtKind.New, i + 1, f), snatFlow(CtKind.Destroy, i + 1, f)]);
     }
-    expect(tracker.rings.size).toBeLessThanOrEqual(16);
-    expect(tracker.occ.count).toBeLessThanOrEqual(16 + 1);
-    expect(tracker.rings.evicted).toBeGreaterThan(4900);
-    const k = tracker.occ.idOf('tcp|203.0.113.1|198.51.100.200|443|N');
-    expect(tracker.occ.used[k]).toBe(3); // the active key survived the scan
+    expect(tracker.keys.ringUse.size).toBeLessThanOrEqual(16);
+    expect(tracker.keys.count).toBeLessThanOrEqual(16 + 1);
+    expect(tracker.keys.ringUse.evicted).toBeGreaterThan(4900);
+    const k = tracker.keys.find('tcp|203.0.113.1|198.51.100.200|443|N');
+    expect(tracker.keys.used(k)).toBe(3); // the active key survived the scan
   });
 });
 

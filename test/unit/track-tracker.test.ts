@@ -47,10 +47,10 @@ function expectSame(tracker: Tracker, kernel: Map<number, Spec>): void {
     const k = keyOf(s);
     if (k) want.set(k, (want.get(k) ?? 0) + 1);
   }
-  for (let k = 0; k < tracker.occ.high; k++) expect(tracker.occ.used[k]).toBeGreaterThanOrEqual(0);
   const got = new Map<string, number>();
-  for (let k = 0; k < tracker.occ.high; k++) {
-    if (tracker.occ.exists(k) && tracker.occ.used[k]! > 0) got.set(tracker.occ.keyString(k), tracker.occ.used[k]!);
+  for (const [k, { used }] of tracker.keys.snapshot()) {
+    expect(used).toBeGreaterThanOrEqual(0);
+    if (used > 0) got.set(k, used);
   }
   expect(got).toEqual(want);
   expect(tracker.liveFlows).toBe(kernel.size);
@@ -65,9 +65,9 @@ function expectSame(tracker: Tracker, kernel: Map<number, Spec>): void {
     ports.get(k)!.add(p);
   }
   for (const [k, set] of ports) {
-    const id = tracker.occ.idOf(k);
-    expect(tracker.occ.ports.distinct[id]).toBe(set.size);
-    for (const p of set) expect(tracker.occ.ports.has(id, p)).toBe(true);
+    const id = tracker.keys.find(k);
+    expect(tracker.keys.distinctPorts(id)).toBe(set.size);
+    for (const p of set) expect(tracker.keys.holds(id, p)).toBe(true);
   }
 }
 
@@ -194,25 +194,25 @@ describe('Tracker classification', () => {
       plainFlow(CtKind.New, 4, { src: '192.0.2.77', sport: 33000, dst: '198.51.100.8', dport: 80 }),
       plainFlow(CtKind.New, 5, { src: LOCAL, sport: 33001, dst: '198.51.100.8', dport: 53, proto: 1 }),
     ]);
-    const nat = tracker.occ.idOf('tcp|198.51.100.1|198.51.100.8|80|N');
-    const loc = tracker.occ.idOf('tcp|192.0.2.1|198.51.100.8|80|L');
-    expect(tracker.occ.used[nat]).toBe(2);
-    expect(tracker.occ.ports.distinct[nat]).toBe(2);
-    expect(tracker.occ.ports.has(nat, 50001)).toBe(true);
-    expect(tracker.occ.used[loc]).toBe(1);
-    expect(tracker.occ.ports.has(loc, 33000)).toBe(true);
-    expect(tracker.occ.count).toBe(2);
+    const nat = tracker.keys.find('tcp|198.51.100.1|198.51.100.8|80|N');
+    const loc = tracker.keys.find('tcp|192.0.2.1|198.51.100.8|80|L');
+    expect(tracker.keys.used(nat)).toBe(2);
+    expect(tracker.keys.distinctPorts(nat)).toBe(2);
+    expect(tracker.keys.holds(nat, 50001)).toBe(true);
+    expect(tracker.keys.used(loc)).toBe(1);
+    expect(tracker.keys.holds(loc, 33000)).toBe(true);
+    expect(tracker.keys.count).toBe(2);
     expect(tracker.liveFlows).toBe(5);
     src.conntrack([snatFlow(CtKind.Destroy, 2, { src: '192.0.2.6', sport: 1111, dst: '198.51.100.8', dport: 80, natIp: '198.51.100.1', natPort: 50001 })]);
-    expect(tracker.occ.used[nat]).toBe(1);
-    expect(tracker.occ.ports.has(nat, 50001)).toBe(false);
+    expect(tracker.keys.used(nat)).toBe(1);
+    expect(tracker.keys.holds(nat, 50001)).toBe(false);
   });
 
   it('treats reply dst != orig src as SNAT even without the status bit', () => {
     const { src, tracker } = setup();
     const r = snatFlow(CtKind.New, 9, { src: '192.0.2.5', sport: 1, dst: '198.51.100.8', dport: 80, natIp: '198.51.100.1', natPort: 7 });
     src.conntrack([{ ...r, status: 0 }]);
-    expect(tracker.occ.used[tracker.occ.idOf('tcp|198.51.100.1|198.51.100.8|80|N')]).toBe(1);
+    expect(tracker.keys.used(tracker.keys.find('tcp|198.51.100.1|198.51.100.8|80|N'))).toBe(1);
   });
 
   it('a dump record for a flow destroyed during the dump is ignored (tombstone)', () => {
@@ -232,10 +232,10 @@ describe('Tracker classification', () => {
     const f = { src: '192.0.2.5', sport: 1, dst: '198.51.100.8', dport: 80, natIp: '198.51.100.1', natPort: 7 };
     src.conntrack([snatFlow(CtKind.New, 5, f)]);
     src.dump([snatFlow(CtKind.Dump, 5, { ...f, natPort: 9 })]);
-    const k = tracker.occ.idOf('tcp|198.51.100.1|198.51.100.8|80|N');
-    expect(tracker.occ.used[k]).toBe(1);
-    expect(tracker.occ.ports.has(k, 7)).toBe(false);
-    expect(tracker.occ.ports.has(k, 9)).toBe(true);
+    const k = tracker.keys.find('tcp|198.51.100.1|198.51.100.8|80|N');
+    expect(tracker.keys.used(k)).toBe(1);
+    expect(tracker.keys.holds(k, 7)).toBe(false);
+    expect(tracker.keys.holds(k, 9)).toBe(true);
   });
 
   it('dumpEnd removes flows whose DESTROY was lost, keeps flows created during the dump', () => {
@@ -248,9 +248,9 @@ describe('Tracker classification', () => {
     src.conntrack([c]); // created after the dump read the table
     src.conntrack([{ ...a, kind: CtKind.Dump }]); // b is gone from the kernel
     expect(tracker.dumpEnd()).toBe(1);
-    const k = tracker.occ.idOf('tcp|198.51.100.1|198.51.100.8|80|N');
-    expect(tracker.occ.used[k]).toBe(2);
-    expect(tracker.occ.ports.has(k, 8)).toBe(false);
+    const k = tracker.keys.find('tcp|198.51.100.1|198.51.100.8|80|N');
+    expect(tracker.keys.used(k)).toBe(2);
+    expect(tracker.keys.holds(k, 8)).toBe(false);
     expect(tracker.totals.resyncRemoved).toBe(1);
   });
 });

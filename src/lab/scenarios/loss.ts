@@ -8,36 +8,17 @@ import { ADDR, type Lab } from '../topology.js';
 import { deltas, formatDeltas, listEntries, snapshot } from './kernel.js';
 import { holdConnect } from './traffic.js';
 import type { Load, Scenario } from './types.js';
+import { parseNetlinkTable, type NetlinkSocket } from '../../source/nflog-bindings.js';
 
 export const LOSS_RCVBUF = 8192;
 const FLOWS = 2000;
 const PORT = 53;
 
-/** NETLINK_NETFILTER, include/uapi/linux/netlink.h */
-const NETLINK_NETFILTER = 12;
-
-/** One NETLINK_NETFILTER socket of a namespace as /proc/net/netlink lists it. */
-export interface NetlinkSocket {
-  /** Port id (the Pid column). */
-  portId: number;
-  /** Bitmask of the first 32 multicast groups joined (group g is bit g - 1). */
-  groups: number;
-  /** Messages the kernel could not queue to it: the ground truth for loss. */
-  drops: number;
-  inode: number;
-}
+export type { NetlinkSocket };
 
 /** The NETLINK_NETFILTER sockets in `ns` (/proc/net/netlink, which is per namespace). */
 export async function netlinkSockets(lab: Lab, ns: string): Promise<NetlinkSocket[]> {
-  const r = await lab.exec(ns, 'cat', ['/proc/net/netlink']);
-  const out: NetlinkSocket[] = [];
-  for (const line of r.stdout.split('\n').slice(1)) {
-    // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-    const f = line.trim().split(/\s+/);
-    if (f.length < 10 || Number(f[1]) !== NETLINK_NETFILTER) continue;
-    out.push({ portId: Number(f[2]), groups: parseInt(f[3]!, 16), drops: Number(f[8]), inode: Number(f[9]) });
-  }
-  return out;
+  return parseNetlinkTable((await lab.exec(ns, 'cat', ['/proc/net/netlink'])).stdout);
 }
 
 /**

@@ -27,8 +27,8 @@ export interface Expectation {
   /** Recovery is R's closed flows leaving the table (so the lab reaps expired entries promptly). */
   flowsExpire: boolean;
   /**
-   * One overload must be one episode (a single firing..resolved) whose drops, less the records
-   * natwatch dropped in its own queue, equal the scenario's kernelDrops.
+   * One overload must be one episode (a single firing..resolved) whose drops, less the events
+   * natwatch lost itself (LossReport.dropped), equal the scenario's kernelDrops.
    */
   oneEpisode?: boolean;
 }

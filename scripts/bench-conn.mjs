@@ -1,0 +1,270 @@
+#!/usr/bin/env node
+// Cost per full TCP connection, side by side (root, one throwaway lab, ≈ 1 min): a C load
+// generator (scripts/bench-conn.c) in the client namespace keeps CONC connects in flight for
+// SECONDS through the router's masquerade (connect, close once established, the server closes
+// back), then the router's table is flushed so every connection's DESTROY arrives now. Listening
+// on the router at the same time:
+//   serve           natwatch serve, no event consumer (NEW + DESTROY only)
+//   serve+events    natwatch serve with one WebSocket client on types=event (UPDATE joined)
+//   conntrack -E    conntrack-tools, output to /dev/null
+//   bare            a C reader: NEW + DESTROY, 64 MiB, recvmmsg, counts messages
+//   bare-all        the same with UPDATE
+// Each listener's CPU (utime + stime of its process, /proc/PID/stat) over the run / connections.
+// Loss is the kernel's: each listener's socket Drops in /proc/net/netlink.
+// Then the idle cost of extra namespaces: one process with 1, 10, 50 native sources (each in its
+// own namespace), RSS and threads; and that process's CPU per connection while one of its 50
+// namespaces is the loaded router.
+//   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50] [--prof DIR]
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' } } });
+const SECONDS = Math.min(Number(values.seconds), 60);
+const CONC = Math.min(Number(values.conc), 1024);
+const NAMESPACES = Math.min(Number(values.namespaces), 100);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'inherit' });
+const BIN = `/tmp/nwb-bench-conn-${process.pid}`;
+execFileSync('gcc', ['-O2', '-o', BIN, `${ROOT}scripts/bench-conn.c`]);
+const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
+const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
+
+const TICK = 100; // USER_HZ
+const cpuSeconds = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / TICK;
+};
+/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...), user and system. */
+const threadCpu = (pid) => {
+  const out = {};
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const raw = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'));
+      const f = raw.split(') ')[1].split(' ');
+      out[`${name} user`] = (out[`${name} user`] ?? 0) + Number(f[11]) / TICK;
+      out[`${name} sys`] = (out[`${name} sys`] ?? 0) + Number(f[12]) / TICK;
+    } catch {
+      // exited
+    }
+  }
+  return out;
+};
+const readlinkSafe = (p) => {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return '';
+  }
+};
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const srv = createServer().once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+const getText = async (url) => (await fetch(url, { signal: AbortSignal.timeout(15_000) })).text();
+async function waitHealthy(base, proc) {
+  for (let i = 0; i < 150; i++) {
+    if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}`);
+    try {
+      if ((await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1000) })).ok) return;
+    } catch {
+      // not yet
+    }
+    await sleep(100);
+  }
+  throw new Error('serve not healthy');
+}
+const received = async (base) => Number(/^natwatch_events_received_total\{[^}]*source="conntrack"[^}]*\} (\S+)$/m.exec(await getText(`${base}/metrics`))?.[1] ?? NaN);
+/** The first whole line of proc's stdout starting with prefix ('{' for a JSON result). */
+const lineOf = (proc, prefix = '{') =>
+  new Promise((resolve) => {
+    let out = '';
+    const find = () => out.split('\n').slice(0, -1).find((l) => l.startsWith(prefix));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const l = find();
+      if (l !== undefined) resolve(l);
+    });
+    proc.once('exit', () => resolve(find() ?? out));
+  });
+const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
+
+const lab = await createLab({ prefix: 'nwb' });
+const extra = [];
+const procs = [];
+const report = { method: {}, listeners: [], namespaces: {} };
+try {
+  await lab.nft(lab.router, 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }');
+  // The client reuses its ports out of TIME_WAIT (its own namespace's sysctls only).
+  await lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']);
+  const server = spawn('ip', ['netns', 'exec', lab.server, BIN, 'serve', '80', String(SECONDS + 90)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(server);
+  await lineOf(server, 'ready');
+
+  // Listeners.
+  const devnull = openSync('/dev/null', 'w');
+  const serveAt = async (name, prof = []) => {
+    const port = await freePort();
+    const p = spawn(process.execPath, [...prof, `${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'inherit'] });
+    procs.push(p);
+    const base = `http://127.0.0.1:${port}`;
+    await waitHealthy(base, p);
+    return { name, pid: p.pid, base, proc: p };
+  };
+  // --prof DIR: the consumer-less serve writes a V8 CPU profile there when it exits.
+  const plain = await serveAt('serve', values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : []);
+  const withEvents = await serveAt('serve+events');
+  let wsEvents = 0;
+  const ws = new WebSocket(`ws://127.0.0.1:${new URL(withEvents.base).port}/v1/stream?types=event`);
+  ws.on('message', () => wsEvents++);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const ctE = spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });
+  const bare = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const bareAll = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), 'all'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(ctE, bare, bareAll);
+  const bareOut = [lineOf(bare), lineOf(bareAll)];
+  await Promise.all([lineOf(bare, 'ready'), lineOf(bareAll, 'ready')]);
+  await sleep(1500); // everyone subscribed
+  const listeners = [plain, withEvents, { name: 'conntrack -E', pid: ctE.pid }, { name: 'bare', pid: bare.pid }, { name: 'bare-all', pid: bareAll.pid }];
+  // Idle baseline over the same length: serve's per-second work (counters, rules, stats, the
+  // ruleset and address refreshes) is paid with or without connections.
+  const idle0 = listeners.map((l) => cpuSeconds(l.pid));
+  const idleT0 = Date.now();
+  await sleep(SECONDS * 1000);
+  const idleRate = listeners.map((l, i) => (cpuSeconds(l.pid) - idle0[i]) / ((Date.now() - idleT0) / 1000));
+  const cpu0 = listeners.map((l) => cpuSeconds(l.pid));
+  const threads0 = [plain, withEvents].map((l) => threadCpu(l.pid));
+  const recv0 = [await received(plain.base), await received(withEvents.base)];
+  const t0 = Date.now();
+
+  const gen = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(gen);
+  const load = JSON.parse(await lineOf(gen));
+  await exited(gen);
+  const genSeconds = (Date.now() - t0) / 1000;
+  await lab.exec(lab.router, 'conntrack', ['-F']);
+  // Settled: serve+events' counter stops moving.
+  let last = -1;
+  for (let i = 0; i < 60; i++) {
+    const n = await received(withEvents.base);
+    if (n === last) break;
+    last = n;
+    await sleep(500);
+  }
+  await sleep(500);
+  const cpu1 = listeners.map((l) => cpuSeconds(l.pid));
+  const runSeconds = (Date.now() - t0) / 1000;
+  const threads1 = [plain, withEvents].map((l) => threadCpu(l.pid));
+  const recv1 = [await received(plain.base), await received(withEvents.base)];
+  // Kernel drops per listener socket (by inode).
+  const table = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  const dropsByInode = new Map(table.filter((c) => c[1] === '12').map((c) => [c[9], Number(c[8])]));
+  const drops = (pid) => {
+    let sum = 0;
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`));
+      if (m && dropsByInode.has(m[1])) sum += dropsByInode.get(m[1]);
+    }
+    return sum;
+  };
+  const lost = listeners.map((l) => drops(l.pid));
+  for (const p of [bare, bareAll]) p.kill('SIGTERM');
+  const [bareRes, bareAllRes] = (await Promise.all(bareOut)).map((l) => JSON.parse(l));
+  const conns = load.connections;
+  report.method = { seconds: SECONDS, concurrency: CONC, connections: conns, failed: load.failed, connPerSec: Math.round(conns / genSeconds) };
+  listeners.forEach((l, i) => {
+    const events = i === 0 ? recv1[0] - recv0[0] : i === 1 ? recv1[1] - recv0[1] : i === 3 ? bareRes.events : i === 4 ? bareAllRes.events : null;
+    const cpu = cpu1[i] - cpu0[i];
+    const net = Math.max(0, cpu - idleRate[i] * runSeconds);
+    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i] });
+  });
+  report.method.wsEventsDelivered = wsEvents;
+  // Where serve's CPU went, µs per connection by thread name.
+  report.serveThreads = [plain, withEvents].map((l, i) => ({
+    listener: l.name,
+    usPerConnection: Object.fromEntries(Object.entries(threads1[i]).map(([k, v]) => [k, +(((v - (threads0[i][k] ?? 0)) * 1e6) / conns).toFixed(2)]).filter(([, v]) => v > 0)),
+  }));
+  ws.close();
+  for (const l of [plain, withEvents]) l.proc.kill('SIGTERM');
+  await exited(plain.proc); // its profile is written on the way out
+  ctE.kill('SIGTERM');
+
+  // --- idle cost per namespace, and 50 namespaces with one under load ---------------------
+  const tag = randomBytes(3).toString('hex');
+  for (let i = 0; i < NAMESPACES - 1; i++) {
+    const name = `nwb-${tag}-i${i}`;
+    execFileSync('ip', ['netns', 'add', name]);
+    extra.push(name);
+  }
+  const CHILD = `
+const { createNetlinkSource } = await import(${JSON.stringify(`${ROOT}dist/source/netlink-source.js`)});
+const { readdirSync, readFileSync } = await import('node:fs');
+const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
+const threads = () => readdirSync('/proc/self/task').length;
+const paths = process.argv.slice(1);
+const h = { conntrack(v) {}, nflog() {}, loss() {}, dumpBegin() {}, dumpEnd() {}, error() {} };
+globalThis.gc?.();
+const out = { base: { rss: rss(), threads: threads() } };
+const sources = [];
+for (const [i, p] of paths.entries()) {
+  const s = createNetlinkSource({ netns: p });
+  await s.start(h);
+  sources.push(s);
+  if (i + 1 === 1 || i + 1 === 10 || i + 1 === paths.length) {
+    await new Promise((r) => setTimeout(r, 500));
+    globalThis.gc?.();
+    out[i + 1] = { rss: rss(), threads: threads() };
+  }
+}
+process.stdout.write(JSON.stringify(out) + '\\n');
+process.on('SIGTERM', async () => { for (const s of sources) await s.close(); process.exit(0); });
+`;
+  const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD, lab.nsPath(lab.router), ...extra.map((n) => `/var/run/netns/${n}`)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(child);
+  const idle = JSON.parse(await lineOf(child));
+  report.namespaces.idle = idle;
+  const n = extra.length + 1;
+  report.namespaces.perExtraNamespace = {
+    rssMiB: +((idle[n].rss - idle[1].rss) / (n - 1)).toFixed(3),
+    threads: (idle[n].threads - idle[1].threads) / (n - 1),
+  };
+  // Under load: one of the 50 is the router.
+  const c0 = cpuSeconds(child.pid);
+  const gen2 = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(gen2);
+  const load2 = JSON.parse(await lineOf(gen2));
+  await exited(gen2);
+  await lab.exec(lab.router, 'conntrack', ['-F']);
+  await sleep(2000);
+  const c1 = cpuSeconds(child.pid);
+  report.namespaces.underLoad = { sources: n, connections: load2.connections, usPerConnection: +(((c1 - c0) * 1e6) / load2.connections).toFixed(2) };
+  child.kill('SIGTERM');
+  await exited(child);
+  closeSync(devnull);
+} finally {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  for (const n of extra) {
+    try {
+      execFileSync('ip', ['netns', 'del', n]);
+    } catch {
+      // already gone
+    }
+  }
+  await lab.destroy();
+  try {
+    execFileSync('rm', ['-f', BIN]);
+  } catch {
+    // ignore
+  }
+}
+console.log(JSON.stringify(report, null, 2));
