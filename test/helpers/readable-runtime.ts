@@ -10,12 +10,11 @@ import { ROOT, ensureBuilt } from './cli-build.js';
 
 let copy: string | null = null;
 
-/** Path of bin/natwatch.js in the copy; made once per test file (worker), removed at exit. */
+/** Path of bin/natwatch.js in the copy; made once per test file (worker). */
 export function readableRuntime(): string {
   if (copy) return join(copy, 'bin/natwatch.js');
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'nwrt-'));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   for (const p of ['bin', 'dist', 'lab', 'package.json', 'build/Release/natwatch.node']) {
     mkdirSync(dirname(join(dir, p)), { recursive: true });
     cpSync(join(ROOT, p), join(dir, p), { recursive: true });
@@ -35,4 +34,10 @@ export function readableRuntime(): string {
   execFileSync('chmod', ['-R', 'a+rX', dir]);
   copy = dir;
   return join(dir, 'bin/natwatch.js');
+}
+
+/** Removes the copy (call from the test file's afterAll: a worker may end without 'exit'). */
+export function removeReadableRuntime(): void {
+  if (copy) rmSync(copy, { recursive: true, force: true });
+  copy = null;
 }

@@ -14,7 +14,7 @@ import { BIN, ensureBuilt, ROOT } from '../helpers/cli-build.js';
 import { freePort } from '../helpers/serve.js';
 import { sleep } from '../helpers/wait.js';
 import { describeLive } from '../helpers/gate.js';
-import { readableRuntime } from '../helpers/readable-runtime.js';
+import { readableRuntime, removeReadableRuntime } from '../helpers/readable-runtime.js';
 
 const NEEDS = { tools: ['ip', 'nft', 'iptables-nft', 'iptables-legacy', 'setpriv'] };
 
@@ -79,6 +79,8 @@ function daemon(argv: string[]): { child: ChildProcess; out: () => string; stop:
     },
   };
 }
+
+afterAll(removeReadableRuntime);
 
 describeLive('no external program, no root: an exhausted iptables-nft 20-port masquerade', () => {
   let lab: Lab;
