@@ -2,7 +2,8 @@
 // Refreshes test/fixtures/*.hex: raw netlink datagrams captured from this kernel in a throwaway
 // lab (root), written as annotated hex, each with the reference tool's view of the same entry
 // (`conntrack -E -o id`, `conntrack -L -o id`, `conntrack -S`) for the tests to compare with.
-//   node scripts/capture-fixtures.mjs        (needs root, a built addon and `npm run build`)
+//   node scripts/capture-fixtures.mjs [NAME...]   (needs root, a built addon and `npm run build`)
+// With names, only those fixtures are rewritten (the lab still runs every scenario).
 import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ const { loadNative } = await import(`${ROOT}dist/source/native.js`);
 const { CtBatchView, readHeader } = await import(`${ROOT}dist/source/codec.js`);
 const addon = loadNative();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const only = new Set(process.argv.slice(2));
 const out = (name, text) => writeFileSync(`${ROOT}test/fixtures/${name}.hex`, text);
 
 // --- annotated hex ----------------------------------------------------------------------------
@@ -64,6 +66,7 @@ function annotate(buf) {
   return s;
 }
 function fixture(name, title, datagram, refs) {
+  if (only.size && !only.has(name)) return;
   let s = `# ${name}: ${title}\n# Captured from Linux ${execFileSync('uname', ['-r']).toString().trim()} by scripts/capture-fixtures.mjs; one raw datagram.\n`;
   for (const r of refs) s += `# ref: ${r}\n`;
   out(name, s + annotate(datagram));
@@ -95,6 +98,48 @@ s.settimeout(1)
 s.sendto(pkt, (sys.argv[1], 0))
 try: s.recv(256)
 except Exception: pass`;
+
+// ICMPv6 echo request: the kernel fills in the checksum of a raw ICMPv6 socket.
+const PING6 = `import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(1)
+s.sendto(struct.pack('!BBHHH', 128, 0, 0, 0x4e57, 1) + b'natwatch', (sys.argv[1], 0))
+try: s.recv(256)
+except Exception: pass`;
+
+// IPv6 extension headers: one UDP datagram behind hop-by-hop and destination options (sticky
+// socket options, 8-byte PadN headers), then one of 3000 bytes that the sender fragments.
+const EXTHDR6 = `import socket, sys
+pad = bytes([0, 0, 1, 4, 0, 0, 0, 0])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, pad)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DSTOPTS, pad)
+s.sendto(b'natwatch', (sys.argv[1], 9996))
+f = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+f.sendto(b'n' * 3000, (sys.argv[1], 9996))`;
+
+// One entry per NFULNL_MSG_PACKET of a datagram: group, prefix and the packet bytes copied.
+function nflogPackets(d) {
+  const pkts = [];
+  for (let off = 0; off + 20 <= d.length;) {
+    const len = d.readUInt32LE(off);
+    if (len < 16 || off + len > d.length) break;
+    if (d.readUInt16LE(off + 4) === 0x0400) {
+      const p = { group: d.readUInt16BE(off + 18), prefix: '', payload: Buffer.alloc(0) };
+      for (let a = off + 20; a + 4 <= off + len;) {
+        const alen = d.readUInt16LE(a);
+        if (alen < 4) break;
+        const type = d.readUInt16LE(a + 2) & 0x3fff;
+        if (type === 9) p.payload = d.subarray(a + 4, a + alen); // NFULA_PAYLOAD
+        if (type === 10) p.prefix = d.subarray(a + 4, a + alen).toString().replace(/\0.*$/s, ''); // NFULA_PREFIX
+        a += (alen + 3) & ~3;
+      }
+      pkts.push(p);
+    }
+    off += (len + 3) & ~3;
+  }
+  return pkts;
+}
 
 const lab = await createLab({ prefix: 'nwa', ipv6: true });
 try {
@@ -159,6 +204,41 @@ table inet filter { chain forward { type filter hook forward priority 0; tcp dpo
   const stats = await addon.capture({ netns: ns, what: 'stats', timeoutMs: 2000, max: 10 });
   const s = (await lab.exec(lab.router, 'conntrack', ['-S'])).stdout.trim().split('\n');
   fixture('stats-cpu', 'IPCTNL_MSG_CT_GET_STATS_CPU dump reply, one message per CPU', Buffer.concat(stats), s);
+
+  // NFLOG packets that reach the decoder's less travelled paths (the fuzz targets' seeds,
+  // test/fuzz): the longest prefix nft accepts (NF_LOG_PREFIXLEN - 1 = 127 characters), ICMP
+  // and ICMPv6 echo ids, and IPv6 extension headers logged before defragmentation (priority
+  // -450, ahead of conntrack's -400), so fragments arrive as sent.
+  const longPrefix = `natwatch-longest-prefix-${'x'.repeat(127 - 24 - 1)}.`;
+  await lab.nft(lab.router, `table inet filter { chain forward { udp dport 9997 log prefix "${longPrefix}" group 5 accept; icmp type echo-request log prefix "echo " group 5 accept; icmpv6 type echo-request log prefix "echo6 " group 5 accept; }; }
+table ip6 rawlog { chain pre { type filter hook prerouting priority -450; ip6 nexthdr { 0, 44, 60 } log prefix "exthdr " group 6 snaplen 128; }; }`);
+  const more = addon.capture({ netns: ns, what: 'nflog', groups: [5, 6], timeoutMs: 6000, max: 40 });
+  await sleep(300);
+  await lab.runPeer(lab.client, ['connect', '--proto', 'udp', '--to', `${ADDR.server}:9997`, '--count', '1', '--timeout-ms', '300']);
+  await lab.exec(lab.client, 'python3', ['-c', PING, ADDR.server]);
+  await lab.exec(lab.client, 'python3', ['-c', PING6, ADDR.server6]);
+  await lab.exec(lab.client, 'python3', ['-c', EXTHDR6, ADDR.server6]);
+  // NFLOG flushes a group's queued packets after its 1 s timer: the window covers it.
+  const got = (await more).filter((d) => nflogPackets(d).length > 0);
+  const find = (name, want) => {
+    const ds = got.filter((d) => nflogPackets(d).some(want));
+    if (ds.length === 0) throw new Error(`no datagram for ${name}`);
+    return ds;
+  };
+  const prefixed = find('nflog-prefix-max', (p) => p.prefix === longPrefix);
+  fixture('nflog-prefix-max', `NFULNL_MSG_PACKET with a ${longPrefix.length}-character prefix (NF_LOG_PREFIXLEN - 1, NUL included: 128 bytes)`, prefixed[0],
+    [`prefix=${longPrefix} group=5 udp ${ADDR.client} -> ${ADDR.server}:9997`]);
+  const echo4 = find('nflog-icmp-echo', (p) => p.prefix === 'echo ')[0];
+  const echo6 = find('nflog-icmp-echo', (p) => p.prefix === 'echo6 ')[0];
+  fixture('nflog-icmp-echo', 'NFULNL_MSG_PACKET: ICMP echo request, then ICMPv6 echo request (id 0x4e57 = 20055)', Buffer.concat([echo4, echo6]),
+    [`icmp echo-request id=20055 ${ADDR.client} -> ${ADDR.server}`, `icmpv6 echo-request id=20055 ${ADDR.client6} -> ${ADDR.server6}`]);
+  // payload[6] is the fixed header's next header: 0 hop-by-hop, 44 fragment. The kernel often
+  // batches all of them (and an NLMSG_DONE) into one datagram: keep each datagram once.
+  const nh = (...v) => (p) => p.prefix === 'exthdr ' && p.payload.length >= 40 && v.includes(p.payload[6]);
+  find('nflog-ipv6-exthdr', nh(0));
+  find('nflog-ipv6-exthdr', nh(44));
+  fixture('nflog-ipv6-exthdr', 'NFULNL_MSG_PACKET: UDP behind hop-by-hop and destination options headers, then the fragments of a 3000-byte UDP datagram (snaplen 128), logged before defrag',
+    Buffer.concat(find('nflog-ipv6-exthdr', nh(0, 44))), [`udp ${ADDR.client6} -> [${ADDR.server6}]:9996: hop-by-hop(PadN) + dest-opts(PadN) + 8 bytes, then 3000 bytes in fragments`]);
 } finally {
   await lab.destroy();
 }

@@ -1,6 +1,7 @@
 // Live flows keyed by (conntrack id, zone): an open-addressing hash (linear probing,
 // backward-shift deletion, so no deleted markers pile up) over parallel typed arrays. One flow
 // costs 14 bytes per slot at a load factor of at most 0.75, instead of a JS object per flow.
+import { hash2 } from './seeded-hash.js';
 
 /** Slot flag bits. 0 means the slot is empty. */
 export const F_LIVE = 1;
@@ -54,12 +55,19 @@ export class FlowTable {
     return this.filled;
   }
 
+  // Seeded per process like the other tables: conntrack ids are the kernel's (keyed siphash on
+  // current kernels), but nothing here should depend on that.
   private home(id: number, zone: number): number {
-    let h = Math.imul(id ^ (zone << 20) ^ (zone >>> 12), 0x9e3779b1);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x85ebca77);
-    h ^= h >>> 13;
-    return h & this.mask;
+    return hash2(id, zone) & this.mask;
+  }
+
+  /** Mean probes a lookup takes (1 = none collided): the hash's quality, for tests. */
+  probeMean(): number {
+    let sum = 0;
+    for (let i = 0; i <= this.mask; i++) {
+      if (this.flags[i] !== 0) sum += ((i - this.home(this.ids[i]!, this.zones[i]!)) & this.mask) + 1;
+    }
+    return this.filled ? sum / this.filled : 0;
   }
 
   /** Slot of (id, zone), or -1. */

@@ -8,6 +8,7 @@ import type { PortKey } from '../types.js';
 import { addrWords } from '../source/codec.js';
 import { IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, protoName } from '../source/names.js';
 import { PortSet } from './port-set.js';
+import { hash3 } from './seeded-hash.js';
 
 /** Protocols with ports (the only ones with keys) by name, to read a key string back. */
 const PORT_PROTOS = new Map([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_UDPLITE].map((p) => [protoName(p), p]));
@@ -102,12 +103,22 @@ export class Occupancy {
     return (proto | (local ? 0x100 : 0) | 0x200 | (dstPort << 16)) | 0;
   }
 
+  // Seeded per process: a client picks dstIp and dstPort, so a fixed hash could be flooded.
   private homeV4(meta: number, nat: number, dst: number): number {
-    let h = Math.imul(meta, 0x9e3779b1) ^ Math.imul(nat, 0x85ebca77) ^ Math.imul(dst ^ (dst >>> 16), 0xc2b2ae35);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x27d4eb2f);
-    h ^= h >>> 13;
-    return h & (this.v4Slots.length - 1);
+    return hash3(meta, nat, dst) & (this.v4Slots.length - 1);
+  }
+
+  /** Mean probes a lookup of an IPv4 key takes (1 = none collided): the hash's quality, for tests. */
+  v4ProbeMean(): number {
+    const slots = this.v4Slots;
+    const w = this.v4Words;
+    const mask = slots.length - 1;
+    let sum = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const k = slots[i]!;
+      if (k >= 0) sum += ((i - this.homeV4(w[k * 3]!, w[k * 3 + 1]!, w[k * 3 + 2]!)) & mask) + 1;
+    }
+    return this.v4Filled ? sum / this.v4Filled : 0;
   }
 
   /** Id of the IPv4 key (metaV4, natIp, dstIp as u32), or -1 if not interned by number. */

@@ -1,6 +1,7 @@
 // The set of (key id, source port) pairs in use, with a reference count per pair, in one
 // open-addressing table shared by all keys: memory follows live flows, not keys × 65536 bits,
 // so a scan across a million destinations costs what its flows cost.
+import { hash2 } from './seeded-hash.js';
 
 const MAX_LOAD = 0.7;
 
@@ -26,12 +27,18 @@ export class PortSet {
     return this.filled;
   }
 
+  // Seeded per process: NAT keeps a client's source port when it is free, so clients choose ports.
   private home(key: number, port: number): number {
-    let h = Math.imul(key, 0x9e3779b1) ^ Math.imul(port + 1, 0x85ebca77);
-    h ^= h >>> 16;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 13;
-    return h & this.mask;
+    return hash2(key, port) & this.mask;
+  }
+
+  /** Mean probes a lookup takes (1 = none collided): the hash's quality, for tests. */
+  probeMean(): number {
+    let sum = 0;
+    for (let i = 0; i <= this.mask; i++) {
+      if (this.keyIds[i] !== -1) sum += ((i - this.home(this.keyIds[i]!, this.ports[i]!)) & this.mask) + 1;
+    }
+    return this.filled ? sum / this.filled : 0;
   }
 
   private slotOf(key: number, port: number): number {
