@@ -329,7 +329,8 @@ export class NamespacePipeline {
     };
   }
 
-  private async refreshRuleset(): Promise<void> {
+  /** Re-reads the ruleset now (a change notification does this; legacy tables send none). */
+  async refreshRuleset(): Promise<void> {
     try {
       const { info, interfaces } = await this.ruleset.refresh();
       // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).

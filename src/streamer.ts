@@ -166,6 +166,14 @@ export class Streamer extends EventEmitter implements StreamerLike {
     }
   }
 
+  /**
+   * Re-reads every namespace's ruleset now, as a kernel notification would. iptables-legacy
+   * tables announce no change (they are re-read every minute), so SIGHUP calls this too.
+   */
+  async refreshRuleset(): Promise<void> {
+    await Promise.all([...this.pipelines.values()].map((p) => p.refreshRuleset()));
+  }
+
   get seq(): number {
     return this.engine.seq;
   }

@@ -268,7 +268,7 @@ export interface StreamerLike {
    * Does the rule that logs to NFLOG (group, prefix) drop or reject? true / false, or null when
    * the ruleset does not say (ECS `event.type` is `denied` only for true). From the ruleset reader.
    */
-  nflogDenies?(group: number, prefix: string): boolean | null;
+  nflogDenies?(group: number, prefix: string, netns?: string | null): boolean | null;
   /** Per (proto, NAT address): the busiest destination's utilization (for /metrics). */
   natAddresses?(): Array<{ proto: string; natIp: string; maxUtilization: number; destinations: number }>;
   close(): Promise<void>;

@@ -44,7 +44,7 @@ const HELP = `usage: natwatch serve [options]
   --instance NAME        'instance' label of pushed alerts (default: the host name)
 
 endpoints: ws(s)://HOST:PORT/v1/stream, /healthz (503 until ready), /metrics, /v1/alerts, /v1/top
-signals: SIGTERM/SIGINT stop (clients closed 1001); SIGHUP re-reads --config and --token-file
+signals: SIGTERM/SIGINT stop (clients closed 1001); SIGHUP re-reads --config, --token-file and the ruleset
 exit: 0 stopped, 1 runtime failure, 2 usage error, 70 internal error (logged as one fatal line)
 
 environment:
@@ -148,7 +148,11 @@ export async function run(argv: string[]): Promise<number> {
   log.info({ url: server.url, netns: settings.netns, auth: settings.token !== null, tls: tls !== undefined }, 'listening');
   const pusher = startPusher(settings, streamer, server.registry);
 
-  const onHup = (): void => void reload(configPath, flags, settings, server, streamer);
+  const onHup = (): void => {
+    reload(configPath, flags, settings, server, streamer);
+    // Also the rulesets: iptables-legacy tables announce no change (otherwise re-read each minute).
+    streamer.refreshRuleset().catch((err: Error) => log.warn({ err: err.message }, 'SIGHUP: ruleset not re-read'));
+  };
   process.on('SIGHUP', onHup);
   return untilSignal(
     async () => {

@@ -8,7 +8,7 @@ import type { Alert, ServerMessage, StatsMessage, WireEvent } from '../types.js'
 import { TailClient, type ConnState } from './tail-client.js';
 import { alertLine, eventLine, printable, TtyView } from './tail-view.js';
 import { alertMatches, eventMatches, parseSubscription, type StreamFilter } from '../server/filter.js';
-import { controlToEcs, ecsContext } from '../server/ecs.js';
+import { controlToEcs, ecsContext, type NflogVerdict } from '../server/ecs.js';
 import { toEcs, type Broadcast } from '../server/encode.js';
 import { loadStreamerFactory } from './streamer-loader.js';
 import { onStdoutClosed, untilSignal, type Stop } from './until-signal.js';
@@ -100,6 +100,8 @@ interface Sink {
   /** A non-fatal problem worth showing (the view keeps running). */
   warn(text: string): void;
   close(): void;
+  /** In-process: the streamer's ruleset says which NFLOG rules drop (ECS `denied`). */
+  useNflogVerdict?(v: NflogVerdict): void;
 }
 
 function jsonSink(): Sink {
@@ -194,6 +196,7 @@ async function runLocal(ns: { netns: string[]; exclude: string[] }, groups: numb
   if (types.includes('event')) streamer.on('event', onEvent);
   // Streamer errors are per batch or per poll and the pipeline carries on: show, keep going.
   streamer.on('error', (err) => out.warn(err.message));
+  out.useNflogVerdict?.((g, p, n) => streamer.nflogDenies?.(g, p, n) ?? null);
   await streamer.start();
   out.state(`in-process ${ns.netns.length ? `netns ${ns.netns.join(', ')}` : 'current namespace'}`);
   return untilSignal(
@@ -244,6 +247,9 @@ function lineSink(): Sink {
 function ecsSink(netns: string | undefined): Sink {
   let ctx = ecsContext({ netns: netnsPath(netns) });
   return {
+    useNflogVerdict(v) {
+      ctx.nflogDenies = v;
+    },
     message(m) {
       if (m.type === 'hello') ctx = ecsContext({ host: m.host, netns: m.netns });
       const doc = m.type === 'alert' || m.type === 'stats' || m.type === 'event' ? toEcs({ type: m.type, msg: m } as Broadcast, ctx) : controlToEcs(m as unknown as { type: string } & Record<string, unknown>, ctx);

@@ -23,7 +23,7 @@ export const ECS_SEVERITY = { warning: 47, critical: 73 } as const;
  * rejects (the document is `event.type: denied`); false: it accepts or continues; null: not
  * known (no ruleset fact): `info`. The ruleset reader provides it (StreamerLike.nflogDenies).
  */
-export type NflogVerdict = (group: number, prefix: string) => boolean | null;
+export type NflogVerdict = (group: number, prefix: string, netns?: string | null) => boolean | null;
 
 /**
  * One id per alert episode (firing → resolved), shared by every document of the episode,
@@ -134,7 +134,7 @@ export function alertToEcs(a: Alert, ctx: EcsContext = defaultEcsContext()): Rec
   // null fields: an nflog_drop aggregate (one rule, many destinations) names no destination.
   const key = a.key as Partial<{ proto: string | null; natIp: string; dstIp: string | null; dstPort: number | null; prefix: string; group: number }>;
   const type = [a.state === 'firing' ? 'start' : 'end'];
-  if (a.kind === 'nflog_drop' && key.group !== undefined && ctx.nflogDenies(key.group, key.prefix ?? '') === true) type.push('denied');
+  if (a.kind === 'nflog_drop' && key.group !== undefined && ctx.nflogDenies(key.group, key.prefix ?? '', a.netns) === true) type.push('denied');
   const { type: _t, ts: _ts, message: _m, ...rest } = a;
   const doc: Record<string, unknown> = {
     ...base(ctx, a.ts, { type: 'alert', ...(snakeCase(rest) as Record<string, unknown>) }, a),
@@ -200,7 +200,7 @@ function conntrackToEcs(e: ConntrackEvent, ctx: EcsContext): Record<string, unkn
 function nflogToEcs(e: NflogEvent, ctx: EcsContext): Record<string, unknown> {
   const icmp = isIcmp(e.proto);
   const name = e.prefix.trim();
-  const denied = ctx.nflogDenies(e.group, e.prefix) === true;
+  const denied = ctx.nflogDenies(e.group, e.prefix, e.netns) === true;
   const observer: Record<string, unknown> = {};
   if (e.indev) observer.ingress = { interface: { name: e.indev } };
   if (e.outdev) observer.egress = { interface: { name: e.outdev } };

@@ -9,13 +9,6 @@ import { freePort } from './serve.js';
 
 export const ALERTMANAGER_BIN = ['/usr/bin/prometheus-alertmanager', '/usr/local/bin/alertmanager'].find((p) => existsSync(p)) ?? null;
 
-export function haveAlertmanager(): boolean {
-  if (ALERTMANAGER_BIN !== null) return true;
-  if (process.env.CI) throw new Error('prometheus-alertmanager not found: CI must install the Debian package `prometheus-alertmanager`');
-  console.warn('skipping: prometheus-alertmanager not installed');
-  return false;
-}
-
 export interface AmAlertState {
   labels: Record<string, string>;
   annotations: Record<string, string>;

@@ -9,11 +9,13 @@ import { describe, it } from 'vitest';
 export interface Needs {
   /** Root with CAP_NET_ADMIN + CAP_SYS_ADMIN (namespaces, netlink, nft). Default true. */
   root?: boolean;
-  /** Programs that must be on PATH. Default: what the lab drives (ip, nft, conntrack). */
+  /** Programs that must be on PATH. Default: what the lab drives (LAB_TOOLS). */
   tools?: readonly string[];
+  /** Anything else the suite found missing, as the reason (null: nothing missing). */
+  also?: string | null;
 }
 
-const LAB_TOOLS = ['ip', 'nft', 'conntrack'] as const;
+export const LAB_TOOLS = ['ip', 'nft', 'conntrack'] as const;
 const CAP_NET_ADMIN = 12n; // linux/capability.h
 const CAP_SYS_ADMIN = 21n;
 
@@ -55,7 +57,7 @@ export function blocker(needs: Needs = {}): string | null {
   }
   const missing = (needs.tools ?? LAB_TOOLS).filter((t) => !onPath(t));
   if (missing.length > 0) return `missing on PATH: ${missing.join(', ')}`;
-  return null;
+  return needs.also ?? null;
 }
 
 /** The default live needs are met (root, capabilities, lab tools). */

@@ -53,7 +53,7 @@ describeLive('serve and doctor compute the same capacity (live rulesets)', () =>
       const serve = () => streamer!.tracker.capacity.nat('tcp', c.expect[0]![0], '198.51.100.8', 80);
       // Legacy tables send no notification: the streamer re-reads them on its slow timer; here
       // the test nudges it through the same path a notification takes.
-      if (c.name.includes('legacy')) await (streamer as unknown as { refreshRuleset(): Promise<void> }).refreshRuleset();
+      if (c.name.includes('legacy')) await streamer!.refreshRuleset();
       await until(`serve to pick up "${c.name}"`, () => serve().capacity === c.expect[0]![1], 5000);
       for (const [natIp, cap, addrs] of c.expect) {
         const s = streamer!.tracker.capacity.nat('tcp', natIp, '198.51.100.8', 80);

@@ -2,7 +2,8 @@
 // 10 NAT ports are held, `events` with filters and ECS output, `tail --format ecs` in-process,
 // `doctor --fail-on` exit codes matching the verdicts it printed.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeLive } from '../helpers/gate.js';
 import { fileURLToPath } from 'node:url';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { holdConnect } from '../../src/lab/scenarios/traffic.js';
@@ -12,8 +13,6 @@ import { natLab } from '../helpers/nat-lab.js';
 import { sleep, until } from '../helpers/wait.js';
 import { ecsProblems } from '../helpers/ecs-validate.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('the live tests need root in CI');
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -40,7 +39,7 @@ function background(args: string[]): Bg {
   };
 }
 
-describe.runIf(isRoot)('CLI parity (root: namespaces, traffic)', () => {
+describeLive('CLI parity (root: namespaces, traffic)', () => {
   let lab: Lab;
   let load: Load | undefined;
   const bgs: Bg[] = [];

@@ -1,7 +1,8 @@
 // End to end with a real Alertmanager: `natwatch serve --alertmanager URL --instance NAME` on a
 // lab router whose 10 NAT ports run out. The alert must be active in Alertmanager with the
 // contract's labels and annotations, then no longer active once the connections are released.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
+import { describeLive } from '../helpers/gate.js';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { reapWhile } from '../../src/lab/scenarios/kernel.js';
 import { fastClose } from '../../src/lab/scenarios/port-exhaustion.js';
@@ -9,10 +10,7 @@ import { holdConnect } from '../../src/lab/scenarios/traffic.js';
 import type { Load } from '../../src/lab/scenarios/types.js';
 import { natLab } from '../helpers/nat-lab.js';
 import { watchRouter } from '../helpers/serve.js';
-import { haveAlertmanager, startAlertmanager, type AlertmanagerHandle, type AmAlertState } from '../helpers/alertmanager.js';
-
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('the live tests need root in CI');
+import { ALERTMANAGER_BIN, startAlertmanager, type AlertmanagerHandle, type AmAlertState } from '../helpers/alertmanager.js';
 
 async function poll<T>(what: string, fn: () => Promise<T | null>, ms: number): Promise<T> {
   const end = Date.now() + ms;
@@ -24,7 +22,7 @@ async function poll<T>(what: string, fn: () => Promise<T | null>, ms: number): P
   }
 }
 
-describe.runIf(isRoot && haveAlertmanager())('e2e Alertmanager push', () => {
+describeLive('e2e Alertmanager push', () => {
   let lab: Lab | undefined;
   let load: Load | undefined;
   let watcher: Awaited<ReturnType<typeof watchRouter>> | undefined;
@@ -72,4 +70,4 @@ describe.runIf(isRoot && haveAlertmanager())('e2e Alertmanager push', () => {
     await reapWhile(lab, lab.router, watcher.ws.waitFor((m) => m.type === 'alert' && m.kind === 'nat_port_exhaustion' && m.state === 'resolved', 30_000, 'resolved'));
     await poll('the alert to leave Alertmanager', async () => ((await am!.alerts(match)).length === 0 ? true : null), 15_000);
   });
-});
+}, { also: ALERTMANAGER_BIN ? null : 'prometheus-alertmanager not installed (Debian package prometheus-alertmanager)' });

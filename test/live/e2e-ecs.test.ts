@@ -1,6 +1,7 @@
 // Real format=ecs frames from the built `natwatch serve` on a lab router (a NAT exhaustion and a
 // firewall drop logged to NFLOG), every one validated against the official ECS field list.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
+import { describeLive } from '../helpers/gate.js';
 import { hostname } from 'node:os';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { fastClose } from '../../src/lab/scenarios/port-exhaustion.js';
@@ -12,12 +13,9 @@ import { watchRouter } from '../helpers/serve.js';
 import { connectStream, type StreamClient } from '../helpers/ws-client.js';
 import { ecsProblems } from '../helpers/ecs-validate.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('the live tests need root in CI');
-
 type Doc = Record<string, unknown> & { event: { kind: string; dataset: string; type?: string[]; id?: string; action?: string } };
 
-describe.runIf(isRoot)('e2e format=ecs', () => {
+describeLive('e2e format=ecs', () => {
   let lab: Lab | undefined;
   const loads: Load[] = [];
   let watcher: Awaited<ReturnType<typeof watchRouter>> | undefined;

@@ -18,8 +18,11 @@ import { describeLive } from '../helpers/gate.js';
 const WAIT = 15_000;
 const lossAlert = (m: ServerMessage): m is Alert => m.type === 'alert' && m.kind === 'event_loss';
 const KEY = { proto: 'udp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 53 };
-/** NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY (groups 1-3, linux/netfilter/nfnetlink.h) as Groups bits. */
-const CT_GROUPS = 0b111;
+/**
+ * NFNLGRP_CONNTRACK_NEW and _DESTROY (groups 1 and 3, linux/netfilter/nfnetlink.h) as Groups
+ * bits: serve joins UPDATE (group 2) only while someone wants events, and nobody does here.
+ */
+const CT_GROUPS = 0b101;
 
 /** Inodes of this process's sockets: the addon's sockets live here, whatever namespace they are in. */
 function ownSocketInodes(): Set<number> {

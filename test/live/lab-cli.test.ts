@@ -67,7 +67,7 @@ describe('natwatch lab (CLI)', () => {
     const names = namesIn(r.out);
     leftovers.push(...names);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/FIRING +nat_port_exhaustion tcp 198\.51\.100\.1 → 198\.51\.100\.8:80 10\/10 drops \d+/);
+    expect(r.out).toMatch(/FIRING +nat_port_exhaustion nwd-[0-9a-f]+-r: tcp 198\.51\.100\.1 → 198\.51\.100\.8:80 10\/10 drops \d+/);
     expect(r.out).toMatch(/kernel +│ conntrack -S in R: insert_failed \+\d+/);
     expect(r.out).toMatch(/compare +│ tcp 198\.51\.100\.1 → 198\.51\.100\.8:80: natwatch counts 10 flows, conntrack -L lists 10/);
     expect(r.out).toMatch(/RESOLVED +nat_port_exhaustion/);
@@ -80,7 +80,7 @@ describe('natwatch lab (CLI)', () => {
     const r = await lab(['--scenario', 'port-exhaustion', '--proto', 'udp', '--ipv6']);
     leftovers.push(...namesIn(r.out));
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/FIRING +nat_port_exhaustion udp 2001:db8:2::1 → \[2001:db8:2::8\]:53 10\/10/);
+    expect(r.out).toMatch(/FIRING +nat_port_exhaustion nwd-[0-9a-f]+-r: udp 2001:db8:2::1 → \[2001:db8:2::8\]:53 10\/10/);
     expect(r.out).toContain('udp 2001:db8:2::1 → [2001:db8:2::8]:53: natwatch counts 10 flows, conntrack -L lists 10');
   });
 

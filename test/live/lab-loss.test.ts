@@ -37,7 +37,8 @@ describeLive('lab loss (kernel side)', () => {
       expect(load.ok).toBeGreaterThanOrEqual(1900);
       const after = await snapshot(lab, lab.router);
       expect(after.count - before.count).toBeGreaterThanOrEqual(1900);
-      expect(await lossFlows(lab)).toBe(load.ok);
+      // Every answered flow is in R's table; a flow whose echo was lost on a busy machine is too.
+      expect(await lossFlows(lab)).toBeGreaterThanOrEqual(load.ok);
       const drops = [...(await netlinkDrops(lab, lab.router)).values()].reduce((a, b) => a + b, 0);
       console.log(`loss: ${load.summary} in ${ms} ms; conntrack -E printed ${lines} lines; netlink drops ${drops}; ${stderr.trim()}`);
       expect(drops).toBeGreaterThan(0);

@@ -14,6 +14,7 @@ import { BIN, ensureBuilt, ROOT } from '../helpers/cli-build.js';
 import { freePort } from '../helpers/serve.js';
 import { sleep } from '../helpers/wait.js';
 import { describeLive } from '../helpers/gate.js';
+import { readableRuntime, removeReadableRuntime } from '../helpers/readable-runtime.js';
 
 const NEEDS = { tools: ['ip', 'nft', 'iptables-nft', 'iptables-legacy', 'setpriv'] };
 
@@ -79,6 +80,8 @@ function daemon(argv: string[]): { child: ChildProcess; out: () => string; stop:
   };
 }
 
+afterAll(removeReadableRuntime);
+
 describeLive('no external program, no root: an exhausted iptables-nft 20-port masquerade', () => {
   let lab: Lab;
   let load: Load | undefined;
@@ -124,7 +127,7 @@ describeLive('no external program, no root: an exhausted iptables-nft 20-port ma
 
   it('serve as uid 65534 with only CAP_NET_ADMIN inside the router namespace: 20/20 from the ruleset', async () => {
     const port = await freePort();
-    const d = daemon(['ip', 'netns', 'exec', lab.router, ...NOBODY, process.execPath, BIN, 'serve', '--listen', `127.0.0.1:${port}`]);
+    const d = daemon(['ip', 'netns', 'exec', lab.router, ...NOBODY, process.execPath, readableRuntime(), 'serve', '--listen', `127.0.0.1:${port}`]);
     daemons.push(d);
     const a = await waitAlert(`http://127.0.0.1:${port}`, lab.router, d.child, d.out);
     expect(a).toMatchObject({ used: 20, capacity: 20, capacitySource: 'ruleset' });
@@ -157,7 +160,7 @@ describeLive('a ruleset part that cannot be read is never a silent default', () 
 
   it('serve as uid 65534: the key\'s capacity source is unknown, with the capability it lacks', async () => {
     const port = await freePort();
-    const d = daemon(['ip', 'netns', 'exec', lab.router, ...NOBODY, process.execPath, BIN, 'serve', '--listen', `127.0.0.1:${port}`]);
+    const d = daemon(['ip', 'netns', 'exec', lab.router, ...NOBODY, process.execPath, readableRuntime(), 'serve', '--listen', `127.0.0.1:${port}`]);
     daemons.push(d);
     const script = `fetch('http://127.0.0.1:${port}/v1/top').then(r=>r.text()).then(t=>process.stdout.write(t),()=>process.stdout.write('[]'))`;
     let top: Array<{ used: number; capacity: number; capacitySource: string; capacityReason: string | null }> = [];
@@ -178,7 +181,7 @@ describeLive('a ruleset part that cannot be read is never a silent default', () 
 
   it('--netns without CAP_SYS_ADMIN: serve and doctor say so in one line, exit 1', async () => {
     for (const cmd of [['serve', '--listen', '127.0.0.1:0'], ['doctor']]) {
-      const r = await run('setpriv', [...NOBODY.slice(1), process.execPath, BIN, cmd[0]!, '--netns', lab.nsPath(lab.router), ...cmd.slice(1)]);
+      const r = await run('setpriv', [...NOBODY.slice(1), process.execPath, readableRuntime(), cmd[0]!, '--netns', lab.nsPath(lab.router), ...cmd.slice(1)]);
       expect(r.code, cmd[0]).toBe(1);
       expect(r.stderr.trim(), cmd[0]).toBe(`natwatch: need CAP_SYS_ADMIN to enter network namespace ${lab.nsPath(lab.router)}`);
     }

@@ -6,7 +6,7 @@
 // CAP_NET_ADMIN alone, no_new_privs (and with the --netns drop-in's CAP_SYS_ADMIN).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -18,16 +18,23 @@ const PACK_MS = 20 * 60_000; // a cold zig cache builds libc++ for three targets
 const work = mkdtempSync(join(tmpdir(), 'nwpkg-'));
 chmodSync(work, 0o755); // the service test runs natwatch as uid 65534 from here
 
-/** A copy of what git tracks (plus new, unignored files), sharing the checkout's node_modules. */
-function copyCheckout(to: string): void {
+/**
+ * Copies of what git tracks (plus new, unignored files) at `dests`, all taken from one read of
+ * the checkout (an edit during the test cannot make them differ), sharing its node_modules.
+ */
+function copyCheckout(dests: string[]): void {
   const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
     .split('\0')
     .filter((f) => f && existsSync(join(ROOT, f)));
   for (const f of files) {
-    mkdirSync(dirname(join(to, f)), { recursive: true });
-    cpSync(join(ROOT, f), join(to, f));
+    const data = readFileSync(join(ROOT, f));
+    const mode = statSync(join(ROOT, f)).mode & 0o777;
+    for (const to of dests) {
+      mkdirSync(dirname(join(to, f)), { recursive: true });
+      writeFileSync(join(to, f), data, { mode });
+    }
   }
-  symlinkSync(join(ROOT, 'node_modules'), join(to, 'node_modules'));
+  for (const to of dests) symlinkSync(join(ROOT, 'node_modules'), join(to, 'node_modules'));
 }
 
 /** The npm environment vitest inherited from `npm test` would steer the nested npm; drop it. */
@@ -41,12 +48,24 @@ function pack(name: string): { tarball: string; sha256: string } {
   const src = join(work, name);
   const out = join(work, `${name}-out`);
   mkdirSync(out, { recursive: true });
-  copyCheckout(src);
   execFileSync('npm', ['pack', '--pack-destination', out, '--loglevel', 'error'], { cwd: src, env: cleanEnv(), stdio: 'pipe', timeout: PACK_MS });
   const file = readdirSync(out).find((f) => f.endsWith('.tgz'));
   if (!file) throw new Error(`npm pack left no tarball in ${out}`);
   const tarball = join(out, file);
   return { tarball, sha256: createHash('sha256').update(readFileSync(tarball)).digest('hex') };
+}
+
+/** Entries whose content differs between two tarballs (or that only one has). */
+function differingFiles(x: string, y: string): string[] {
+  const digest = (t: string) => {
+    const dir = mkdtempSync(join(work, 'cmp-'));
+    execFileSync('tar', ['-xzf', t, '-C', dir]);
+    const files = execFileSync('find', ['.', '-type', 'f'], { cwd: dir, encoding: 'utf8' }).split('\n').filter(Boolean);
+    return new Map(files.map((f) => [f, createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')]));
+  };
+  const dx = digest(x);
+  const dy = digest(y);
+  return [...new Set([...dx.keys(), ...dy.keys()])].filter((f) => dx.get(f) !== dy.get(f)).sort();
 }
 
 /** A PATH with every program of the usual directories except compilers, make and python. */
@@ -79,14 +98,18 @@ const NEEDS = { root: true, tools: ['ip', 'setpriv', 'npm', 'git', 'tar', 'reade
 
 describeLive('npm pack', () => {
   beforeAll(() => {
+    // Another path length too: nothing of the checkout's path may end up inside.
+    copyCheckout([join(work, 'a'), join(work, 'bb')]);
     a = pack('a');
-    b = pack('bb'); // another path length too: nothing of the checkout's path may end up inside
+    b = pack('bb');
     listing = execFileSync('tar', ['-tzf', a.tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
     rmSync(join(work, 'a'), { recursive: true, force: true });
     rmSync(join(work, 'bb'), { recursive: true, force: true });
   }, 2 * PACK_MS);
 
   it('is reproducible: two packs from two paths give the same bytes', () => {
+    // On a mismatch, name the files that differ first.
+    if (b.sha256 !== a.sha256) expect(differingFiles(a.tarball, b.tarball)).toEqual([]);
     expect(b.sha256).toBe(a.sha256);
   });
 

@@ -3,10 +3,10 @@
 // input, through a lab NAT exhaustion. Each received line is RFC 5424 with an ECS document as
 // its message; firing and resolved share event.id.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createServer, type Server, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
+import { LAB_TOOLS, describeLive } from '../helpers/gate.js';
 import { ADDR, type Lab } from '../../src/lab/topology.js';
 import { reapWhile } from '../../src/lab/scenarios/kernel.js';
 import { fastClose } from '../../src/lab/scenarios/port-exhaustion.js';
@@ -16,13 +16,9 @@ import { natLab } from '../helpers/nat-lab.js';
 import { until } from '../helpers/wait.js';
 import { ecsProblems } from '../helpers/ecs-validate.js';
 
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI && !isRoot) throw new Error('the live tests need root in CI');
 const BIN = fileURLToPath(new URL('../../bin/natwatch.js', import.meta.url));
-const haveLogger = existsSync('/usr/bin/logger');
-if (process.env.CI && !haveLogger) throw new Error('logger (util-linux) missing');
 
-describe.runIf(isRoot && haveLogger)('SIEM recipe: tail --format ecs | logger --tcp', () => {
+describeLive('SIEM recipe: tail --format ecs | logger --tcp', () => {
   let lab: Lab | undefined;
   let load: Load | undefined;
   let sh: ChildProcess | undefined;
@@ -69,4 +65,4 @@ describe.runIf(isRoot && haveLogger)('SIEM recipe: tail --format ecs | logger --
     expect(docs.at(-1)!.event.type).toEqual(['end']);
     expect(new Set(docs.map((d) => d.event.id)).size).toBe(1);
   });
-});
+}, { tools: [...LAB_TOOLS, 'logger'] });

@@ -47,8 +47,8 @@ describeLive('tail in a terminal', () => {
   it('shows alert lines above a live table of top destinations and the conntrack gauge', async () => {
     await waitScreen((s) => s.includes('connected'));
     streamer.topEntries = [
-      { netns: null, key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 10, capacity: 10, utilization: 1, newPerSec: 3 },
-      { netns: null, key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '203.0.113.53', dstPort: 53 }, used: 6, capacity: 10, utilization: 0.6, newPerSec: 0.5 },
+      { netns: 'nwc-demo', key: { proto: 'tcp', natIp: '198.51.100.1', dstIp: '198.51.100.8', dstPort: 80 }, used: 10, capacity: 10, utilization: 1, newPerSec: 3 },
+      { netns: 'nwc-demo', key: { proto: 'udp', natIp: '198.51.100.1', dstIp: '203.0.113.53', dstPort: 53 }, used: 6, capacity: 10, utilization: 0.6, newPerSec: 0.5 },
     ];
     streamer.emitStats({ conntrack: { count: 4242, max: 65536, buckets: 16384 } });
     streamer.emitAlert({ drops: 5, etaSeconds: 0, message: 'NAT ports to 198.51.100.8:80 exhausted (10/10)' });
@@ -56,13 +56,14 @@ describeLive('tail in a terminal', () => {
     const lines = s.split('\n');
     const alertRow = lines.findIndex((l) => l.includes('FIRING') && l.includes('nat_port_exhaustion') && l.includes('198.51.100.8:80'));
     const gaugeRow = lines.findIndex((l) => l.startsWith('conntrack 4242/65536'));
-    const topRow = lines.findIndex((l) => l.startsWith('tcp 198.51.100.1 → 198.51.100.8:80'));
+    // Rows name the namespace they are about (the fake streamer watches nwc-demo).
+    const topRow = lines.findIndex((l) => l.startsWith('nwc-demo: tcp 198.51.100.1 → 198.51.100.8:80'));
     expect(alertRow).toBeGreaterThanOrEqual(0);
     expect(gaugeRow).toBeGreaterThan(alertRow);
     expect(topRow).toBeGreaterThan(gaugeRow);
     // the top row carries the bar, used/capacity, new/s, drops from the firing alert and ETA
     expect(lines[topRow]).toMatch(/█{20}\s+100%\s+10\/10\s+3\.0\s+5\s+now/);
-    expect(lines[topRow + 1]).toMatch(/^udp 198\.51\.100\.1 → 203\.0\.113\.53:53 .*60%\s+6\/10/);
+    expect(lines[topRow + 1]).toMatch(/^nwc-demo: udp 198\.51\.100\.1 → 203\.0\.113\.53:53 .*60%\s+6\/10/);
     // colour: a critical firing alert is red (SGR 31)
     expect(screenEsc()).toMatch(/\x1b\[31m[^\n]*FIRING[^\n]*nat_port_exhaustion/);
 
