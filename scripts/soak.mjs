@@ -55,7 +55,13 @@ let lab = null;
 let cleaning = null;
 const cleanup = () =>
   (cleaning ??= (async () => {
-    for (const p of procs) if (p.exitCode === null && p.signalCode === null && p.pid) process.kill(p.pid, 'SIGKILL');
+    for (const p of procs) {
+      try {
+        if (p.exitCode === null && p.signalCode === null && p.pid) process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     if (lab) await lab.destroy();
     try {
       execFileSync('rm', ['-f', BIN]);
@@ -66,6 +72,7 @@ const cleanup = () =>
 let aborted = false;
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
+    if (aborted) return;
     aborted = true;
     console.error(`soak: ${sig}, cleaning up`);
     cleanup().finally(() => process.exit(130));
@@ -134,9 +141,16 @@ const lineOf = (proc, prefix = '{') =>
   });
 const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
 const stop = async (p) => {
-  if (p.exitCode === null && p.signalCode === null) process.kill(p.pid, 'SIGTERM');
+  const kill = (sig) => {
+    try {
+      if (p.exitCode === null && p.signalCode === null) process.kill(p.pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  kill('SIGTERM');
   await Promise.race([exited(p), sleep(5000)]);
-  if (p.exitCode === null && p.signalCode === null) process.kill(p.pid, 'SIGKILL');
+  kill('SIGKILL');
 };
 
 const mean = (a) => a.reduce((s, x) => s + x, 0) / a.length;
@@ -187,14 +201,17 @@ try {
       const start = Date.now();
       const gen = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(len), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
       procs.push(gen);
-      const res = JSON.parse(await lineOf(gen));
+      const line = await lineOf(gen);
       await exited(gen);
       await stop(srv);
+      if (aborted) break; // killed by the signal handler: no result line
+      const res = JSON.parse(line);
       segments.push({ start: start - t0, end: Date.now() - t0, ...res });
       total += res.connections;
     }
     genDone = true;
   })();
+  load.catch(() => {}); // awaited below; while a signal cleans up it must not crash the process
 
   // Samples every SAMPLE_S, aligned to t0, while the load runs (bounded by count as well).
   const maxSamples = Math.ceil((MINUTES * 60) / SAMPLE_S) + 30;
