@@ -12,30 +12,21 @@
 #include <tuple>
 
 #include "facts-writer.h"
+#include "nlmsg-walk.h"
 
 namespace nw {
 
 uint32_t DecodeInetDiagMessages(uint8_t proto, const uint8_t* data, size_t len, FactsWriter& out) {
   uint32_t errors = 0;
-  size_t off = 0;
-  while (len - off >= NLMSG_HDRLEN) {
-    nlmsghdr h;
-    std::memcpy(&h, data + off, sizeof(h));
-    if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off) {
-      errors++;
-      break;
-    }
-    const uint8_t* msg = data + off;
-    size_t step = NLMSG_ALIGN(h.nlmsg_len);
-    off = step > len - off ? len : off + step;
-    if (h.nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+  const bool whole = ForEachNlmsg(data, len, [&](const nlmsghdr& h, const uint8_t* msg) {
+    if (h.nlmsg_type != SOCK_DIAG_BY_FAMILY) return;
     if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(inet_diag_msg)) {
       errors++;
-      continue;
+      return;
     }
     inet_diag_msg m;
     std::memcpy(&m, msg + NLMSG_HDRLEN, sizeof(m));
-    if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6) continue;
+    if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6) return;
     const size_t alen = m.idiag_family == AF_INET ? 4 : 16;
     uint8_t src[16] = {}, dst[16] = {};
     std::memcpy(src, m.id.idiag_src, alen);
@@ -50,8 +41,8 @@ uint32_t DecodeInetDiagMessages(uint8_t proto, const uint8_t* data, size_t len, 
     out.Raw(src, 16);
     out.Raw(dst, 16);
     out.End();
-  }
-  return errors;
+  });
+  return errors + (whole ? 0 : 1);
 }
 
 void CountSockets(const uint8_t* items, size_t len, FactsWriter& out) {

@@ -36,6 +36,7 @@
 #include "facts-writer.h"
 #include "ipt-legacy.h"
 #include "kernel-facts.h"
+#include "netlink-socket.h"
 #include "netns.h"
 
 namespace nw {
@@ -43,16 +44,6 @@ namespace {
 
 constexpr int kTimeoutMs = 3000;
 constexpr size_t kRecvBuf = 256 * 1024;
-
-uint32_t RandomSeq() {
-  uint32_t v = 0;
-  if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v)) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    v = uint32_t(ts.tv_nsec) ^ uint32_t(ts.tv_sec << 16) ^ uint32_t(getpid());
-  }
-  return v ? v : 1;
-}
 
 int64_t NowMs() {
   timespec ts;
@@ -86,7 +77,7 @@ struct DumpResult {
  */
 DumpResult Dump(int fd, nlmsghdr* req, std::vector<uint8_t>* out, std::vector<uint8_t>& buf) {
   DumpResult r;
-  const uint32_t seq = RandomSeq();
+  const uint32_t seq = NlRandomSeq();
   req->nlmsg_seq = seq;
   sockaddr_nl to{};
   to.nl_family = AF_NETLINK;

@@ -14,6 +14,7 @@
 
 #include "attr-reader.h"
 #include "facts-writer.h"
+#include "nlmsg-walk.h"
 
 namespace nw {
 namespace {
@@ -573,22 +574,12 @@ bool SetElems(AttrReader a, uint8_t family, FactsWriter& w) {
 
 uint32_t DecodeNftMessages(const uint8_t* data, size_t len, FactsWriter& out) {
   uint32_t errors = 0;
-  size_t off = 0;
-  while (len - off >= NLMSG_HDRLEN) {
-    nlmsghdr h;
-    std::memcpy(&h, data + off, sizeof(h));
-    if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off) {
-      errors++;
-      break;
-    }
-    const uint8_t* msg = data + off;
-    size_t mlen = h.nlmsg_len;
-    size_t step = NLMSG_ALIGN(h.nlmsg_len);
-    off = step > len - off ? len : off + step;
-    if ((h.nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES) continue;
+  const bool whole = ForEachNlmsg(data, len, [&](const nlmsghdr& h, const uint8_t* msg) {
+    const size_t mlen = h.nlmsg_len;
+    if ((h.nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES) return;
     if (mlen < kNfHdr) {
       errors++;
-      continue;
+      return;
     }
     const uint8_t family = reinterpret_cast<const nfgenmsg*>(msg + NLMSG_HDRLEN)->nfgen_family;
     AttrReader a(msg + kNfHdr, mlen - kNfHdr);
@@ -601,8 +592,8 @@ uint32_t DecodeNftMessages(const uint8_t* data, size_t len, FactsWriter& out) {
       default: break;
     }
     if (!ok) errors++;
-  }
-  return errors;
+  });
+  return errors + (whole ? 0 : 1);
 }
 
 }  // namespace nw

@@ -11,6 +11,7 @@
 
 #include "attr-reader.h"
 #include "facts-writer.h"
+#include "nlmsg-walk.h"
 
 namespace nw {
 namespace {
@@ -64,23 +65,13 @@ bool Addr(const uint8_t* msg, size_t mlen, FactsWriter& w) {
 
 uint32_t DecodeRtnlMessages(const uint8_t* data, size_t len, FactsWriter& out) {
   uint32_t errors = 0;
-  size_t off = 0;
-  while (len - off >= NLMSG_HDRLEN) {
-    nlmsghdr h;
-    std::memcpy(&h, data + off, sizeof(h));
-    if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off) {
-      errors++;
-      break;
-    }
-    const uint8_t* msg = data + off;
-    size_t step = NLMSG_ALIGN(h.nlmsg_len);
-    off = step > len - off ? len : off + step;
+  const bool whole = ForEachNlmsg(data, len, [&](const nlmsghdr& h, const uint8_t* msg) {
     bool ok = true;
     if (h.nlmsg_type == RTM_NEWLINK) ok = Link(msg, h.nlmsg_len, out);
     else if (h.nlmsg_type == RTM_NEWADDR) ok = Addr(msg, h.nlmsg_len, out);
     if (!ok) errors++;
-  }
-  return errors;
+  });
+  return errors + (whole ? 0 : 1);
 }
 
 }  // namespace nw
