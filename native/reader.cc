@@ -22,6 +22,7 @@ constexpr int kSlots = 32;                 // event datagrams per recvmmsg
 constexpr size_t kSlotSize = kRxBuf / kSlots;  // 4 KiB: an event message is ≈ 150–400 bytes
 constexpr long kQueueRetryNs = 200 * 1000;     // 0.2 ms between hand-over retries while JS is behind
 constexpr int kMaxEvents = 64;                 // epoll events per wakeup
+constexpr int64_t kMaxParkMs = 25;             // a parked window's events must fit the buffer
 
 int64_t MonoMs() {
   timespec ts;
@@ -330,6 +331,7 @@ void Reader::Flush(Channel& ch, BatchWriter& w, LossCounters& loss, int64_t& dea
 
 void Reader::StartDump(Channel& ch) {
   ch.dump_req_ = false;
+  if (ch.ct_parked_until_) DrainConntrack(ch);  // events before the dump stay before it
   if (ch.ct_.Count() > 0) FlushCt(ch);
   ch.ct_loss_.flags |= kFlagDumpBegin;
   alignas(nlmsghdr) uint8_t req[64];
@@ -356,12 +358,13 @@ void Reader::EndDump(Channel& ch, int err) {
 }
 
 // Events come one per datagram: recvmmsg takes up to kSlots of them per system call.
-void Reader::DrainConntrack(Channel& ch) {
+int Reader::DrainConntrack(Channel& ch) {
   const int fd = ch.ct_port_.fd;
   DropWatch& drops = ch.ct_port_.drops;
   LossCounters& loss = ch.ct_loss_;
   const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
   const size_t slot = ch.slot_;
+  int read = 0;
   mmsghdr msgs[kSlots];
   iovec iov[kSlots];
   sockaddr_nl from[kSlots];
@@ -382,8 +385,9 @@ void Reader::DrainConntrack(Channel& ch) {
         continue;
       }
       DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
-      return;  // EAGAIN
+      return read;  // EAGAIN
     }
+    read += n;
     now_ms_ = WallMs();
     DecodeCounters c;
     for (int i = 0; i < n; i++) {
@@ -416,8 +420,53 @@ void Reader::DrainConntrack(Channel& ch) {
     }
     if (n < kSlots) {  // drained
       DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
-      return;
+      return read;
     }
+  }
+  return -1;
+}
+
+// Coalescing: instead of a wakeup per event (at a few thousand events/s each brings one or
+// two), the event socket leaves the epoll set for one hand-off window after a read that found
+// events, and is read once at the window's end, just before the batch is handed over. So under
+// load it costs one read per window however many events arrive; the first event after a quiet
+// spell still wakes the thread at once. An overrun still does: EPOLLERR is reported whatever
+// the mask says.
+// The window ends with the pending batch's hand-off, never more than kMaxParkMs away.
+int64_t Reader::WindowEnd(const Channel& ch, int64_t now) {
+  const int64_t end = ch.ct_deadline_ ? ch.ct_deadline_ : now + ch.batch_ms_.load(std::memory_order_relaxed);
+  return std::min(end, now + kMaxParkMs);
+}
+
+void Reader::Park(Channel& ch, int64_t until) {
+  if (ch.ct_parked_until_ == 0) {
+    epoll_event ev{};
+    ev.data.ptr = &ch.ct_port_;
+    epoll_ctl(epfd_, EPOLL_CTL_MOD, ch.ct_port_.fd, &ev);
+  }
+  ch.ct_parked_until_ = until;
+}
+
+void Reader::Unpark(Channel& ch) {
+  if (ch.ct_parked_until_ == 0) return;
+  ch.ct_parked_until_ = 0;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &ch.ct_port_;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, ch.ct_port_.fd, &ev);
+}
+
+// A parked window ended: take what arrived, and stay parked for another window while events
+// keep coming (a read cut short by the fairness bound is resumed in the next round).
+void Reader::ParkedRound(Channel& ch, int64_t now) {
+  int n = DrainConntrack(ch);
+  if (ch.ct_deadline_ && now >= ch.ct_deadline_) FlushCt(ch);
+  if (n < 0) {
+    ch.ct_parked_until_ = now;
+  } else if (n > 0) {
+    ch.ct_parked_until_ = WindowEnd(ch, now);
+  } else {
+    Unpark(ch);
   }
 }
 
@@ -529,7 +578,7 @@ void Reader::Run() {
     for (Channel* ch : channels_) {
       if (ch->closing_.load(std::memory_order_relaxed)) continue;  // retired next round
       if (ch->dump_req_.load() && !ch->dump_active_) StartDump(*ch);
-      for (int64_t d : {ch->ct_deadline_, ch->nl_deadline_}) {
+      for (int64_t d : {ch->ct_deadline_, ch->nl_deadline_, ch->ct_parked_until_}) {
         if (d == 0) continue;
         int t = d > now ? int(d - now) : 0;
         if (timeout < 0 || t < timeout) timeout = t;
@@ -543,7 +592,6 @@ void Reader::Run() {
       nanosleep(&ts, nullptr);
       continue;
     }
-    uint32_t coalesce_us = 0;
     for (int i = 0; i < n; i++) {
       Channel::Port* p = static_cast<Channel::Port*>(evs[i].data.ptr);
       if (!p) {
@@ -556,10 +604,11 @@ void Reader::Run() {
       if (ch.closing_.load(std::memory_order_relaxed)) continue;  // removed: retired next round
       // EPOLLERR on a netlink socket is a pending ENOBUFS: recv reports and clears it.
       switch (p->kind) {
-        case Channel::kPortCt:
-          DrainConntrack(ch);
-          coalesce_us = std::max(coalesce_us, ch.opts_.coalesce_us);
+        case Channel::kPortCt: {
+          int got = DrainConntrack(ch);
+          if (ch.opts_.coalesce && got != 0) Park(ch, got < 0 ? MonoMs() : WindowEnd(ch, MonoMs()));
           break;
+        }
         case Channel::kPortDump:
           DrainDump(ch);
           break;
@@ -568,15 +617,10 @@ void Reader::Run() {
           break;
       }
     }
-    // At tens of thousands of events/s a wakeup per event costs more than decoding it: let the
-    // (large) socket buffers collect a few hundred microseconds' worth first.
-    if (coalesce_us && !stop_.load()) {
-      timespec ts{0, long(coalesce_us) * 1000};
-      nanosleep(&ts, nullptr);
-    }
     now = MonoMs();
     for (Channel* ch : channels_) {
       if (ch->closing_.load(std::memory_order_relaxed)) continue;
+      if (ch->ct_parked_until_ && now >= ch->ct_parked_until_) ParkedRound(*ch, now);
       if (ch->ct_deadline_ && now >= ch->ct_deadline_) FlushCt(*ch);
       if (ch->nl_deadline_ && now >= ch->nl_deadline_) FlushNl(*ch);
     }

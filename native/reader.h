@@ -62,9 +62,10 @@ struct ChannelOptions {
   uint32_t batch_records = 4096;
   uint32_t batch_ms = 5;
   bool dump_on_start = true;
-  /** After a wakeup that found events, wait this long before polling again so that one wakeup
-   *  drains many events instead of one each (0 = off; only safe with a large receive buffer). */
-  uint32_t coalesce_us = 0;
+  /** While events flow, read the event socket once per hand-off window instead of once per
+   *  wakeup: a wakeup costs more than the few events it would bring (only with a receive buffer
+   *  large enough to hold a window's events). */
+  bool coalesce = false;
   /** Receive slot per conntrack event datagram (default and maximum 4 KiB). Tests shrink it to
    *  make the kernel truncate events (MSG_TRUNC), which must count as loss. */
   uint32_t slot_bytes = 0;
@@ -120,6 +121,7 @@ class Channel {
   LossCounters nl_loss_;
   int64_t ct_deadline_ = 0;
   int64_t nl_deadline_ = 0;
+  int64_t ct_parked_until_ = 0;  // coalescing: the event socket is out of the epoll set till then
   bool dump_active_ = false;
   bool dump_intr_ = false;  // a message of the current dump carried NLM_F_DUMP_INTR
   uint32_t dump_seq_ = NlRandomSeq();  // unguessable: a forged NLMSG_DONE cannot end a dump
@@ -163,7 +165,12 @@ class Reader {
   void ApplyCommands();
   void Watch(Channel::Port& p);
   void Retire(Channel* ch);
-  void DrainConntrack(Channel& ch);
+  /** Reads the event socket: the datagrams read, or -1 when cut short with more waiting. */
+  int DrainConntrack(Channel& ch);
+  static int64_t WindowEnd(const Channel& ch, int64_t now);
+  void Park(Channel& ch, int64_t until);
+  void Unpark(Channel& ch);
+  void ParkedRound(Channel& ch, int64_t now);
   void DrainDump(Channel& ch);
   void DrainNflog(Channel& ch, Channel::Port& p);
   void StartDump(Channel& ch);

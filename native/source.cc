@@ -194,8 +194,9 @@ Napi::Value Source::Start(const Napi::CallbackInfo& info) {
     g.Set("errno", Napi::Number::New(env, e));
     results.Set(uint32_t(i), g);
   }
-  // 500 µs of events fits a buffer of 8 MiB and more even at the kernel's ≈ 400k events/s.
-  copts_.coalesce_us = ct_rcvbuf >= (8 << 20) ? 500 : 0;
+  // A window (≤ 25 ms by default) of events at the kernel's ≈ 400k events/s is ≈ 10k
+  // datagrams, ≈ 10 MiB of buffer: coalesce only when the buffer holds that with room to spare.
+  copts_.coalesce = ct_rcvbuf >= (32 << 20);
   tsfn_ = BatchTsfn::New(env, on_batch_.Value(), "natwatch-netlink", queue_, 1);
   ChannelOptions co = copts_;
   co.batch_ms = updates_ ? copts_.batch_ms : quiet_batch_ms_;

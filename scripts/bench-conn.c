@@ -4,9 +4,11 @@
 //   bench-conn connect DST PORT SECONDS CONC  keep CONC connects in flight for SECONDS: connect,
 //                                             close once established (client FIN), repeat;
 //                                             prints {"connections":N,"failed":M}
-//   bench-conn read SECONDS [all]             bare reader: NEW+DESTROY (all: +UPDATE), 64 MiB
+//   bench-conn read SECONDS [all|window]      bare reader: NEW+DESTROY (all: +UPDATE), 64 MiB
 //                                             buffer, recvmmsg; prints {"events":N,"enobufs":M}
-//                                             on SIGTERM or at the deadline
+//                                             on SIGTERM or at the deadline. window: after each
+//                                             drain wait 25 ms (serve's coalescing, nothing else:
+//                                             the kernel's own cost of handing over the events)
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -110,7 +112,7 @@ static int connector(const char* dst, int port, double seconds, int conc) {
   return 0;
 }
 
-static int reader(double seconds, int all) {
+static int reader(double seconds, int all, int window) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
   if (fd < 0 || bind(fd, (struct sockaddr*)&sa, sizeof(sa))) return perror("netlink"), 1;
@@ -145,6 +147,10 @@ static int reader(double seconds, int all) {
       int len = (int)m[i].msg_len;
       for (; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) events++;
     }
+    if (window && n < SLOTS) {
+      struct timespec ts = {0, 25 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
   }
   printf("{\"events\":%ld,\"enobufs\":%ld}\n", events, enobufs);
   return 0;
@@ -166,8 +172,9 @@ int main(int argc, char** argv) {
   }
   if (argc >= 3 && !strcmp(argv[1], "read")) {
     double s = atof(argv[2]);
-    return reader(s < max ? s : max, argc > 3 && !strcmp(argv[3], "all"));
+    const char* mode = argc > 3 ? argv[3] : "";
+    return reader(s < max ? s : max, !strcmp(mode, "all"), !strcmp(mode, "window"));
   }
-  fprintf(stderr, "usage: bench-conn serve PORT SECONDS | connect DST PORT SECONDS CONC | read SECONDS [all]\n");
+  fprintf(stderr, "usage: bench-conn serve PORT SECONDS | connect DST PORT SECONDS CONC | read SECONDS [all|window]\n");
   return 2;
 }

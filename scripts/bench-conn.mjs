@@ -9,12 +9,16 @@
 //   conntrack -E    conntrack-tools, output to /dev/null
 //   bare            a C reader: NEW + DESTROY, 64 MiB, recvmmsg, counts messages
 //   bare-all        the same with UPDATE
+//   bare-window     bare, reading once per 25 ms window as serve does: the kernel's own cost
+//                   of handing the events over, the floor for any reader of them
 // Each listener's CPU (utime + stime of its process, /proc/PID/stat) over the run / connections.
 // Loss is the kernel's: each listener's socket Drops in /proc/net/netlink.
 // Then the idle cost of extra namespaces: one process with 1, 10, 50 native sources (each in its
 // own namespace), RSS and threads; and that process's CPU per connection while one of its 50
 // namespaces is the loaded router.
 //   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50] [--prof DIR]
+//                               [--only serve,bare]  (a subset of listeners: less contention on
+//                               a small machine; --namespaces 0 skips the namespace part)
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -23,7 +27,9 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' } } });
+const ONLY = values.only ? new Set(values.only.split(',')) : null;
+const wanted = (name) => !ONLY || ONLY.has(name);
 const SECONDS = Math.min(Number(values.seconds), 60);
 const CONC = Math.min(Number(values.conc), 1024);
 const NAMESPACES = Math.min(Number(values.namespaces), 100);
@@ -122,20 +128,38 @@ try {
     return { name, pid: p.pid, base, proc: p };
   };
   // --prof DIR: the consumer-less serve writes a V8 CPU profile there when it exits.
-  const plain = await serveAt('serve', values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : []);
-  const withEvents = await serveAt('serve+events');
+  // Each listener: name, pid, and how to read its event count at the end.
+  const listeners = [];
+  const stops = [];
+  if (wanted('serve')) {
+    // --prof DIR: the consumer-less serve writes a V8 CPU profile there when it exits.
+    const l = await serveAt('serve', values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : []);
+    listeners.push(l);
+  }
   let wsEvents = 0;
-  const ws = new WebSocket(`ws://127.0.0.1:${new URL(withEvents.base).port}/v1/stream?types=event`);
-  ws.on('message', () => wsEvents++);
-  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  const ctE = spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });
-  const bare = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const bareAll = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), 'all'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  procs.push(ctE, bare, bareAll);
-  const bareOut = [lineOf(bare), lineOf(bareAll)];
-  await Promise.all([lineOf(bare, 'ready'), lineOf(bareAll, 'ready')]);
+  let ws = null;
+  if (wanted('serve+events')) {
+    const l = await serveAt('serve+events');
+    ws = new WebSocket(`ws://127.0.0.1:${new URL(l.base).port}/v1/stream?types=event`);
+    ws.on('message', () => wsEvents++);
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    listeners.push(l);
+  }
+  if (wanted('conntrack -E')) {
+    const p = spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });
+    procs.push(p);
+    listeners.push({ name: 'conntrack -E', pid: p.pid, proc: p });
+  }
+  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']]]) {
+    if (!wanted(name)) continue;
+    const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(p);
+    const result = lineOf(p);
+    await lineOf(p, 'ready');
+    listeners.push({ name, pid: p.pid, proc: p, result });
+  }
   await sleep(1500); // everyone subscribed
-  const listeners = [plain, withEvents, { name: 'conntrack -E', pid: ctE.pid }, { name: 'bare', pid: bare.pid }, { name: 'bare-all', pid: bareAll.pid }];
+  const servers = listeners.filter((l) => l.base);
   // Idle baseline over the same length: serve's per-second work (counters, rules, stats, the
   // ruleset and address refreshes) is paid with or without connections.
   const idle0 = listeners.map((l) => cpuSeconds(l.pid));
@@ -143,8 +167,8 @@ try {
   await sleep(SECONDS * 1000);
   const idleRate = listeners.map((l, i) => (cpuSeconds(l.pid) - idle0[i]) / ((Date.now() - idleT0) / 1000));
   const cpu0 = listeners.map((l) => cpuSeconds(l.pid));
-  const threads0 = [plain, withEvents].map((l) => threadCpu(l.pid));
-  const recv0 = [await received(plain.base), await received(withEvents.base)];
+  const threads0 = servers.map((l) => threadCpu(l.pid));
+  const recv0 = await Promise.all(servers.map((l) => received(l.base)));
   const t0 = Date.now();
 
   const gen = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -153,10 +177,10 @@ try {
   await exited(gen);
   const genSeconds = (Date.now() - t0) / 1000;
   await lab.exec(lab.router, 'conntrack', ['-F']);
-  // Settled: serve+events' counter stops moving.
-  let last = -1;
+  // Settled: every server's counter stops moving.
+  let last = '';
   for (let i = 0; i < 60; i++) {
-    const n = await received(withEvents.base);
+    const n = (await Promise.all(servers.map((l) => received(l.base)))).join();
     if (n === last) break;
     last = n;
     await sleep(500);
@@ -164,8 +188,8 @@ try {
   await sleep(500);
   const cpu1 = listeners.map((l) => cpuSeconds(l.pid));
   const runSeconds = (Date.now() - t0) / 1000;
-  const threads1 = [plain, withEvents].map((l) => threadCpu(l.pid));
-  const recv1 = [await received(plain.base), await received(withEvents.base)];
+  const threads1 = servers.map((l) => threadCpu(l.pid));
+  const recv1 = await Promise.all(servers.map((l) => received(l.base)));
   // Kernel drops per listener socket (by inode).
   const table = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
   const dropsByInode = new Map(table.filter((c) => c[1] === '12').map((c) => [c[9], Number(c[8])]));
@@ -178,78 +202,80 @@ try {
     return sum;
   };
   const lost = listeners.map((l) => drops(l.pid));
-  for (const p of [bare, bareAll]) p.kill('SIGTERM');
-  const [bareRes, bareAllRes] = (await Promise.all(bareOut)).map((l) => JSON.parse(l));
+  for (const l of listeners) if (l.result) l.proc.kill('SIGTERM');
   const conns = load.connections;
   report.method = { seconds: SECONDS, concurrency: CONC, connections: conns, failed: load.failed, connPerSec: Math.round(conns / genSeconds) };
-  listeners.forEach((l, i) => {
-    const events = i === 0 ? recv1[0] - recv0[0] : i === 1 ? recv1[1] - recv0[1] : i === 3 ? bareRes.events : i === 4 ? bareAllRes.events : null;
+  for (const [i, l] of listeners.entries()) {
+    const s = servers.indexOf(l);
+    const events = s >= 0 ? recv1[s] - recv0[s] : l.result ? JSON.parse(await l.result).events : null;
     const cpu = cpu1[i] - cpu0[i];
     const net = Math.max(0, cpu - idleRate[i] * runSeconds);
     report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i] });
-  });
-  report.method.wsEventsDelivered = wsEvents;
+  }
+  if (ws) report.method.wsEventsDelivered = wsEvents;
   // Where serve's CPU went, µs per connection by thread name.
-  report.serveThreads = [plain, withEvents].map((l, i) => ({
+  report.serveThreads = servers.map((l, i) => ({
     listener: l.name,
     usPerConnection: Object.fromEntries(Object.entries(threads1[i]).map(([k, v]) => [k, +(((v - (threads0[i][k] ?? 0)) * 1e6) / conns).toFixed(2)]).filter(([, v]) => v > 0)),
   }));
-  ws.close();
-  for (const l of [plain, withEvents]) l.proc.kill('SIGTERM');
-  await exited(plain.proc); // its profile is written on the way out
-  ctE.kill('SIGTERM');
+  ws?.close();
+  for (const l of servers) l.proc.kill('SIGTERM');
+  for (const l of servers) await exited(l.proc); // a profile is written on the way out
+  for (const l of listeners) if (!l.base && !l.result) l.proc.kill('SIGTERM');
 
   // --- idle cost per namespace, and 50 namespaces with one under load ---------------------
-  const tag = randomBytes(3).toString('hex');
-  for (let i = 0; i < NAMESPACES - 1; i++) {
-    const name = `nwb-${tag}-i${i}`;
-    execFileSync('ip', ['netns', 'add', name]);
-    extra.push(name);
+  if (NAMESPACES > 0) {
+    const tag = randomBytes(3).toString('hex');
+    for (let i = 0; i < NAMESPACES - 1; i++) {
+      const name = `nwb-${tag}-i${i}`;
+      execFileSync('ip', ['netns', 'add', name]);
+      extra.push(name);
+    }
+    const CHILD = `
+  const { createNetlinkSource } = await import(${JSON.stringify(`${ROOT}dist/source/netlink-source.js`)});
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
+  const threads = () => readdirSync('/proc/self/task').length;
+  const paths = process.argv.slice(1);
+  const h = { conntrack(v) {}, nflog() {}, loss() {}, dumpBegin() {}, dumpEnd() {}, error() {} };
+  globalThis.gc?.();
+  const out = { base: { rss: rss(), threads: threads() } };
+  const sources = [];
+  for (const [i, p] of paths.entries()) {
+    const s = createNetlinkSource({ netns: p });
+    await s.start(h);
+    sources.push(s);
+    if (i + 1 === 1 || i + 1 === 10 || i + 1 === paths.length) {
+      await new Promise((r) => setTimeout(r, 500));
+      globalThis.gc?.();
+      out[i + 1] = { rss: rss(), threads: threads() };
+    }
   }
-  const CHILD = `
-const { createNetlinkSource } = await import(${JSON.stringify(`${ROOT}dist/source/netlink-source.js`)});
-const { readdirSync, readFileSync } = await import('node:fs');
-const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
-const threads = () => readdirSync('/proc/self/task').length;
-const paths = process.argv.slice(1);
-const h = { conntrack(v) {}, nflog() {}, loss() {}, dumpBegin() {}, dumpEnd() {}, error() {} };
-globalThis.gc?.();
-const out = { base: { rss: rss(), threads: threads() } };
-const sources = [];
-for (const [i, p] of paths.entries()) {
-  const s = createNetlinkSource({ netns: p });
-  await s.start(h);
-  sources.push(s);
-  if (i + 1 === 1 || i + 1 === 10 || i + 1 === paths.length) {
-    await new Promise((r) => setTimeout(r, 500));
-    globalThis.gc?.();
-    out[i + 1] = { rss: rss(), threads: threads() };
+  process.stdout.write(JSON.stringify(out) + '\\n');
+  process.on('SIGTERM', async () => { for (const s of sources) await s.close(); process.exit(0); });
+  `;
+    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD, lab.nsPath(lab.router), ...extra.map((n) => `/var/run/netns/${n}`)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(child);
+    const idle = JSON.parse(await lineOf(child));
+    report.namespaces.idle = idle;
+    const n = extra.length + 1;
+    report.namespaces.perExtraNamespace = {
+      rssMiB: +((idle[n].rss - idle[1].rss) / (n - 1)).toFixed(3),
+      threads: (idle[n].threads - idle[1].threads) / (n - 1),
+    };
+    // Under load: one of the 50 is the router.
+    const c0 = cpuSeconds(child.pid);
+    const gen2 = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(gen2);
+    const load2 = JSON.parse(await lineOf(gen2));
+    await exited(gen2);
+    await lab.exec(lab.router, 'conntrack', ['-F']);
+    await sleep(2000);
+    const c1 = cpuSeconds(child.pid);
+    report.namespaces.underLoad = { sources: n, connections: load2.connections, usPerConnection: +(((c1 - c0) * 1e6) / load2.connections).toFixed(2) };
+    child.kill('SIGTERM');
+    await exited(child);
   }
-}
-process.stdout.write(JSON.stringify(out) + '\\n');
-process.on('SIGTERM', async () => { for (const s of sources) await s.close(); process.exit(0); });
-`;
-  const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD, lab.nsPath(lab.router), ...extra.map((n) => `/var/run/netns/${n}`)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  procs.push(child);
-  const idle = JSON.parse(await lineOf(child));
-  report.namespaces.idle = idle;
-  const n = extra.length + 1;
-  report.namespaces.perExtraNamespace = {
-    rssMiB: +((idle[n].rss - idle[1].rss) / (n - 1)).toFixed(3),
-    threads: (idle[n].threads - idle[1].threads) / (n - 1),
-  };
-  // Under load: one of the 50 is the router.
-  const c0 = cpuSeconds(child.pid);
-  const gen2 = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  procs.push(gen2);
-  const load2 = JSON.parse(await lineOf(gen2));
-  await exited(gen2);
-  await lab.exec(lab.router, 'conntrack', ['-F']);
-  await sleep(2000);
-  const c1 = cpuSeconds(child.pid);
-  report.namespaces.underLoad = { sources: n, connections: load2.connections, usPerConnection: +(((c1 - c0) * 1e6) / load2.connections).toFixed(2) };
-  child.kill('SIGTERM');
-  await exited(child);
   closeSync(devnull);
 } finally {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');

@@ -88,7 +88,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     for (const s of src.streamers()) fn(s);
   };
 
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
   // prom-client's sums of nodejs_active_{handles,requests,resources}{type} are gauges named
   // *_total, which promtool rejects; the per-type gauges stay.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
