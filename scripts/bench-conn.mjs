@@ -109,7 +109,7 @@ const lineOf = (proc, prefix = '{') =>
       const l = find();
       if (l !== undefined) resolve(l);
     });
-    proc.once('exit', () => resolve(find() ?? out));
+    proc.once('close', () => resolve(find() ?? out)); // close: after stdout's last data
   });
 const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
 
