@@ -348,6 +348,7 @@ void Reader::StartDump(Channel& ch) {
 }
 
 void Reader::EndDump(Channel& ch, int err) {
+  if (ch.ct_parked_until_) DrainConntrack(ch);
   ch.dump_active_ = false;
   ch.ct_loss_.flags |= kFlagDumpEnd;
   if (err) {
@@ -426,18 +427,19 @@ int Reader::DrainConntrack(Channel& ch) {
   return -1;
 }
 
-// Coalescing: instead of a wakeup per event (at a few thousand events/s each brings one or
-// two), the event socket leaves the epoll set for one hand-off window after a read that found
-// events, and is read once at the window's end, just before the batch is handed over. So under
-// load it costs one read per window however many events arrive; the first event after a quiet
-// spell still wakes the thread at once. An overrun still does: EPOLLERR is reported whatever
-// the mask says.
 // The window ends with the pending batch's hand-off, never more than kMaxParkMs away.
 int64_t Reader::WindowEnd(const Channel& ch, int64_t now) {
   const int64_t end = ch.ct_deadline_ ? ch.ct_deadline_ : now + ch.batch_ms_.load(std::memory_order_relaxed);
   return std::min(end, now + kMaxParkMs);
 }
 
+// Coalescing: instead of a wakeup per event (at a few thousand events/s each brings one or
+// two), the event socket leaves the epoll set for one hand-off window after a read that found
+// events, and is read once at the window's end, just before the batch is handed over. So under
+// load it costs one read per window however many events arrive; the first event after a quiet
+// spell still wakes the thread at once. An overrun still does: EPOLLERR is reported whatever
+// the mask says. A dump's begin and end read the parked socket first, so that events stay on
+// the side of the dump's markers they were queued on, as without coalescing.
 void Reader::Park(Channel& ch, int64_t until) {
   if (ch.ct_parked_until_ == 0) {
     epoll_event ev{};
