@@ -1,6 +1,6 @@
 // One namespace's pipeline: its EventSource feeding its tracker, its alert rules evaluated at
 // every counter poll, its ruleset and addresses for capacities, and its per-second stats. The
-// Streamer (src/streamer.ts) runs one per watched namespace and merges what they produce.
+// NamespaceSet (src/namespace-set.ts) runs one per watched namespace and merges what they produce.
 import { addLoss, lostEvents, zeroLoss } from './alert/event-loss.js';
 import type { Clock } from './alert/clock.js';
 import { AlertRules } from './alert/rules.js';
@@ -18,24 +18,31 @@ import { topKeys } from './track/top.js';
 import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
 import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
+import type { StreamerOptions } from './streamer-options.js';
 import type { NflogGroupStatus, Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
 
-/** The streamer options every namespace's pipeline is built from (see StreamerOptions). */
-export interface PipelineOptions {
-  natPorts?: [number, number];
-  natRules?: NatRuleConfig[];
-  nflogGroups?: number[];
-  /** Retry interval for a ruleset-chosen NFLOG group another program holds; default 30 s. */
-  nflogRetryMs?: number;
-  localAddrs?: string[];
-  detectRuleset?: boolean;
-  /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
-  rulesetIntervalMs?: number;
-  addrsIntervalMs?: number;
-  /** Local socket counts (sock_diag) period; default 1 s. */
-  socketsIntervalMs?: number;
-  rcvbufBytes?: number;
-  ringKeys?: number;
+/** The streamer options every namespace's pipeline is built from (documented on StreamerOptions). */
+const PIPELINE_KEYS = [
+  'natPorts',
+  'natRules',
+  'nflogGroups',
+  'nflogRetryMs',
+  'localAddrs',
+  'detectRuleset',
+  'rulesetIntervalMs',
+  'addrsIntervalMs',
+  'socketsIntervalMs',
+  'rcvbufBytes',
+  'ringKeys',
+] as const satisfies ReadonlyArray<keyof StreamerOptions>;
+
+export type PipelineOptions = Pick<StreamerOptions, (typeof PIPELINE_KEYS)[number]>;
+
+/** The pipeline's share of the streamer's options, copied: NAT overrides change it live (SIGHUP). */
+export function pipelineOptions(opts: StreamerOptions): PipelineOptions {
+  const out: PipelineOptions = {};
+  for (const k of PIPELINE_KEYS) (out as Record<string, unknown>)[k] = opts[k];
+  return out;
 }
 
 /** What a pipeline needs from the streamer that runs it. */
