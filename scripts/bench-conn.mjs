@@ -11,7 +11,8 @@
 //   bare-all        the same with UPDATE
 //   bare-window     bare, reading once per 25 ms window as serve does: the kernel's own cost
 //                   of handing the events over, the floor for any reader of them
-// Each listener's CPU (utime + stime of its process, /proc/PID/stat) over the run / connections.
+// Each listener's CPU (all its threads' time on CPU, /proc/PID/task/*/schedstat) over the run /
+// connections.
 // Loss is the kernel's: each listener's socket Drops in /proc/net/netlink.
 // Then the idle cost of extra namespaces: one process with 1, 10, 50 native sources (each in its
 // own namespace), RSS and threads; and that process's CPU per connection while one of its 50
@@ -41,21 +42,28 @@ execFileSync('gcc', ['-O2', '-o', BIN, `${ROOT}scripts/bench-conn.c`]);
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
 const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
 
-const TICK = 100; // USER_HZ
+// CPU time from the scheduler (/proc/…/schedstat: nanoseconds on CPU), not utime+stime: those
+// are sampled at the tick (4 ms at HZ=250) and over a run of a few seconds jitter by ±20 %.
+const taskNs = (path) => Number(readFileSync(`${path}/schedstat`, 'utf8').split(' ')[0]);
+/** CPU seconds of every live thread of pid. */
 const cpuSeconds = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / TICK;
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += taskNs(`/proc/${pid}/task/${t}`);
+    } catch {
+      // exited
+    }
+  }
+  return ns / 1e9;
 };
-/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...), user and system. */
+/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...). */
 const threadCpu = (pid) => {
   const out = {};
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const raw = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'));
-      const f = raw.split(') ')[1].split(' ');
-      out[`${name} user`] = (out[`${name} user`] ?? 0) + Number(f[11]) / TICK;
-      out[`${name} sys`] = (out[`${name} sys`] ?? 0) + Number(f[12]) / TICK;
+      const name = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+      out[name] = (out[name] ?? 0) + taskNs(`/proc/${pid}/task/${t}`) / 1e9;
     } catch {
       // exited
     }
@@ -101,7 +109,7 @@ const lineOf = (proc, prefix = '{') =>
       const l = find();
       if (l !== undefined) resolve(l);
     });
-    proc.once('exit', () => resolve(find() ?? out));
+    proc.once('close', () => resolve(find() ?? out)); // close: after stdout's last data
   });
 const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
 
