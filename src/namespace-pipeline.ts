@@ -1,6 +1,6 @@
 // One namespace's pipeline: its EventSource feeding its tracker, its alert rules evaluated at
 // every counter poll, its ruleset and addresses for capacities, and its per-second stats. The
-// Streamer (src/streamer.ts) runs one per watched namespace and merges what they produce.
+// NamespaceSet (src/namespace-set.ts) runs one per watched namespace and merges what they produce.
 import { addLoss, lostEvents, zeroLoss } from './alert/event-loss.js';
 import type { Clock } from './alert/clock.js';
 import { AlertRules } from './alert/rules.js';
@@ -18,24 +18,31 @@ import { topKeys } from './track/top.js';
 import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.js';
 import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
+import type { StreamerOptions } from './streamer-options.js';
 import type { NflogGroupStatus, Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
 
-/** The streamer options every namespace's pipeline is built from (see StreamerOptions). */
-export interface PipelineOptions {
-  natPorts?: [number, number];
-  natRules?: NatRuleConfig[];
-  nflogGroups?: number[];
-  /** Retry interval for a ruleset-chosen NFLOG group another program holds; default 30 s. */
-  nflogRetryMs?: number;
-  localAddrs?: string[];
-  detectRuleset?: boolean;
-  /** Re-read period when change notifications cannot be subscribed (and for iptables-legacy). */
-  rulesetIntervalMs?: number;
-  addrsIntervalMs?: number;
-  /** Local socket counts (sock_diag) period; default 1 s. */
-  socketsIntervalMs?: number;
-  rcvbufBytes?: number;
-  ringKeys?: number;
+/** The streamer options every namespace's pipeline is built from (documented on StreamerOptions). */
+const PIPELINE_KEYS = [
+  'natPorts',
+  'natRules',
+  'nflogGroups',
+  'nflogRetryMs',
+  'localAddrs',
+  'detectRuleset',
+  'rulesetIntervalMs',
+  'addrsIntervalMs',
+  'socketsIntervalMs',
+  'rcvbufBytes',
+  'ringKeys',
+] as const satisfies ReadonlyArray<keyof StreamerOptions>;
+
+export type PipelineOptions = Pick<StreamerOptions, (typeof PIPELINE_KEYS)[number]>;
+
+/** The pipeline's share of the streamer's options, copied: NAT overrides change it live (SIGHUP). */
+export function pipelineOptions(opts: StreamerOptions): PipelineOptions {
+  const out: PipelineOptions = {};
+  for (const k of PIPELINE_KEYS) (out as Record<string, unknown>)[k] = opts[k];
+  return out;
 }
 
 /** What a pipeline needs from the streamer that runs it. */
@@ -46,8 +53,20 @@ export interface PipelineHost {
   event(e: WireEvent): void;
   /** A failure that does not stop the pipeline (a batch, a poll, a ruleset read). */
   fail(err: Error): void;
-  /** Worth a log line, not a failure (an NFLOG group another program holds, then takes back). */
+  /** Worth a log line, not a failure (an NFLOG group another program holds; legacy tables not checked). */
   warn(message: string): void;
+}
+
+/**
+ * Does a Ruleset.unreadable line say iptables-legacy tables were not checked? Their list
+ * (/proc/net/ip_tables_names, ip6_tables_names: mode 0440 root) needs CAP_DAC_READ_SEARCH,
+ * which the systemd unit does not grant (docs/security.md). The file exists only when the
+ * kernel has that family's x_tables (absent: nothing is said, native/ipt-legacy.cc), so legacy
+ * tables may or may not be there: a warning, said once per namespace, not an error. The
+ * capacities such a table could explain stay unknown with the line as their reason.
+ */
+export function legacyUnchecked(line: string): boolean {
+  return /^ip6?tables-legacy tables not checked: /.test(line);
 }
 
 export interface Totals {
@@ -66,6 +85,8 @@ export class NamespacePipeline {
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
   private saidUnreadable = '';
+  /** legacyUnchecked() lines already warned about. */
+  private readonly saidUnchecked = new Set<string>();
   /** What the source was last told (setUpdates): conntrack UPDATE events wanted. */
   private updatesOn = false;
   /** Readiness inputs: the first dump ended, the counters were read, the last read failed. */
@@ -336,11 +357,7 @@ export class NamespacePipeline {
       // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).
       this.tracker.capacity.setRuleset(info);
       // What could not be read marks capacities unknown, and is said once (again only if it changes).
-      const unreadable = info.unreadable.join('; ');
-      if (unreadable !== this.saidUnreadable && !this.closed) {
-        this.saidUnreadable = unreadable;
-        if (unreadable) this.host.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
-      }
+      if (!this.closed) this.sayUnreadable(info.unreadable);
       this.applyInterfaces(interfaces);
     } catch (err) {
       // Capacities become unknown: say why (the host repeats a recurring cause once a minute).
@@ -348,6 +365,16 @@ export class NamespacePipeline {
       this.tracker.capacity.setUnreadable([`ruleset unreadable: ${(err as Error).message}`]);
       if (!this.closed) this.host.fail(new NatwatchError('ERUNTIME', `reading the ruleset: ${(err as Error).message}`, { cause: err }));
     }
+  }
+
+  private sayUnreadable(lines: string[]): void {
+    const fresh = lines.filter((l) => legacyUnchecked(l) && !this.saidUnchecked.has(l));
+    for (const l of fresh) this.saidUnchecked.add(l);
+    if (fresh.length > 0) this.host.warn(`${fresh.join('; ')}; NAT capacities no readable rule explains are reported unknown`);
+    const unreadable = lines.filter((l) => !legacyUnchecked(l)).join('; ');
+    if (unreadable === this.saidUnreadable) return;
+    this.saidUnreadable = unreadable;
+    if (unreadable) this.host.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));
   }
 
   private applyInterfaces(ifs: Map<string, string[]>): void {

@@ -5,6 +5,7 @@
 // watched within about a second, one that is deleted is let go).
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { systemClock, type Clock } from './alert/clock.js';
+import { UsageError } from './errors.js';
 import { globRegExp, listNetns, NETNS_DIR, netnsName, netnsPath, ownNetns, type NetnsEntry } from './netns.js';
 
 /** `--netns` values meaning natwatch's own namespace plus every named one, followed. */
@@ -37,6 +38,17 @@ export interface FollowOptions {
   intervalMs?: number;
 }
 
+/**
+ * The spec a library caller's `netns` option means: one value, a list, or none (natwatch's own);
+ * '' is natwatch's own too. `exclude` only with `all`.
+ */
+export function netnsSpec(netns: string | null | undefined | ReadonlyArray<string | null>, exclude: readonly string[] = []): NetnsSpec {
+  const given = netns === undefined || netns === null ? [null] : typeof netns === 'string' ? [netns] : [...netns];
+  const values = given.length > 0 ? given.map((v) => (v === '' ? null : v)) : [null];
+  if (exclude.length > 0 && !values.includes(ALL_NETNS)) throw new UsageError(`--netns-exclude: only with --netns ${ALL_NETNS}`);
+  return { netns: values, exclude };
+}
+
 const inode = (path: string): number => {
   try {
     return statSync(path).ino;
@@ -48,6 +60,10 @@ const inode = (path: string): number => {
 export class NamespaceFollower {
   /** Whether the spec has `all`: the set can change while running. */
   readonly following: boolean;
+  /** Several values, or `all`: output names the namespace each message is about. */
+  readonly several: boolean;
+  /** For output: the one namespace's name (null: natwatch's own), or with several the values joined by ','. */
+  readonly label: string | null;
   private readonly exclude: RegExp[];
   private readonly list: () => NetnsEntry[];
   private readonly clock: Clock;
@@ -59,6 +75,9 @@ export class NamespaceFollower {
     private readonly opts: FollowOptions = {},
   ) {
     this.following = spec.netns.includes(ALL_NETNS);
+    this.several = spec.netns.length > 1 || this.following;
+    const single = spec.netns[0] ?? null;
+    this.label = this.several ? spec.netns.map((v) => v || '(own)').join(',') : single === null || single === '' ? null : netnsName(netnsPath(single)!);
     this.exclude = (spec.exclude ?? []).map(globRegExp);
     this.list = opts.list ?? (() => listNetns(NETNS_DIR));
     this.clock = opts.clock ?? systemClock;

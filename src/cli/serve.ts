@@ -119,14 +119,16 @@ export async function run(argv: string[]): Promise<number> {
   warnExposure(log, settings);
   const createStreamer = await loadStreamerFactory();
   const streamer = createStreamer(streamerOptions(settings));
-  // Errors raised while starting are logged only if the start succeeds: when it fails, its
-  // own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the ruleset read).
-  let early: Error[] | null = [];
-  streamer.on('error', (err) => (early ? early.push(err) : log.error({ err: err.message }, 'streamer error')));
+  // Errors and warnings raised while starting are logged only if the start succeeds: when it
+  // fails, its own one-line cause says it all (e.g. missing CAP_NET_ADMIN also fails the
+  // ruleset read, and leaves the legacy tables unchecked).
+  const say = { error: (err: Error) => log.error({ err: err.message }, 'streamer error'), warning: (message: string) => log.warn(message) };
+  let early: Array<() => void> | null = [];
+  streamer.on('error', (err) => (early ? early.push(() => say.error(err)) : say.error(err)));
+  streamer.on('warning', (message) => (early ? early.push(() => say.warning(message)) : say.warning(message)));
   streamer.on('namespace', (n) => log.info({ netns: n.netns }, n.state === 'watching' ? 'watching namespace' : 'namespace gone'));
-  streamer.on('warning', (message) => log.warn(message));
   await streamer.start();
-  for (const err of early) log.error({ err: err.message }, 'streamer error');
+  for (const said of early) said();
   early = null;
 
   let server: StandaloneServer;

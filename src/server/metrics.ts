@@ -4,8 +4,8 @@
 // counters end in _total, ratios in _ratio, no type in a name. docs/metrics.md lists each one.
 //
 // Every natwatch series carries `netns` for a namespace other than natwatch's own and no such
-// label for its own (labels.ts); the collectors loop over `streamers()` so that one registry can
-// describe several namespaces.
+// label for its own (labels.ts); the collectors refill from every one of `streamers()`
+// (perNamespace) so that one registry can describe several namespaces.
 import { release } from 'node:os';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Alert, AlertKind, KernelCounters, Severity, StreamerLike, TopEntry } from '../types.js';
@@ -87,6 +87,22 @@ export function createMetrics(src: MetricsSources): Metrics {
   const each = (fn: (s: StreamerLike) => void): void => {
     for (const s of src.streamers()) fn(s);
   };
+  /**
+   * A collect() that refills a metric from every streamer at each scrape: what the last scrape
+   * set is cleared first (a namespace that went, a key that left the top must not linger), then
+   * `fill` sets each streamer's series (labelled with their namespace through withNs).
+   */
+  const perNamespace =
+    <M extends Gauge | Counter>(fill: (metric: M, s: StreamerLike) => void) =>
+    function collect(this: M): void {
+      this.reset();
+      each((s) => fill(this, s));
+    };
+  /** Each namespace's part of a streamer's last stats, with its labels (nothing before the first stats). */
+  const eachPart = (s: StreamerLike, fn: (p: TableStats, labels: Labels) => void): void => {
+    const st = s.lastStats();
+    if (st) for (const p of statsParts(st)) fn(p, withNs(s, {}, p));
+  };
 
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
   // prom-client's sums of nodejs_active_{handles,requests,resources}{type} are gauges named
@@ -107,14 +123,11 @@ export function createMetrics(src: MetricsSources): Metrics {
       help,
       labelNames: ['source', 'netns'],
       registers: [registry],
-      collect() {
-        this.reset();
-        each((s) => {
-          const t = pick(s.totals());
-          mirror(this, withNs(s, { source: 'conntrack' }), t.conntrack);
-          mirror(this, withNs(s, { source: 'nflog' }), t.nflog);
-        });
-      },
+      collect: perNamespace((c, s) => {
+        const t = pick(s.totals());
+        mirror(c, withNs(s, { source: 'conntrack' }), t.conntrack);
+        mirror(c, withNs(s, { source: 'nflog' }), t.nflog);
+      }),
     });
   };
   perSource('natwatch_events_received_total', 'Events received from the kernel, by source (conntrack, nflog).', (t) => t.eventsReceived);
@@ -130,13 +143,7 @@ export function createMetrics(src: MetricsSources): Metrics {
       help,
       labelNames: ['netns'],
       registers: [registry],
-      collect() {
-        this.reset();
-        each((s) => {
-          const st = s.lastStats();
-          if (st) for (const p of statsParts(st)) this.set(withNs(s, {}, p), pick(p.conntrack));
-        });
-      },
+      collect: perNamespace((g, s) => eachPart(s, (p, labels) => g.set(labels, pick(p.conntrack)))),
     });
   };
   new Gauge({
@@ -144,12 +151,9 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Whether natwatch holds NFLOG group N (1) or another program does (0; retried every 30 s).',
     labelNames: ['group', 'netns'],
     registers: [registry],
-    collect() {
-      this.reset();
-      each((s) => {
-        for (const g of s.nflogGroups()) this.set(withNs(s, { group: String(g.group) }, g), g.bound ? 1 : 0);
-      });
-    },
+    collect: perNamespace((m, s) => {
+      for (const g of s.nflogGroups()) m.set(withNs(s, { group: String(g.group) }, g), g.bound ? 1 : 0);
+    }),
   });
   table('natwatch_conntrack_entries', 'Entries in the conntrack table (nf_conntrack_count).', (c) => c.count);
   table('natwatch_conntrack_entries_limit', 'Conntrack table size limit (nf_conntrack_max); new flows are dropped at this count.', (c) => c.max);
@@ -161,17 +165,12 @@ export function createMetrics(src: MetricsSources): Metrics {
       help: `Kernel conntrack statistic '${stat}' summed over CPUs (conntrack -S, /proc/net/stat/nf_conntrack).`,
       labelNames: ['netns'],
       registers: [registry],
-      collect() {
-        this.reset();
-        each((s) => {
-          const st = s.lastStats();
-          if (!st) return;
-          for (const p of statsParts(st)) {
-            const v = p.counters[stat];
-            if (typeof v === 'number') mirror(this, withNs(s, {}, p), v);
-          }
-        });
-      },
+      collect: perNamespace((c, s) =>
+        eachPart(s, (p, labels) => {
+          const v = p.counters[stat];
+          if (typeof v === 'number') mirror(c, labels, v);
+        }),
+      ),
     });
   }
 
@@ -182,12 +181,9 @@ export function createMetrics(src: MetricsSources): Metrics {
       help,
       labelNames: portLabels,
       registers: [registry],
-      collect() {
-        this.reset();
-        each((s) => {
-          for (const e of destinations(s)) this.set(withNs(s, keyLabels(e.key), e), pick(e));
-        });
-      },
+      collect: perNamespace((g, s) => {
+        for (const e of destinations(s)) g.set(withNs(s, keyLabels(e.key), e), pick(e));
+      }),
     });
   };
   perKey('natwatch_nat_ports_used', `Source ports in use toward a destination through a NAT address (top ${TOP_SERIES} and alerting destinations).`, (e) => e.used);
@@ -199,13 +195,10 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Per protocol and NAT address: the highest port utilization over its destinations, 0 to 1.',
     labelNames: ['proto', 'nat_ip', 'netns'],
     registers: [registry],
-    collect() {
-      this.reset();
-      each((s) => {
-        const list = s.natAddresses?.() ?? [];
-        for (const a of list.slice(0, NAT_ADDRESS_SERIES)) this.set(withNs(s, { proto: a.proto, nat_ip: a.natIp }, a), a.maxUtilization);
-      });
-    },
+    collect: perNamespace((g, s) => {
+      const list = s.natAddresses?.() ?? [];
+      for (const a of list.slice(0, NAT_ADDRESS_SERIES)) g.set(withNs(s, { proto: a.proto, nat_ip: a.natIp }, a), a.maxUtilization);
+    }),
   });
 
   new Gauge({
@@ -213,15 +206,12 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Alerts currently firing, by kind and severity.',
     labelNames: ['kind', 'severity', 'netns'],
     registers: [registry],
-    collect() {
-      this.reset();
-      each((s) => {
-        // Zeros for every kind × severity of the streamer's namespace, then the firing ones
-        // (under their own namespace when they name one).
-        for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) this.set(withNs(s, { kind, severity }), 0);
-        for (const a of s.firing()) this.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
-      });
-    },
+    collect: perNamespace((g, s) => {
+      // Zeros for every kind × severity of the streamer's namespace, then the firing ones
+      // (under their own namespace when they name one).
+      for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) g.set(withNs(s, { kind, severity }), 0);
+      for (const a of s.firing()) g.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
+    }),
   });
 
   // Fired = an alert started, or escalated to critical; re-sends of the same state are not counted.
@@ -254,12 +244,9 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Packets logged to NFLOG, by group and (trimmed) prefix; past 100 pairs the rest count under group "-1".',
     labelNames: ['group', 'prefix', 'netns'],
     registers: [registry],
-    collect() {
-      this.reset();
-      each((s) => {
-        for (const c of s.totals().nflogPackets ?? []) mirror(this, withNs(s, { group: String(c.group), prefix: c.prefix }), c.packets);
-      });
-    },
+    collect: perNamespace((m, s) => {
+      for (const c of s.totals().nflogPackets ?? []) mirror(m, withNs(s, { group: String(c.group), prefix: c.prefix }), c.packets);
+    }),
   });
 
   new Gauge({
@@ -267,10 +254,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Sequence number of the last alert issued.',
     labelNames: ['netns'],
     registers: [registry],
-    collect() {
-      this.reset();
-      each((s) => this.set(withNs(s), s.seq));
-    },
+    collect: perNamespace((g, s) => g.set(withNs(s), s.seq)),
   });
   new Gauge({
     name: 'natwatch_ws_clients',
