@@ -10,7 +10,7 @@ import { NatwatchError } from './errors.js';
 import { checkNetns } from './netns.js';
 import { watchKernelChanges, type KernelWatch } from './source/kernel-watch.js';
 import { readLocalSockets } from './source/local-sockets.js';
-import { logDenies, readInterfaces, RulesetWatcher } from './source/ruleset.js';
+import { logDenies, readInterfaces, RulesetWatcher, type Ruleset } from './source/ruleset.js';
 import { CtKind, type ConntrackView, type CounterSnapshot, type EventSource, type LossReport, type NflogView } from './source/types.js';
 import { CapacityResolver, type NatRuleConfig } from './track/capacity.js';
 import { StatsBuilder, TOP_N } from './track/stats.js';
@@ -67,6 +67,16 @@ export interface PipelineHost {
  */
 export function legacyUnchecked(line: string): boolean {
   return /^ip6?tables-legacy tables not checked: /.test(line);
+}
+
+/**
+ * Whether conntrack tracks the namespace's own flows: a nat chain or a rule using conntrack
+ * registers its hooks for the whole family. A part of the ruleset that could not be read can
+ * only add hooks, so what was read decides (an unprivileged serve cannot list iptables-legacy
+ * tables, and must not pay a socket dump a second for it where nftables NAT already proves it).
+ */
+export function conntrackSeesLocal(r: Ruleset): boolean {
+  return r.natChains > 0 || r.ctRules.length > 0;
 }
 
 export interface Totals {
@@ -167,8 +177,7 @@ export class NamespacePipeline {
    * them and the dump (≈ 9 ms CPU a second, the kernel walks its whole socket hash) is skipped.
    */
   private async refreshSockets(): Promise<void> {
-    const r = this.ruleset.current;
-    const tracked = r.unreadable.length === 0 && (r.natChains > 0 || r.ctRules.length > 0);
+    const tracked = conntrackSeesLocal(this.ruleset.current);
     try {
       const counts = tracked ? new Map<string, number>() : await readLocalSockets(this.path);
       if (!this.closed) this.tracker.setLocalSockets(counts, this.nowSec());

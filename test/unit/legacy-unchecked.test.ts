@@ -3,7 +3,7 @@
 // buildRuleset words it; every other unreadable part stays an error. Pinned against the
 // model's own output so a change of wording there cannot silently turn the warning back.
 import { describe, expect, it } from 'vitest';
-import { legacyUnchecked } from '../../src/namespace-pipeline.js';
+import { conntrackSeesLocal, legacyUnchecked } from '../../src/namespace-pipeline.js';
 import { buildRuleset } from '../../src/source/ruleset.js';
 
 const lines = (errors: Array<{ section: string; errno: number; what: string }>) =>
@@ -28,5 +28,24 @@ describe('legacyUnchecked', () => {
     ]);
     expect(l).toHaveLength(3);
     expect(l.map(legacyUnchecked)).toEqual([false, false, false]);
+  });
+});
+
+describe('conntrackSeesLocal (whether the per-second sock_diag dump is needed)', () => {
+  const LEGACY_UNLISTED = [{ section: 'iptables-legacy', errno: 13, what: 'tables-names' }];
+  const ruleset = (chains: unknown[], errors: unknown[]) =>
+    buildRuleset({ chains: chains as never, rules: [], setElems: [], links: new Map(), errors: errors as never });
+  const NAT_CHAIN = { family: 'ip', table: 'nat', name: 'post', type: 'nat', hook: 'postrouting', priority: 100 };
+
+  it('an nftables nat chain proves it, even with the legacy tables unlisted (unprivileged serve)', () => {
+    const r = ruleset([NAT_CHAIN], LEGACY_UNLISTED);
+    expect(r.unreadable.length).toBeGreaterThan(0);
+    expect(conntrackSeesLocal(r)).toBe(true);
+  });
+
+  it('nothing read proves it: no nat chain, no conntrack rule, readable or not', () => {
+    expect(conntrackSeesLocal(ruleset([], []))).toBe(false);
+    expect(conntrackSeesLocal(ruleset([], LEGACY_UNLISTED))).toBe(false);
+    expect(conntrackSeesLocal(ruleset([{ ...NAT_CHAIN, type: 'filter' }], []))).toBe(false);
   });
 });
