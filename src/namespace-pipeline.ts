@@ -19,7 +19,7 @@ import { natAddressesCached, type NatAddressEntry } from './track/nat-addresses.
 import { NflogCounts, type NflogCount } from './track/nflog-counts.js';
 import { Tracker } from './track/tracker.js';
 import type { StreamerOptions } from './streamer-options.js';
-import type { NflogGroupStatus, Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
+import type { NamespaceTotals, NflogGroupStatus, Readiness, StatsMessage, TopEntry, WireEvent } from './types.js';
 
 /** The streamer options every namespace's pipeline is built from (documented on StreamerOptions). */
 const PIPELINE_KEYS = [
@@ -84,6 +84,8 @@ export interface Totals {
   eventsLost: { conntrack: number; nflog: number };
   /** Packets logged per NFLOG (group, trimmed prefix), bounded; each with its namespace. */
   nflogPackets: Array<NflogCount & { netns: string | null }>;
+  /** Each watched namespace's own counts, when several are watched (NamespaceSet.totals). */
+  namespaces?: NamespaceTotals[];
 }
 
 export class NamespacePipeline {

@@ -232,9 +232,10 @@ export class NamespaceSet {
     return ps.some((p) => p.readiness() === 'degraded') ? 'degraded' : 'ok';
   }
 
-  /** Summed over the namespaces watched now and those let go. */
+  /** Summed over the namespaces watched now and those let go; with several, each watched one's own too. */
   totals(): Totals {
     const out: Totals = { eventsReceived: { ...this.retired.eventsReceived }, eventsLost: { ...this.retired.eventsLost }, nflogPackets: [] };
+    if (this.several) out.namespaces = [];
     for (const p of this.pipelines.values()) {
       const t = p.totals();
       for (const s of ['conntrack', 'nflog'] as const) {
@@ -242,6 +243,7 @@ export class NamespaceSet {
         out.eventsLost[s] += t.eventsLost[s];
       }
       out.nflogPackets.push(...t.nflogPackets);
+      out.namespaces?.push({ netns: p.name, eventsReceived: t.eventsReceived, eventsLost: t.eventsLost });
     }
     return out;
   }

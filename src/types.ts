@@ -231,6 +231,13 @@ export interface StreamerEvents {
 
 export type Readiness = 'starting' | 'ok' | 'degraded';
 
+/** One watched namespace's event counts (StreamerLike.totals). */
+export interface NamespaceTotals {
+  netns: string | null;
+  eventsReceived: { conntrack: number; nflog: number };
+  eventsLost: { conntrack: number; nflog: number };
+}
+
 export interface StreamerLike {
   on<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
   off<K extends keyof StreamerEvents>(name: K, fn: (...args: StreamerEvents[K]) => void): this;
@@ -263,6 +270,8 @@ export interface StreamerLike {
     eventsLost: { conntrack: number; nflog: number };
     /** Packets logged per NFLOG (group, trimmed prefix), bounded (see src/track/nflog-counts.ts). */
     nflogPackets?: Array<{ group: number; prefix: string; packets: number }>;
+    /** With several namespaces watched: each one's own counts (the sums above also keep those let go). */
+    namespaces?: NamespaceTotals[];
   };
   /**
    * Does the rule that logs to NFLOG (group, prefix) drop or reject? true / false, or null when

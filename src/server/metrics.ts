@@ -8,7 +8,7 @@
 // (perNamespace) so that one registry can describe several namespaces.
 import { release } from 'node:os';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { Alert, AlertKind, KernelCounters, Severity, StreamerLike, TopEntry } from '../types.js';
+import type { Alert, AlertKind, KernelCounters, NamespaceTotals, Severity, StreamerLike, TopEntry } from '../types.js';
 import { VERSION } from '../version.js';
 import type { StreamClient } from './client.js';
 import { keyLabels, netnsLabels, netnsOf, PORT_KEY_LABELS } from './labels.js';
@@ -117,6 +117,13 @@ export function createMetrics(src: MetricsSources): Metrics {
   }).set({ version: VERSION, node_version: process.version, kernel: release() }, 1);
 
   type Totals = ReturnType<StreamerLike['totals']>;
+  /**
+   * Each watched namespace's labels and value: with several watched, one entry per namespace
+   * (its own counts), else one for the streamer's namespace. A streamer watching several has no
+   * namespace of its own, so no series is labelled with its `--netns` list.
+   */
+  const eachNamespace = <T>(s: StreamerLike, t: Totals, value: (n: Totals | NamespaceTotals) => T): Array<[Labels, T]> =>
+    t.namespaces ? t.namespaces.map((n) => [netnsLabels(n.netns), value(n)]) : [[withNs(s), value(t)]];
   const perSource = (name: string, help: string, pick: (t: Totals) => { conntrack: number; nflog: number }): void => {
     new Counter({
       name,
@@ -124,9 +131,10 @@ export function createMetrics(src: MetricsSources): Metrics {
       labelNames: ['source', 'netns'],
       registers: [registry],
       collect: perNamespace((c, s) => {
-        const t = pick(s.totals());
-        mirror(c, withNs(s, { source: 'conntrack' }), t.conntrack);
-        mirror(c, withNs(s, { source: 'nflog' }), t.nflog);
+        for (const [labels, t] of eachNamespace(s, s.totals(), (n) => pick(n))) {
+          mirror(c, { source: 'conntrack', ...labels }, t.conntrack);
+          mirror(c, { source: 'nflog', ...labels }, t.nflog);
+        }
       }),
     });
   };
@@ -207,9 +215,11 @@ export function createMetrics(src: MetricsSources): Metrics {
     labelNames: ['kind', 'severity', 'netns'],
     registers: [registry],
     collect: perNamespace((g, s) => {
-      // Zeros for every kind × severity of the streamer's namespace, then the firing ones
-      // (under their own namespace when they name one).
-      for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) g.set(withNs(s, { kind, severity }), 0);
+      // Zeros for every kind × severity of each watched namespace, then the firing ones (under
+      // their own namespace when they name one).
+      for (const [labels] of eachNamespace(s, s.totals(), () => 0)) {
+        for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) g.set({ kind, severity, ...labels }, 0);
+      }
       for (const a of s.firing()) g.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
     }),
   });
@@ -220,10 +230,17 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Alerts that started firing (or escalated), by kind and severity.',
     labelNames: ['kind', 'severity', 'netns'],
     registers: [registry],
+    // Every kind × severity of each watched namespace is present from its first scrape (0).
+    collect() {
+      each((s) => {
+        for (const [labels] of eachNamespace(s, s.totals(), () => 0)) {
+          for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) this.inc({ kind, severity, ...labels }, 0);
+        }
+      });
+    },
   });
   const listeners: Array<{ s: StreamerLike; fn: (a: Alert) => void }> = [];
   each((s) => {
-    for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) fired.inc(withNs(s, { kind, severity }), 0);
     const last = new Map<string, Severity>();
     const fn = (a: Alert): void => {
       const id = `${netnsOf(a, s.netns) ?? ''}|${a.kind}|${JSON.stringify(a.key)}`;
@@ -254,7 +271,8 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Sequence number of the last alert issued.',
     labelNames: ['netns'],
     registers: [registry],
-    collect: perNamespace((g, s) => g.set(withNs(s), s.seq)),
+    // The stream's sequence is the streamer's: labelled only when it watches one namespace.
+    collect: perNamespace((g, s) => g.set(s.totals().namespaces ? {} : withNs(s), s.seq)),
   });
   new Gauge({
     name: 'natwatch_ws_clients',

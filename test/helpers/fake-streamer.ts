@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { unpack } from 'msgpackr';
 import { netnsName } from '../../src/server/labels.js';
-import type { Alert, AlertKey, AlertKind, ConntrackEvent, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
+import type { Alert, AlertKey, AlertKind, ConntrackEvent, NamespaceTotals, Readiness, Severity, StatsMessage, StreamerLike, TopEntry } from '../../src/types.js';
 
 export interface AlertInit {
   kind?: AlertKind;
@@ -142,8 +142,11 @@ export class FakeStreamer extends EventEmitter implements StreamerLike {
   readiness(): Readiness {
     return this.ready;
   }
+  /** Each watched namespace's counts, as a streamer watching several reports them (null: one). */
+  namespaceTotals: NamespaceTotals[] | null = null;
   totals() {
-    return { eventsReceived: { ...this.received }, eventsLost: { ...this.lost }, nflogPackets: this.nflogPackets.map((c) => ({ ...c })) };
+    const t = { eventsReceived: { ...this.received }, eventsLost: { ...this.lost }, nflogPackets: this.nflogPackets.map((c) => ({ ...c })) };
+    return this.namespaceTotals ? { ...t, namespaces: this.namespaceTotals } : t;
   }
   natAddresses() {
     return this.natAddressList;

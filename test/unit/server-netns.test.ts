@@ -61,4 +61,25 @@ describe('netns on the server', () => {
     expect(text).toMatch(/^natwatch_nat_ports_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80",netns="tenant-a"\} 10$/m);
     expect(text).toMatch(/^natwatch_nat_ports_used\{proto="tcp",nat_ip="198\.51\.100\.1",dst_ip="198\.51\.100\.8",dst_port="80"\} 4$/m);
   });
+
+  it('/metrics with several namespaces: every series names a watched namespace, none the --netns list', async () => {
+    const s = new FakeStreamer({ netns: 'all' });
+    srv = await startServer(s, { port: 0 });
+    const ns = (netns: string | null, conntrack: number, lost: number) => ({ netns, eventsReceived: { conntrack, nflog: 0 }, eventsLost: { conntrack: lost, nflog: 0 } });
+    s.namespaceTotals = [ns(null, 3, 0), ns('tenant-a', 7, 2)];
+    s.received = { conntrack: 10, nflog: 0 };
+    s.lost = { conntrack: 2, nflog: 0 };
+    s.emitAlert({ netns: 'tenant-a' });
+    const text = await (await fetch(srv.url.replace(/^ws/, 'http').replace('/v1/stream', '') + '/metrics')).text();
+    expect(text).not.toMatch(/netns="all"/);
+    expect(text).toMatch(/^natwatch_events_received_total\{source="conntrack"\} 3$/m);
+    expect(text).toMatch(/^natwatch_events_received_total\{source="conntrack",netns="tenant-a"\} 7$/m);
+    expect(text).toMatch(/^natwatch_events_lost_total\{source="conntrack",netns="tenant-a"\} 2$/m);
+    // Zeros for each watched namespace, the firing alert under its own.
+    expect(text).toMatch(/^natwatch_alerts_firing\{kind="conntrack_table_full",severity="warning"\} 0$/m);
+    expect(text).toMatch(/^natwatch_alerts_firing\{kind="conntrack_table_full",severity="warning",netns="tenant-a"\} 0$/m);
+    expect(text).toMatch(/^natwatch_alerts_fired_total\{kind="conntrack_table_full",severity="critical",netns="tenant-a"\} 0$/m);
+    expect(text).toMatch(/^natwatch_alerts_firing\{kind="nat_port_exhaustion",severity="critical",netns="tenant-a"\} 1$/m);
+    expect(text).toMatch(/^natwatch_alert_seq 1$/m);
+  });
 });
