@@ -100,6 +100,9 @@ describeLive('serve --netns all follows namespaces created and deleted while it 
     expect(top.filter((e) => e.netns === a || e.netns === b).map((e) => [e.netns, e.used]).sort()).toEqual([[a, 10], [b, 10]]);
     const metrics = await (await fetch(`${serve.url}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`^natwatch_nat_ports_used\\{proto="tcp",nat_ip="198\\.51\\.100\\.1",dst_ip="198\\.51\\.100\\.8",dst_port="80",netns="${a}"\\} 10$`, 'm'));
+    // Every series names a watched namespace: a's own events counted under a, none under "all".
+    expect(metrics).not.toMatch(/netns="all"/);
+    expect(Number(new RegExp(`^natwatch_events_received_total\\{source="conntrack",netns="${a}"\\} (\\d+)$`, 'm').exec(metrics)?.[1])).toBeGreaterThanOrEqual(10);
 
     // a is deleted: its alert resolves, its keys leave top and stats; b's alert stays.
     const t1 = Date.now();
