@@ -78,7 +78,7 @@ export async function run(argv: string[]): Promise<number> {
   const dump = values['no-dump'] !== true;
   const groupsGiven = groupsFlag(values['nflog-group']);
   const follower = new NamespaceFollower({ netns: ns.netns.length ? ns.netns : [null], exclude: ns.exclude });
-  const several = ns.netns.length > 1 || follower.following;
+  const several = follower.several;
   const line = (v: ConntrackView | NflogView, name: string | null, ecs: EcsContext | null, text: () => string): string => {
     if (format === 'text') return several && name !== null ? `${text()} netns=${name}` : text();
     const e = v.toEvent();
