@@ -21,106 +21,41 @@
 //                               [--only serve,bare]  (a subset of listeners: less contention on
 //                               a small machine; --namespaces 0 skips the namespace part)
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, natLab, netlinkDrops, onExit, ROOT, sleep, threadCpu, waitHealthy } from './bench-kit.mjs';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' } } });
 const ONLY = values.only ? new Set(values.only.split(',')) : null;
 const wanted = (name) => !ONLY || ONLY.has(name);
 const SECONDS = Math.min(Number(values.seconds), 60);
 const CONC = Math.min(Number(values.conc), 1024);
 const NAMESPACES = Math.min(Number(values.namespaces), 100);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'inherit' });
-const BIN = `/tmp/nwb-bench-conn-${process.pid}`;
-execFileSync('gcc', ['-O2', '-o', BIN, `${ROOT}scripts/bench-conn.c`]);
+const BIN = build('bench-conn.c', 'nwb-bench-conn');
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
 const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
+const received = async (base) => conntrackMetric(await getText(`${base}/metrics`), 'natwatch_events_received_total');
 
-// CPU time from the scheduler (/proc/…/schedstat: nanoseconds on CPU), not utime+stime: those
-// are sampled at the tick (4 ms at HZ=250) and over a run of a few seconds jitter by ±20 %.
-const taskNs = (path) => Number(readFileSync(`${path}/schedstat`, 'utf8').split(' ')[0]);
-/** CPU seconds of every live thread of pid. */
-const cpuSeconds = (pid) => {
-  let ns = 0;
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += taskNs(`/proc/${pid}/task/${t}`);
-    } catch {
-      // exited
-    }
-  }
-  return ns / 1e9;
-};
-/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...). */
-const threadCpu = (pid) => {
-  const out = {};
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const name = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
-      out[name] = (out[name] ?? 0) + taskNs(`/proc/${pid}/task/${t}`) / 1e9;
-    } catch {
-      // exited
-    }
-  }
-  return out;
-};
-const readlinkSafe = (p) => {
-  try {
-    return readlinkSync(p);
-  } catch {
-    return '';
-  }
-};
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const srv = createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-const getText = async (url) => (await fetch(url, { signal: AbortSignal.timeout(15_000) })).text();
-async function waitHealthy(base, proc) {
-  for (let i = 0; i < 150; i++) {
-    if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}`);
-    try {
-      if ((await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1000) })).ok) return;
-    } catch {
-      // not yet
-    }
-    await sleep(100);
-  }
-  throw new Error('serve not healthy');
-}
-const received = async (base) => Number(/^natwatch_events_received_total\{[^}]*source="conntrack"[^}]*\} (\S+)$/m.exec(await getText(`${base}/metrics`))?.[1] ?? NaN);
-/** The first whole line of proc's stdout starting with prefix ('{' for a JSON result). */
-const lineOf = (proc, prefix = '{') =>
-  new Promise((resolve) => {
-    let out = '';
-    const find = () => out.split('\n').slice(0, -1).find((l) => l.startsWith(prefix));
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const l = find();
-      if (l !== undefined) resolve(l);
-    });
-    proc.once('close', () => resolve(find() ?? out)); // close: after stdout's last data
-  });
-const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
-
-const lab = await createLab({ prefix: 'nwb' });
 const extra = [];
 const procs = [];
+let lab = null;
+const { cleanup } = onExit(async () => {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  for (const n of extra) {
+    try {
+      execFileSync('ip', ['netns', 'del', n]);
+    } catch {
+      // already gone
+    }
+  }
+  await lab?.destroy();
+  execFileSync('rm', ['-f', BIN]);
+});
 const report = { method: {}, listeners: [], namespaces: {} };
 try {
-  await lab.nft(lab.router, 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }');
-  // The client reuses its ports out of TIME_WAIT (its own namespace's sysctls only).
-  await lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']);
+  lab = await natLab(createLab, 'nwb');
   const server = spawn('ip', ['netns', 'exec', lab.server, BIN, 'serve', '80', String(SECONDS + 90)], { stdio: ['ignore', 'pipe', 'inherit'] });
   procs.push(server);
   await lineOf(server, 'ready');
@@ -199,17 +134,8 @@ try {
   const threads1 = servers.map((l) => threadCpu(l.pid));
   const recv1 = await Promise.all(servers.map((l) => received(l.base)));
   // Kernel drops per listener socket (by inode).
-  const table = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
-  const dropsByInode = new Map(table.filter((c) => c[1] === '12').map((c) => [c[9], Number(c[8])]));
-  const drops = (pid) => {
-    let sum = 0;
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`));
-      if (m && dropsByInode.has(m[1])) sum += dropsByInode.get(m[1]);
-    }
-    return sum;
-  };
-  const lost = listeners.map((l) => drops(l.pid));
+  const dropsByPid = await netlinkDrops(lab, lab.router, listeners.map((l) => l.pid));
+  const lost = listeners.map((l) => dropsByPid.get(l.pid));
   for (const l of listeners) if (l.result) l.proc.kill('SIGTERM');
   const conns = load.connections;
   report.method = { seconds: SECONDS, concurrency: CONC, connections: conns, failed: load.failed, connPerSec: Math.round(conns / genSeconds) };
@@ -286,19 +212,6 @@ try {
   }
   closeSync(devnull);
 } finally {
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  for (const n of extra) {
-    try {
-      execFileSync('ip', ['netns', 'del', n]);
-    } catch {
-      // already gone
-    }
-  }
-  await lab.destroy();
-  try {
-    execFileSync('rm', ['-f', BIN]);
-  } catch {
-    // ignore
-  }
+  await cleanup();
 }
 console.log(JSON.stringify(report, null, 2));

@@ -13,12 +13,10 @@
 //   node scripts/bench-ingest.mjs [--count N] [--rates full,50000,20000] [--ws-rates full] [--alone-rates full,20000] [--prof DIR]
 //   (--prof DIR: serve runs with --cpu-prof into DIR; summarise with scripts/profile-summary.mjs)
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, openSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, memory, natLab, netlinkDrops, onExit, ROOT, sleep, waitHealthy } from './bench-kit.mjs';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '200000' }, rates: { type: 'string', default: 'full,50000,20000' }, 'ws-rates': { type: 'string', default: 'full' }, 'alone-rates': { type: 'string', default: 'full,20000' }, prof: { type: 'string' } },
 });
@@ -29,11 +27,8 @@ const RUNS = [
   ...rateList(values['ws-rates']).map((rate) => ({ rate, ws: true, alone: false })),
   ...rateList(values['alone-rates']).map((rate) => ({ rate, ws: false, alone: true })),
 ];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'inherit' });
-const GEN = `/tmp/nwa-bench-gen-${process.pid}`;
-execFileSync('gcc', ['-O2', '-o', GEN, `${ROOT}scripts/bench-ingest.c`]);
+const GEN = build('bench-ingest.c', 'nwa-bench-gen');
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
 const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
 
@@ -47,78 +42,22 @@ await src.start({ conntrack(v) { for (let i = 0; i < v.count; i++) { v.seek(i); 
 process.on('SIGTERM', async () => { await src.close(); console.log(JSON.stringify({ received: n, enobufs: src.stats.enobufs.conntrack, dropped: src.stats.dropped.conntrack, batches: src.stats.batches })); process.exit(0); });
 `;
 
-function readlinkSafe(p) {
-  try {
-    return readlinkSync(p);
-  } catch {
-    return '';
-  }
-}
+const hwmMiB = (pid) => memory(pid).hwmMiB;
 
-const TICK = 100; // USER_HZ for /proc/PID/stat
-function cpuSeconds(pid) {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / TICK; // utime + stime
-}
-const hwmMiB = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
-
-// A port free right now on loopback, for serve's --listen.
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const srv = createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-async function getText(url) {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return res.text();
-}
-// serve is up once /healthz answers (it has subscribed and dumped by then); bounded wait.
-async function waitHealthy(base, proc, ms) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (proc.exitCode !== null) throw new Error(`natwatch serve exited with ${proc.exitCode}`);
-    try {
-      await getText(`${base}/healthz`);
-      return;
-    } catch {
-      await sleep(100);
-    }
-  }
-  throw new Error(`natwatch serve not healthy after ${ms} ms`);
-}
-const metric = (text, name, source) => {
-  const m = new RegExp(`^${name}\\{source="${source}"\\} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
-};
-const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
-
-const lab = await createLab({ prefix: 'nwa' });
+let lab = null;
+let live = [];
+const { cleanup } = onExit(async () => {
+  for (const p of live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  await lab?.destroy();
+  execFileSync('rm', ['-f', GEN]);
+});
 const rows = [];
 try {
-  await lab.nft(lab.router, `table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }`);
+  lab = await natLab(createLab, 'nwa');
   // The server drops the flood quietly (no ICMP port-unreachable storm back through R).
   await lab.nft(lab.server, `table ip f { chain in { type filter hook input priority 0; udp dport >= 10000 drop; }; }`);
   const count = async () => Number((await lab.exec(lab.router, 'conntrack', ['-C'])).stdout.trim());
-  // Drops of a process's NETLINK_NETFILTER sockets, found by socket inode (its port id is not
-  // always its pid: conntrack -E's event socket is its second one).
-  const drops = async (pids) => {
-    const t = (await lab.exec(lab.router, 'cat', ['/proc/net/netlink'])).stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
-    const byInode = new Map(t.filter((c) => c[1] === '12').map((c) => [c[9], Number(c[8])]));
-    const out = new Map();
-    for (const pid of pids) {
-      let sum = 0;
-      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`));
-        if (m && byInode.has(m[1])) sum += byInode.get(m[1]);
-      }
-      out.set(pid, sum);
-    }
-    return out;
-  };
+  const drops = (pids) => netlinkDrops(lab, lab.router, pids);
 
   for (const { rate, ws, alone } of RUNS) {
     await lab.exec(lab.router, 'conntrack', ['-F']);
@@ -135,6 +74,7 @@ try {
     const nw = alone ? null : spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'events', '--netns', lab.router, '--json', '--no-dump'], { stdio: ['ignore', devnull, 'pipe'] });
     const src = alone ? null : spawn(process.execPath, ['--input-type=module', '-e', COUNTER, lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'inherit'] });
     const procs = [sv, ct, nw, src].filter(Boolean);
+    live = procs;
     let client = null;
     const wsSeen = { alert: 0, stats: 0, other: 0 };
     try {
@@ -164,7 +104,7 @@ try {
       const created = (await count()) - before;
       const pids = procs.map((p) => p.pid);
       const dCreate = await drops(pids);
-      const lostCreating = metric(await getText(`${base}/metrics`), 'natwatch_events_lost_total', 'conntrack');
+      const lostCreating = conntrackMetric(await getText(`${base}/metrics`), 'natwatch_events_lost_total');
       const t0 = Date.now();
       await lab.exec(lab.router, 'conntrack', ['-F']);
       const flushMs = Date.now() - t0;
@@ -193,8 +133,8 @@ try {
         serve: {
           drops: dd(sv),
           dropsCreating: dc(sv),
-          received: metric(metrics, 'natwatch_events_received_total', 'conntrack'),
-          lost: metric(metrics, 'natwatch_events_lost_total', 'conntrack'),
+          received: conntrackMetric(metrics, 'natwatch_events_received_total'),
+          lost: conntrackMetric(metrics, 'natwatch_events_lost_total'),
           lostCreating,
           cpu: cpu.sv,
           rssMiB: rss.sv,
@@ -213,8 +153,7 @@ try {
     }
   }
 } finally {
-  await lab.destroy();
-  execFileSync('rm', ['-f', GEN]);
+  await cleanup();
 }
 
 const pct = (lost, total) => `${((100 * lost) / total).toFixed(1)}%`;

@@ -6,7 +6,7 @@
 // server closes back), in back-to-back segments of at most 60 s (the generator stops itself after
 // 120 s whatever it is told), so the rate is the highest this machine's generator sustains.
 // serve watches R with no stream client (NEW + DESTROY only). Every S seconds: serve's VmRSS and
-// Threads (/proc/PID/status), its CPU (utime + stime, /proc/PID/stat), its /metrics
+// Threads (/proc/PID/status), its CPU (schedstat, all threads), its /metrics
 // natwatch_events_received_total and natwatch_events_lost_total (source conntrack), and the
 // kernel's Drops for serve's netlink sockets in R (/proc/net/netlink, matched by inode).
 // Prints a per-minute table and a verdict: RSS drift between minute 2 (after warm-up) and the
@@ -15,12 +15,10 @@
 //                         [--node-arg=--trace-gc ...] [--serve-out FILE] [--json FILE]
 // --node-arg passes a flag to serve's node (repeatable), e.g. --trace-gc with --serve-out FILE.
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, stop, waitHealthy } from './bench-kit.mjs';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const { values } = parseArgs({
   options: {
     minutes: { type: 'string', default: '10' },
@@ -45,122 +43,33 @@ const SAMPLE_S = num('sample-s', 1, 60);
 const CONC = num('conc', 1, 4096);
 const MAX_CONNS = num('max-connections', 1, 1e12);
 const SEGMENT_S = 60;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const BIN = `/tmp/nwb-soak-conn-${process.pid}`;
-
-// ---- cleanup on every way out ---------------------------------------------------------------
-const procs = [];
-let lab = null;
-let cleaning = null;
-const cleanup = () =>
-  (cleaning ??= (async () => {
-    for (const p of procs) {
-      try {
-        if (p.exitCode === null && p.signalCode === null && p.pid) process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (lab) await lab.destroy();
-    try {
-      execFileSync('rm', ['-f', BIN]);
-    } catch {
-      // ignore
-    }
-  })());
-let aborted = false;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    if (aborted) return;
-    aborted = true;
-    console.error(`soak: ${sig}, cleaning up`);
-    cleanup().finally(() => process.exit(130));
-  });
-}
-
-execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}tsconfig.build.json`], { stdio: 'inherit' });
-execFileSync('gcc', ['-O2', '-o', BIN, `${ROOT}scripts/bench-conn.c`]);
+const BIN = build('bench-conn.c', 'nwb-soak-conn');
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
 
-// ---- probes ---------------------------------------------------------------------------------
-const TICK = 100; // USER_HZ
-const cpuSeconds = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / TICK;
-};
-const status = (pid) => {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return { rssKiB: Number(/^VmRSS:\s+(\d+)/m.exec(s)[1]), threads: Number(/^Threads:\s+(\d+)/m.exec(s)[1]) };
-};
-const readlinkSafe = (p) => {
-  try {
-    return readlinkSync(p);
-  } catch {
-    return '';
-  }
-};
-const socketInodes = (pid) => {
-  const out = new Set();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    const m = /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`));
-    if (m) out.add(m[1]);
-  }
-  return out;
-};
-/** Kernel Drops summed over serve's NETLINK_NETFILTER sockets in R. */
-const netlinkDrops = async (pid) => {
-  const r = await lab.exec(lab.router, 'cat', ['/proc/net/netlink']);
-  const mine = socketInodes(pid);
-  let sum = 0;
-  for (const l of r.stdout.trim().split('\n').slice(1)) {
-    const c = l.trim().split(/\s+/);
-    if (c[1] === '12' && mine.has(c[9])) sum += Number(c[8]);
-  }
-  return sum;
-};
-const metric = (text, name) => Number(new RegExp(`^${name}\\{[^}]*source="conntrack"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const srv = createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-const lineOf = (proc, prefix = '{') =>
-  new Promise((resolve) => {
-    let out = '';
-    const find = () => out.split('\n').slice(0, -1).find((l) => l.startsWith(prefix));
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const l = find();
-      if (l !== undefined) resolve(l);
-    });
-    proc.once('exit', () => resolve(find() ?? out));
-  });
-const exited = (p) => new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
-const stop = async (p) => {
-  const kill = (sig) => {
+const procs = [];
+let lab = null;
+const { cleanup, aborted } = onExit(async () => {
+  for (const p of procs) {
     try {
-      if (p.exitCode === null && p.signalCode === null) process.kill(p.pid, sig);
+      if (p.exitCode === null && p.signalCode === null && p.pid) process.kill(p.pid, 'SIGKILL');
     } catch {
       // already gone
     }
-  };
-  kill('SIGTERM');
-  await Promise.race([exited(p), sleep(5000)]);
-  kill('SIGKILL');
-};
+  }
+  await lab?.destroy();
+  execFileSync('rm', ['-f', BIN]);
+});
 
+const status = (pid) => {
+  const m = memory(pid);
+  return { rssKiB: m.rssMiB * 1024, threads: m.threads };
+};
 const mean = (a) => a.reduce((s, x) => s + x, 0) / a.length;
 const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 try {
-  lab = await createLab({ prefix: 'nwb' });
-  await lab.nft(lab.router, 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }');
-  // The client reuses its ports out of TIME_WAIT (its own namespace's sysctls only).
-  await lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']);
+  lab = await natLab(createLab, 'nwb');
 
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -168,16 +77,7 @@ try {
   const serve = spawn(process.execPath, [...values['node-arg'], `${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', out, 'inherit'] });
   procs.push(serve);
   closeSync(out);
-  for (let i = 0; ; i++) {
-    if (serve.exitCode !== null) throw new Error(`serve exited ${serve.exitCode}`);
-    if (i >= 150) throw new Error('serve not healthy after 15 s');
-    try {
-      if ((await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1000) })).ok) break;
-    } catch {
-      // not yet
-    }
-    await sleep(100);
-  }
+  await waitHealthy(base, serve);
   await sleep(2000);
   const idle = status(serve.pid);
 
@@ -191,7 +91,7 @@ try {
   // connection count.
   const load = (async () => {
     let total = 0;
-    for (let seg = 0; seg < Math.ceil(MINUTES) + 1 && !aborted && total < MAX_CONNS; seg++) {
+    for (let seg = 0; seg < Math.ceil(MINUTES) + 1 && !aborted() && total < MAX_CONNS; seg++) {
       const left = (deadline - Date.now()) / 1000;
       if (left < 1) break;
       const len = Math.min(SEGMENT_S, left);
@@ -204,7 +104,7 @@ try {
       const line = await lineOf(gen);
       await exited(gen);
       await stop(srv);
-      if (aborted) break; // killed by the signal handler: no result line
+      if (aborted()) break; // killed by the signal handler: no result line
       const res = JSON.parse(line);
       segments.push({ start: start - t0, end: Date.now() - t0, ...res });
       total += res.connections;
@@ -217,12 +117,12 @@ try {
   const maxSamples = Math.ceil((MINUTES * 60) / SAMPLE_S) + 30;
   const sample = async () => {
     const t = Date.now() - t0;
-    const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const text = await getText(`${base}/metrics`, 10_000);
     const { rssKiB, threads } = status(serve.pid);
-    samples.push({ t, rssKiB, threads, cpu: cpuSeconds(serve.pid), received: metric(text, 'natwatch_events_received_total'), lost: metric(text, 'natwatch_events_lost_total'), drops: await netlinkDrops(serve.pid) });
+    samples.push({ t, rssKiB, threads, cpu: cpuSeconds(serve.pid), received: conntrackMetric(text, 'natwatch_events_received_total'), lost: conntrackMetric(text, 'natwatch_events_lost_total'), drops: (await netlinkDrops(lab, lab.router, [serve.pid])).get(serve.pid) });
   };
   await sample();
-  for (let i = 1; i <= maxSamples && !genDone && !aborted; i++) {
+  for (let i = 1; i <= maxSamples && !genDone && !aborted(); i++) {
     await sleep(Math.max(0, t0 + i * SAMPLE_S * 1000 - Date.now()));
     if (serve.exitCode !== null) throw new Error(`serve exited ${serve.exitCode} during the soak`);
     if (!genDone) await sample();
