@@ -58,18 +58,6 @@ export interface PipelineHost {
 }
 
 /**
- * Does a Ruleset.unreadable line say iptables-legacy tables were not checked? Their list
- * (/proc/net/ip_tables_names, ip6_tables_names: mode 0440 root) needs CAP_DAC_READ_SEARCH,
- * which the systemd unit does not grant (docs/security.md). The file exists only when the
- * kernel has that family's x_tables (absent: nothing is said, native/ipt-legacy.cc), so legacy
- * tables may or may not be there: a warning, said once per namespace, not an error. The
- * capacities such a table could explain stay unknown with the line as their reason.
- */
-export function legacyUnchecked(line: string): boolean {
-  return /^ip6?tables-legacy tables not checked: /.test(line);
-}
-
-/**
  * Whether conntrack tracks the namespace's own flows: a nat chain or a rule using conntrack
  * registers its hooks for the whole family. A part of the ruleset that could not be read can
  * only add hooks, so what was read decides (an unprivileged serve cannot list iptables-legacy
@@ -97,7 +85,7 @@ export class NamespacePipeline {
   private timers: unknown[] = [];
   private watch: KernelWatch | null = null;
   private saidUnreadable = '';
-  /** legacyUnchecked() lines already warned about. */
+  /** Ruleset.unchecked lines already warned about. */
   private readonly saidUnchecked = new Set<string>();
   /** What the source was last told (setUpdates): conntrack UPDATE events wanted. */
   private updatesOn = false;
@@ -368,7 +356,7 @@ export class NamespacePipeline {
       // Also when unchanged: a read that failed meanwhile marked capacities unknown (no-op otherwise).
       this.tracker.capacity.setRuleset(info);
       // What could not be read marks capacities unknown, and is said once (again only if it changes).
-      if (!this.closed) this.sayUnreadable(info.unreadable);
+      if (!this.closed) this.sayUnreadable(info);
       this.applyInterfaces(interfaces);
     } catch (err) {
       // Capacities become unknown: say why (the host repeats a recurring cause once a minute).
@@ -378,11 +366,18 @@ export class NamespacePipeline {
     }
   }
 
-  private sayUnreadable(lines: string[]): void {
-    const fresh = lines.filter((l) => legacyUnchecked(l) && !this.saidUnchecked.has(l));
+  /**
+   * What could not be read is said once (again only if it changes). Tables that could not even
+   * be listed (iptables-legacy without CAP_DAC_READ_SEARCH, which the systemd unit does not grant:
+   * docs/security.md) may not exist: a warning, once per namespace; the rest is an error. Either
+   * way the capacities such a part could explain stay unknown, with the line as their reason.
+   */
+  private sayUnreadable(r: Ruleset): void {
+    const unchecked = new Set(r.unchecked);
+    const fresh = [...unchecked].filter((l) => !this.saidUnchecked.has(l));
     for (const l of fresh) this.saidUnchecked.add(l);
     if (fresh.length > 0) this.host.warn(`${fresh.join('; ')}; NAT capacities no readable rule explains are reported unknown`);
-    const unreadable = lines.filter((l) => !legacyUnchecked(l)).join('; ');
+    const unreadable = r.unreadable.filter((l) => !unchecked.has(l)).join('; ');
     if (unreadable === this.saidUnreadable) return;
     this.saidUnreadable = unreadable;
     if (unreadable) this.host.fail(new NatwatchError('EPERM', `part of the ruleset is unreadable, capacities it could explain are unknown: ${unreadable}`));

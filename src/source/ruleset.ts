@@ -57,6 +57,12 @@ export interface Ruleset {
    * not empty, a NAT key no readable rule explains has an unknown capacity, never the default.
    */
   unreadable: string[];
+  /**
+   * The subset of `unreadable` for tables natwatch could not even list: iptables-legacy's
+   * /proc/net/ip_tables_names (mode 0440, root) needs CAP_DAC_READ_SEARCH. The file exists only
+   * when the kernel has that family's x_tables, so such tables may or may not be there.
+   */
+  unchecked?: string[];
 }
 
 /** @deprecated name kept for embedders: the ruleset facts. */
@@ -186,14 +192,17 @@ export function buildRuleset(f: Pick<KernelFacts, 'chains' | 'rules' | 'setElems
     }
   }
   out.groups = [...groups].sort((a, b) => a - b);
-  out.unreadable = unreadableLines(f.errors);
+  const { lines, unchecked } = unreadableLines(f.errors);
+  out.unreadable = lines;
+  if (unchecked.length) out.unchecked = unchecked;
   return out;
 }
 
 /** One line per section that could not be read, naming the capability it needs. */
-function unreadableLines(errors: KernelFacts['errors']): string[] {
+function unreadableLines(errors: KernelFacts['errors']): { lines: string[]; unchecked: string[] } {
   const E = { EPERM: 1, EACCES: 13, EPROTONOSUPPORT: 93, EOPNOTSUPP: 95 };
   const lines: string[] = [];
+  const unchecked: string[] = [];
   for (const e of errors) {
     // A kernel without nf_tables has no nft rules to miss.
     if (e.section === 'nft' && (e.errno === E.EOPNOTSUPP || e.errno === E.EPROTONOSUPPORT)) continue;
@@ -201,16 +210,16 @@ function unreadableLines(errors: KernelFacts['errors']): string[] {
       lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? 'nf_tables ruleset unreadable: need CAP_NET_ADMIN' : `nf_tables ruleset unreadable: ${e.what}: ${errnoName(e.errno)}`);
     } else if (e.section === 'iptables-legacy' || e.section === 'ip6tables-legacy') {
       const file = e.section === 'iptables-legacy' ? 'ip_tables_names' : 'ip6_tables_names';
-      lines.push(
-        e.what === 'tables-names' && (e.errno === E.EACCES || e.errno === E.EPERM)
-          ? `${e.section} tables not checked: /proc/net/${file} is readable by root only (need CAP_DAC_READ_SEARCH)`
-          : e.errno === E.EPERM || e.errno === E.EACCES
-            ? `${e.section} tables unreadable: need CAP_NET_ADMIN`
-            : `${e.section} tables unreadable: ${e.what}: ${errnoName(e.errno)}`,
-      );
+      if (e.what === 'tables-names' && (e.errno === E.EACCES || e.errno === E.EPERM)) {
+        const line = `${e.section} tables not checked: /proc/net/${file} is readable by root only (need CAP_DAC_READ_SEARCH)`;
+        lines.push(line);
+        unchecked.push(line);
+      } else {
+        lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? `${e.section} tables unreadable: need CAP_NET_ADMIN` : `${e.section} tables unreadable: ${e.what}: ${errnoName(e.errno)}`);
+      }
     }
   }
-  return lines;
+  return { lines, unchecked };
 }
 
 /** Interface name → its addresses, from an rtnetlink dump. */
