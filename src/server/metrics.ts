@@ -118,20 +118,23 @@ export function createMetrics(src: MetricsSources): Metrics {
 
   type Totals = ReturnType<StreamerLike['totals']>;
   /**
-   * Each watched namespace's labels and value: with several watched, one entry per namespace
+   * Each watched namespace's labels and counts: with several watched, one entry per namespace
    * (its own counts), else one for the streamer's namespace. A streamer watching several has no
    * namespace of its own, so no series is labelled with its `--netns` list.
    */
-  const eachNamespace = <T>(s: StreamerLike, t: Totals, value: (n: Totals | NamespaceTotals) => T): Array<[Labels, T]> =>
-    t.namespaces ? t.namespaces.map((n) => [netnsLabels(n.netns), value(n)]) : [[withNs(s), value(t)]];
-  const perSource = (name: string, help: string, pick: (t: Totals) => { conntrack: number; nflog: number }): void => {
+  const watched = (s: StreamerLike): Array<{ labels: Labels; totals: Totals | NamespaceTotals }> => {
+    const t = s.totals();
+    return t.namespaces ? t.namespaces.map((n) => ({ labels: netnsLabels(n.netns), totals: n })) : [{ labels: withNs(s), totals: t }];
+  };
+  const perSource = (name: string, help: string, pick: (t: Totals | NamespaceTotals) => { conntrack: number; nflog: number }): void => {
     new Counter({
       name,
       help,
       labelNames: ['source', 'netns'],
       registers: [registry],
       collect: perNamespace((c, s) => {
-        for (const [labels, t] of eachNamespace(s, s.totals(), (n) => pick(n))) {
+        for (const { labels, totals } of watched(s)) {
+          const t = pick(totals);
           mirror(c, { source: 'conntrack', ...labels }, t.conntrack);
           mirror(c, { source: 'nflog', ...labels }, t.nflog);
         }
@@ -217,7 +220,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     collect: perNamespace((g, s) => {
       // Zeros for every kind × severity of each watched namespace, then the firing ones (under
       // their own namespace when they name one).
-      for (const [labels] of eachNamespace(s, s.totals(), () => 0)) {
+      for (const { labels } of watched(s)) {
         for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) g.set({ kind, severity, ...labels }, 0);
       }
       for (const a of s.firing()) g.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
@@ -233,7 +236,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     // Every kind × severity of each watched namespace is present from its first scrape (0).
     collect() {
       each((s) => {
-        for (const [labels] of eachNamespace(s, s.totals(), () => 0)) {
+        for (const { labels } of watched(s)) {
           for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) this.inc({ kind, severity, ...labels }, 0);
         }
       });
