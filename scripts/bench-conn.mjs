@@ -16,7 +16,9 @@
 // Loss is the kernel's: each listener's socket Drops in /proc/net/netlink.
 // Then the idle cost of extra namespaces: one process with 1, 10, 50 native sources (each in its
 // own namespace), RSS and threads; and that process's CPU per connection while one of its 50
-// namespaces is the loaded router.
+// namespaces is the loaded router. Then the same for the whole daemon: serve watching the router
+// alone, then the router and 49 namespaces with a masquerade rule each (RSS, threads and idle CPU
+// after a warm-up, CPU per connection under load).
 //   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50] [--prof DIR]
 //                               [--only serve,bare]  (a subset of listeners: less contention on
 //                               a small machine; --namespaces 0 skips the namespace part)
@@ -24,7 +26,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, natLab, netlinkDrops, onExit, ROOT, sleep, threadCpu, waitHealthy } from './bench-kit.mjs';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, threadCpu, waitHealthy } from './bench-kit.mjs';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' } } });
 const ONLY = values.only ? new Set(values.only.split(',')) : null;
@@ -62,12 +64,13 @@ try {
 
   // Listeners.
   const devnull = openSync('/dev/null', 'w');
-  const serveAt = async (name, prof = []) => {
+  const serveAt = async (name, prof = [], namespaces = [lab.router]) => {
     const port = await freePort();
-    const p = spawn(process.execPath, [...prof, `${ROOT}bin/natwatch.js`, 'serve', '--netns', lab.router, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'inherit'] });
+    const netns = namespaces.flatMap((n) => ['--netns', n]);
+    const p = spawn(process.execPath, [...prof, `${ROOT}bin/natwatch.js`, 'serve', ...netns, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', devnull, 'inherit'] });
     procs.push(p);
     const base = `http://127.0.0.1:${port}`;
-    await waitHealthy(base, p);
+    await waitHealthy(base, p, 60_000);
     return { name, pid: p.pid, base, proc: p };
   };
   // --prof DIR: the consumer-less serve writes a V8 CPU profile there when it exits.
@@ -209,6 +212,43 @@ try {
     report.namespaces.underLoad = { sources: n, connections: load2.connections, usPerConnection: +(((c1 - c0) * 1e6) / load2.connections).toFixed(2) };
     child.kill('SIGTERM');
     await exited(child);
+
+    // The whole daemon: serve watching R alone, then R and the others (each with a masquerade
+    // rule, as a tenant namespace would have): RSS, threads and idle CPU after a warm-up, then
+    // CPU per connection with R under load.
+    for (const name of extra) await lab.nft(name, 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "x" masquerade; }; }');
+    const serveIdle = async (namespaces) => {
+      const sv = await serveAt(`serve ×${namespaces.length}`, [], namespaces);
+      await sleep(10_000); // warm-up: start-up garbage collected, every namespace dumped
+      const m0 = memory(sv.pid);
+      const c = cpuSeconds(sv.pid);
+      await sleep(10_000);
+      return { sv, rssMiB: +m0.rssMiB.toFixed(1), threads: m0.threads, idleCpuMsPerSec: +(((cpuSeconds(sv.pid) - c) * 1000) / 10).toFixed(2) };
+    };
+    const one = await serveIdle([lab.router]);
+    one.sv.proc.kill('SIGTERM');
+    await exited(one.sv.proc);
+    const all = await serveIdle([lab.router, ...extra]);
+    const s0 = cpuSeconds(all.sv.pid);
+    const gen3 = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(gen3);
+    const load3 = JSON.parse(await lineOf(gen3));
+    await exited(gen3);
+    await lab.exec(lab.router, 'conntrack', ['-F']);
+    await sleep(2000);
+    const s1 = cpuSeconds(all.sv.pid);
+    all.sv.proc.kill('SIGTERM');
+    await exited(all.sv.proc);
+    report.namespaces.serve = {
+      one: { rssMiB: one.rssMiB, threads: one.threads, idleCpuMsPerSec: one.idleCpuMsPerSec },
+      [n]: { rssMiB: all.rssMiB, threads: all.threads, idleCpuMsPerSec: all.idleCpuMsPerSec },
+      perExtraNamespace: {
+        rssMiB: +((all.rssMiB - one.rssMiB) / (n - 1)).toFixed(3),
+        threads: (all.threads - one.threads) / (n - 1),
+        idleCpuMsPerSec: +((all.idleCpuMsPerSec - one.idleCpuMsPerSec) / (n - 1)).toFixed(3),
+      },
+      underLoad: { connections: load3.connections, usPerConnection: +(((s1 - s0) * 1e6) / load3.connections).toFixed(2) },
+    };
   }
   closeSync(devnull);
 } finally {
