@@ -112,9 +112,11 @@ try {
   const idleT0 = Date.now();
   await sleep(SECONDS * 1000);
   const idleRate = listeners.map((l, i) => (cpuSeconds(l.pid) - idle0[i]) / ((Date.now() - idleT0) / 1000));
+  // Counters are read over /metrics outside the measured span: a scrape costs serve a few ms.
+  const recv0 = await Promise.all(servers.map((l) => received(l.base)));
+  await sleep(200);
   const cpu0 = listeners.map((l) => cpuSeconds(l.pid));
   const threads0 = servers.map((l) => threadCpu(l.pid));
-  const recv0 = await Promise.all(servers.map((l) => received(l.base)));
   const t0 = Date.now();
 
   const gen = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -123,15 +125,14 @@ try {
   await exited(gen);
   const genSeconds = (Date.now() - t0) / 1000;
   await lab.exec(lab.router, 'conntrack', ['-F']);
-  // Settled: every server's counter stops moving.
-  let last = '';
-  for (let i = 0; i < 60; i++) {
-    const n = (await Promise.all(servers.map((l) => received(l.base)))).join();
-    if (n === last) break;
-    last = n;
-    await sleep(500);
+  // Settled: every listener is back near its idle rate (twice it + 1 ms per 300 ms, twice in a row).
+  let prev = listeners.map((l) => cpuSeconds(l.pid));
+  for (let i = 0, quiet = 0; i < 200 && quiet < 2; i++) {
+    await sleep(300);
+    const now = listeners.map((l) => cpuSeconds(l.pid));
+    quiet = now.every((c, k) => c - prev[k] < idleRate[k] * 0.6 + 0.001) ? quiet + 1 : 0;
+    prev = now;
   }
-  await sleep(500);
   const cpu1 = listeners.map((l) => cpuSeconds(l.pid));
   const runSeconds = (Date.now() - t0) / 1000;
   const threads1 = servers.map((l) => threadCpu(l.pid));
