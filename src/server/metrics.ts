@@ -212,17 +212,19 @@ export function createMetrics(src: MetricsSources): Metrics {
     }),
   });
 
+  /** Every kind × severity of each watched namespace: the alert metrics' rows. */
+  const eachAlertRow = (s: StreamerLike, fn: (labels: Labels) => void): void => {
+    for (const { labels } of watched(s)) for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) fn({ kind, severity, ...labels });
+  };
+
   new Gauge({
     name: 'natwatch_alerts_firing',
     help: 'Alerts currently firing, by kind and severity.',
     labelNames: ['kind', 'severity', 'netns'],
     registers: [registry],
     collect: perNamespace((g, s) => {
-      // Zeros for every kind × severity of each watched namespace, then the firing ones (under
-      // their own namespace when they name one).
-      for (const { labels } of watched(s)) {
-        for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) g.set({ kind, severity, ...labels }, 0);
-      }
+      // Zeros for every row, then the firing ones (under their own namespace when they name one).
+      eachAlertRow(s, (labels) => g.set(labels, 0));
       for (const a of s.firing()) g.inc(withNs(s, { kind: a.kind, severity: a.severity }, a), 1);
     }),
   });
@@ -233,13 +235,9 @@ export function createMetrics(src: MetricsSources): Metrics {
     help: 'Alerts that started firing (or escalated), by kind and severity.',
     labelNames: ['kind', 'severity', 'netns'],
     registers: [registry],
-    // Every kind × severity of each watched namespace is present from its first scrape (0).
+    // Every row is present from its first scrape (0).
     collect() {
-      each((s) => {
-        for (const { labels } of watched(s)) {
-          for (const kind of ALERT_KINDS) for (const severity of SEVERITIES) this.inc({ kind, severity, ...labels }, 0);
-        }
-      });
+      each((s) => eachAlertRow(s, (labels) => this.inc(labels, 0)));
     },
   });
   const listeners: Array<{ s: StreamerLike; fn: (a: Alert) => void }> = [];
