@@ -40,6 +40,26 @@ const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
 const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
 const received = async (base) => conntrackMetric(await getText(`${base}/metrics`), 'natwatch_events_received_total');
 
+/** One generator run in the client namespace through R, then R's table flushed (every DESTROY now). */
+async function runLoad() {
+  const t0 = Date.now();
+  const gen = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  procs.push(gen);
+  const load = JSON.parse(await lineOf(gen));
+  await exited(gen);
+  const seconds = (Date.now() - t0) / 1000;
+  await lab.exec(lab.router, 'conntrack', ['-F']);
+  return { ...load, seconds };
+}
+
+/** A process's CPU per connection over one generator run (plus 2 s for the flush's DESTROYs). */
+async function costUnderLoad(pid) {
+  const c0 = cpuSeconds(pid);
+  const load = await runLoad();
+  await sleep(2000);
+  return { connections: load.connections, usPerConnection: +(((cpuSeconds(pid) - c0) * 1e6) / load.connections).toFixed(2) };
+}
+
 const extra = [];
 const procs = [];
 let lab = null;
@@ -119,12 +139,8 @@ try {
   const threads0 = servers.map((l) => threadCpu(l.pid));
   const t0 = Date.now();
 
-  const gen = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  procs.push(gen);
-  const load = JSON.parse(await lineOf(gen));
-  await exited(gen);
-  const genSeconds = (Date.now() - t0) / 1000;
-  await lab.exec(lab.router, 'conntrack', ['-F']);
+  const load = await runLoad();
+  const genSeconds = load.seconds;
   // Settled: every listener is back near its idle rate (twice it + 1 ms per 300 ms, twice in a row).
   let prev = listeners.map((l) => cpuSeconds(l.pid));
   for (let i = 0, quiet = 0; i < 200 && quiet < 2; i++) {
@@ -202,15 +218,7 @@ try {
       threads: (idle[n].threads - idle[1].threads) / (n - 1),
     };
     // Under load: one of the 50 is the router.
-    const c0 = cpuSeconds(child.pid);
-    const gen2 = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    procs.push(gen2);
-    const load2 = JSON.parse(await lineOf(gen2));
-    await exited(gen2);
-    await lab.exec(lab.router, 'conntrack', ['-F']);
-    await sleep(2000);
-    const c1 = cpuSeconds(child.pid);
-    report.namespaces.underLoad = { sources: n, connections: load2.connections, usPerConnection: +(((c1 - c0) * 1e6) / load2.connections).toFixed(2) };
+    report.namespaces.underLoad = { sources: n, ...(await costUnderLoad(child.pid)) };
     child.kill('SIGTERM');
     await exited(child);
 
@@ -230,14 +238,7 @@ try {
     one.sv.proc.kill('SIGTERM');
     await exited(one.sv.proc);
     const all = await serveIdle([lab.router, ...extra]);
-    const s0 = cpuSeconds(all.sv.pid);
-    const gen3 = spawn('ip', ['netns', 'exec', lab.client, BIN, 'connect', ADDR.server, '80', String(SECONDS), String(CONC)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    procs.push(gen3);
-    const load3 = JSON.parse(await lineOf(gen3));
-    await exited(gen3);
-    await lab.exec(lab.router, 'conntrack', ['-F']);
-    await sleep(2000);
-    const s1 = cpuSeconds(all.sv.pid);
+    const underLoad = await costUnderLoad(all.sv.pid);
     all.sv.proc.kill('SIGTERM');
     await exited(all.sv.proc);
     report.namespaces.serve = {
@@ -248,7 +249,7 @@ try {
         threads: (all.threads - one.threads) / (n - 1),
         idleCpuMsPerSec: +((all.idleCpuMsPerSec - one.idleCpuMsPerSec) / (n - 1)).toFixed(3),
       },
-      underLoad: { connections: load3.connections, usPerConnection: +(((s1 - s0) * 1e6) / load3.connections).toFixed(2) },
+      underLoad,
     };
   }
   closeSync(devnull);

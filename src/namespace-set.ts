@@ -36,7 +36,7 @@ export class NamespaceSet {
   /** Found namespaces whose start failed: not tried again before this time. */
   private readonly retryAt = new Map<string, number>();
   /** Totals of pipelines closed while running (metrics counters never go back). */
-  private readonly retired: Omit<Totals, 'nflogPackets'> = { eventsReceived: { conntrack: 0, nflog: 0 }, eventsLost: { conntrack: 0, nflog: 0 } };
+  private readonly retired: Pick<Totals, 'eventsReceived' | 'eventsLost'> = { eventsReceived: { conntrack: 0, nflog: 0 }, eventsLost: { conntrack: 0, nflog: 0 } };
   /** What the pipelines were last told (setUpdates): conntrack UPDATE events wanted. */
   private updatesOn = false;
   /** Every namespace watched at the start has been ready once (see readiness()). */
