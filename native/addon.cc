@@ -15,6 +15,7 @@ namespace {
 struct AddonData {
   Napi::FunctionReference source_ctor;
   Reader reader;  // the one reader thread for every source of this environment
+  BatchPool batch_pool;
 };
 
 Napi::Object Layout(Napi::Env env) {
@@ -105,6 +106,7 @@ Napi::Object Layout(Napi::Env env) {
 }  // namespace
 
 Reader& EnvReader(Napi::Env env) { return env.GetInstanceData<AddonData>()->reader; }
+BatchPool& EnvBatchPool(Napi::Env env) { return env.GetInstanceData<AddonData>()->batch_pool; }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* data = new AddonData();

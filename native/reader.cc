@@ -97,7 +97,7 @@ void DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadlin
 
 }  // namespace
 
-void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* data) {
+void CallJsBatch(Napi::Env env, Napi::Function fn, BatchPool* pool, uint8_t* data) {
   if (env == nullptr || fn.IsEmpty()) {  // environment tearing down: just free
     std::free(data);
     return;
@@ -109,10 +109,9 @@ void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* dat
   size_t size = kHeaderSize + size_t(count) * rsize;
   // Raw N-API calls: during environment teardown both may fail (no JS can run any more), and
   // node-addon-api's wrappers would turn that into a fatal "throw" with C++ exceptions off.
-  napi_value buf;
-  void* copy;
-  napi_status st = napi_create_buffer_copy(env, size, data, &copy, &buf);
+  napi_value buf = pool->Fill(env, data, size);
   std::free(data);
+  napi_status st = buf ? napi_ok : napi_generic_failure;
   if (st == napi_ok) {
     napi_value ignored;
     st = napi_call_function(env, env.Undefined(), fn, 1, &buf, &ignored);

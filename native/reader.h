@@ -32,6 +32,7 @@
 #include <mutex>
 #include <vector>
 
+#include "batch-pool.h"
 #include "batch-writer.h"
 #include "decode.h"
 #include "ifname-cache.h"
@@ -48,9 +49,10 @@ struct DropWatch {
   bool watching = false;
 };
 
-/** Delivers one batch (data = malloc'd batch buffer, freed here) to the JS callback. */
-void CallJsBatch(Napi::Env env, Napi::Function fn, std::nullptr_t*, uint8_t* data);
-using BatchTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, uint8_t, CallJsBatch>;
+/** Delivers one batch (data = malloc'd batch buffer, freed here) to the JS callback, in the
+ *  environment's pooled Buffer. */
+void CallJsBatch(Napi::Env env, Napi::Function fn, BatchPool* pool, uint8_t* data);
+using BatchTsfn = Napi::TypedThreadSafeFunction<BatchPool, uint8_t, CallJsBatch>;
 
 struct ChannelFds {
   int ct = -1;      // subscribed to NFNLGRP_CONNTRACK_NEW/DESTROY (+UPDATE on demand)

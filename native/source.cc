@@ -197,7 +197,7 @@ Napi::Value Source::Start(const Napi::CallbackInfo& info) {
   // A window (≤ 25 ms by default) of events at the kernel's ≈ 400k events/s is ≈ 10k
   // datagrams, ≈ 10 MiB of buffer: coalesce only when the buffer holds that with room to spare.
   copts_.coalesce = ct_rcvbuf >= (32 << 20);
-  tsfn_ = BatchTsfn::New(env, on_batch_.Value(), "natwatch-netlink", queue_, 1);
+  tsfn_ = BatchTsfn::New(env, on_batch_.Value(), "natwatch-netlink", queue_, 1, &EnvBatchPool(env));
   ChannelOptions co = copts_;
   co.batch_ms = updates_ ? copts_.batch_ms : quiet_batch_ms_;
   Channel* ch = new Channel(fds, co, tsfn_);

@@ -14,6 +14,8 @@ namespace nw {
 
 /** The environment's one reader (AddonData, addon.cc). */
 Reader& EnvReader(Napi::Env env);
+/** The environment's one Buffer that batches are handed over in (AddonData, addon.cc). */
+BatchPool& EnvBatchPool(Napi::Env env);
 
 class Source : public Napi::ObjectWrap<Source> {
  public:

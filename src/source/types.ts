@@ -31,7 +31,8 @@ export const enum CtAddr {
 /**
  * A cursor over one batch of conntrack records. `seek(i)` moves it; numeric fields read
  * straight from the packed buffer, address strings are formatted only when asked for.
- * A view is valid only during the callback that received it: copy what you keep.
+ * A view is valid only during the callback that received it (the next batch is written into
+ * the same buffer): copy what you keep.
  */
 export interface ConntrackView {
   readonly count: number;
