@@ -4,7 +4,7 @@
 // Buffer itself visible.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
-import { BATCH_CONNTRACK, CtBatchView, FLAG_DUMP_END, readHeader } from '../../src/source/codec.js';
+import { BATCH_CONNTRACK, CtBatchView, FLAG_DUMP_END, LAYOUT, readHeader } from '../../src/source/codec.js';
 import { loadNative, type NativeSource } from '../../src/source/native.js';
 import { CtKind } from '../../src/source/types.js';
 import { describeLive } from '../helpers/gate.js';
@@ -59,7 +59,7 @@ describeLive('batch hand-off in one reused Buffer (root: lab NAT)', () => {
       (batch) => {
         buffers.push(batch);
         const h = readHeader(batch);
-        biggest = Math.max(biggest, 48 + h.count * h.recordSize);
+        biggest = Math.max(biggest, LAYOUT.headerSize + h.count * h.recordSize);
         if (h.kind !== BATCH_CONNTRACK) return;
         view.reset(batch, h.count);
         for (let i = 0; i < h.count; i++) {
