@@ -136,12 +136,12 @@ export function cpuSeconds(pid) {
   return ns / 1e9;
 }
 
-/** CPU seconds per thread name (natwatch-nl, node's main thread, V8 workers...). */
+/** CPU seconds per thread name (natwatch-nl, V8 workers...); node's main thread is `main`. */
 export function threadCpu(pid) {
   const out = {};
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const name = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+      const name = t === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
       out[name] = (out[name] ?? 0) + taskNs(`/proc/${pid}/task/${t}`) / 1e9;
     } catch {
       // exited
