@@ -11,6 +11,8 @@
 //   bare-all        the same with UPDATE
 //   bare-window     bare, reading once per 25 ms window as serve does: the kernel's own cost
 //                   of handing the events over, the floor for any reader of them
+//   bare-uring      bare-window receiving with io_uring (multishot IORING_OP_RECVMSG, provided
+//                   buffer ring, DEFER_TASKRUN): the same work, sender checked on every datagram
 // Each listener's CPU (all its threads' time on CPU, /proc/PID/task/*/schedstat) over the run /
 // connections.
 // Loss is the kernel's: each listener's socket Drops in /proc/net/netlink.
@@ -116,7 +118,7 @@ try {
     procs.push(p);
     listeners.push({ name: 'conntrack -E', pid: p.pid, proc: p });
   }
-  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']]]) {
+  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']], ['bare-uring', ['uring']]]) {
     if (!wanted(name)) continue;
     const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
     procs.push(p);
@@ -161,10 +163,11 @@ try {
   report.method = { seconds: SECONDS, concurrency: CONC, connections: conns, failed: load.failed, connPerSec: Math.round(conns / genSeconds) };
   for (const [i, l] of listeners.entries()) {
     const s = servers.indexOf(l);
-    const events = s >= 0 ? recv1[s] - recv0[s] : l.result ? JSON.parse(await l.result).events : null;
+    const result = s < 0 && l.result ? JSON.parse(await l.result) : null;
+    const events = s >= 0 ? recv1[s] - recv0[s] : result ? result.events : null;
     const cpu = cpu1[i] - cpu0[i];
     const net = Math.max(0, cpu - idleRate[i] * runSeconds);
-    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i] });
+    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i], ...(result && Object.keys(result).length > 2 ? { reader: result } : {}) });
   }
   if (ws) report.method.wsEventsDelivered = wsEvents;
   // Where serve's CPU went, µs per connection by thread name.
