@@ -15,7 +15,11 @@
 //                                             enters at the window's end; checks each datagram's
 //                                             sender (nl_pid 0) as the native reader does; prints
 //                                             {"events":N,"enobufs":M,"foreign":F,"truncated":T,
-//                                             "rearms":R,"enters":E,"datagrams":D}
+//                                             "rearms":R,"ringEmpty":B,"errors":X,"enters":E,
+//                                             "datagrams":D}
+//   bench-conn read SECONDS MODE RCVBUF [BUFS] the same with a smaller receive buffer (bytes)
+//                                             and, for uring, BUFS ring buffers (a power of 2):
+//                                             to check the overrun and re-arm paths
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -125,7 +129,10 @@ static int connector(const char* dst, int port, double seconds, int conc) {
 
 // --- io_uring receive (raw syscalls, kernel uapi only: liftable into the addon) -------------
 
-enum { U_BUFS = 64, U_BUF = 4096, U_CQ = 256 };  // a pass of the multishot takes ≤ 33 buffers
+enum { U_BUF = 4096, U_CQ = 256 };
+// Buffers in the ring (a power of 2): a pass of the multishot takes at most 33 of them and they
+// are recycled between passes, so 64 never run out; fewer exercise the ring-empty ENOBUFS.
+static unsigned U_BUFS = 64;
 
 struct uring {
   int fd;
@@ -271,6 +278,8 @@ static int uring_reader(int fd, double seconds) {
   while (!stop && now() < end) {
     // The window's end: the receives queued as task work since the last one run now, a pass
     // of up to 33 datagrams per enter; IORING_SQ_TASKRUN says another pass is pending.
+    // A re-arm issues the receive at once: it may take up to 33 datagrams (and end again)
+    // before returning, so reap right after it, before the next pass takes more buffers.
     long before = st.datagrams;
     int guard = 0;
     do {
@@ -278,7 +287,7 @@ static int uring_reader(int fd, double seconds) {
         perror("io_uring_enter");
         return 1;
       }
-      if (uring_reap(&u, &st)) {
+      while (uring_reap(&u, &st) && ++guard < 100000) {
         st.rearms++;
         if (uring_arm(&u, fd) < 0) return perror("io_uring_enter (rearm)"), 1;
       }
@@ -299,13 +308,13 @@ static int uring_reader(int fd, double seconds) {
   return 0;
 }
 
-static int reader(double seconds, int all, int window, int uring) {
+static int reader(double seconds, int all, int window, int uring, int rcvbuf) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
   if (fd < 0 || bind(fd, (struct sockaddr*)&sa, sizeof(sa))) return perror("netlink"), 1;
   unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_UPDATE};
   for (int i = 0; i < (all ? 3 : 2); i++) setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof(unsigned));
-  int rcv = 64 << 20;
+  int rcv = rcvbuf > 0 ? rcvbuf : 64 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv));
   struct timeval tv = {0, 100000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -361,8 +370,12 @@ int main(int argc, char** argv) {
   if (argc >= 3 && !strcmp(argv[1], "read")) {
     double s = atof(argv[2]);
     const char* mode = argc > 3 ? argv[3] : "";
-    return reader(s < max ? s : max, !strcmp(mode, "all"), !strcmp(mode, "window"), !strcmp(mode, "uring"));
+    // Checks of the overrun and re-arm paths only: a receive buffer (bytes), ring buffers.
+    int rcvbuf = argc > 4 ? atoi(argv[4]) : 0;
+    unsigned bufs = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
+    if (bufs >= 1 && bufs <= 32768 && !(bufs & (bufs - 1))) U_BUFS = bufs;
+    return reader(s < max ? s : max, !strcmp(mode, "all"), !strcmp(mode, "window"), !strcmp(mode, "uring"), rcvbuf);
   }
-  fprintf(stderr, "usage: bench-conn serve PORT SECONDS | connect DST PORT SECONDS CONC | read SECONDS [all|window|uring]\n");
+  fprintf(stderr, "usage: bench-conn serve PORT SECONDS | connect DST PORT SECONDS CONC | read SECONDS [all|window|uring [RCVBUF [BUFS]]]\n");
   return 2;
 }

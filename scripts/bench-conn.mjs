@@ -24,13 +24,16 @@
 //   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50] [--prof DIR]
 //                               [--only serve,bare]  (a subset of listeners: less contention on
 //                               a small machine; --namespaces 0 skips the namespace part)
+//                               [--rcvbuf BYTES] [--uring-bufs N]  (bare-window and bare-uring
+//                               only: a smaller receive buffer, fewer ring buffers, to check
+//                               their overrun and re-arm paths; not a measurement)
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, threadCpu, waitHealthy } from './bench-kit.mjs';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' }, rcvbuf: { type: 'string' }, 'uring-bufs': { type: 'string' } } });
 const ONLY = values.only ? new Set(values.only.split(',')) : null;
 const wanted = (name) => !ONLY || ONLY.has(name);
 const SECONDS = Math.min(Number(values.seconds), 60);
@@ -120,7 +123,8 @@ try {
   }
   for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']], ['bare-uring', ['uring']]]) {
     if (!wanted(name)) continue;
-    const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const check = values.rcvbuf || values['uring-bufs'] ? [String(Number(values.rcvbuf ?? 0)), String(Number(values['uring-bufs'] ?? 0))] : [];
+    const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs, ...(name === 'bare-window' || name === 'bare-uring' ? check : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
     procs.push(p);
     const result = lineOf(p);
     await lineOf(p, 'ready');
