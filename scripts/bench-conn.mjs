@@ -11,6 +11,8 @@
 //   bare-all        the same with UPDATE
 //   bare-window     bare, reading once per 25 ms window as serve does: the kernel's own cost
 //                   of handing the events over, the floor for any reader of them
+//   bare-uring      bare-window receiving with io_uring (multishot IORING_OP_RECVMSG, provided
+//                   buffer ring, DEFER_TASKRUN): the same work, sender checked on every datagram
 // Each listener's CPU (all its threads' time on CPU, /proc/PID/task/*/schedstat) over the run /
 // connections.
 // Loss is the kernel's: each listener's socket Drops in /proc/net/netlink.
@@ -22,13 +24,16 @@
 //   node scripts/bench-conn.mjs [--seconds 10] [--conc 64] [--namespaces 50] [--prof DIR]
 //                               [--only serve,bare]  (a subset of listeners: less contention on
 //                               a small machine; --namespaces 0 skips the namespace part)
+//                               [--rcvbuf BYTES] [--uring-bufs N]  (bare-window and bare-uring
+//                               only: a smaller receive buffer, fewer ring buffers, to check
+//                               their overrun and re-arm paths; not a measurement)
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, threadCpu, waitHealthy } from './bench-kit.mjs';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' }, rcvbuf: { type: 'string' }, 'uring-bufs': { type: 'string' } } });
 const ONLY = values.only ? new Set(values.only.split(',')) : null;
 const wanted = (name) => !ONLY || ONLY.has(name);
 const SECONDS = Math.min(Number(values.seconds), 60);
@@ -116,9 +121,10 @@ try {
     procs.push(p);
     listeners.push({ name: 'conntrack -E', pid: p.pid, proc: p });
   }
-  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']]]) {
+  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']], ['bare-uring', ['uring']]]) {
     if (!wanted(name)) continue;
-    const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const check = values.rcvbuf || values['uring-bufs'] ? [String(Number(values.rcvbuf ?? 0)), String(Number(values['uring-bufs'] ?? 0))] : [];
+    const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs, ...(name === 'bare-window' || name === 'bare-uring' ? check : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
     procs.push(p);
     const result = lineOf(p);
     await lineOf(p, 'ready');
@@ -161,10 +167,11 @@ try {
   report.method = { seconds: SECONDS, concurrency: CONC, connections: conns, failed: load.failed, connPerSec: Math.round(conns / genSeconds) };
   for (const [i, l] of listeners.entries()) {
     const s = servers.indexOf(l);
-    const events = s >= 0 ? recv1[s] - recv0[s] : l.result ? JSON.parse(await l.result).events : null;
+    const result = s < 0 && l.result ? JSON.parse(await l.result) : null;
+    const events = s >= 0 ? recv1[s] - recv0[s] : result ? result.events : null;
     const cpu = cpu1[i] - cpu0[i];
     const net = Math.max(0, cpu - idleRate[i] * runSeconds);
-    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i] });
+    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i], ...(result && Object.keys(result).length > 2 ? { reader: result } : {}) });
   }
   if (ws) report.method.wsEventsDelivered = wsEvents;
   // Where serve's CPU went, µs per connection by thread name.
