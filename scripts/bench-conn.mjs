@@ -11,6 +11,8 @@
 //   bare-all        the same with UPDATE
 //   bare-window     bare, reading once per 25 ms window as serve does: the kernel's own cost
 //                   of handing the events over, the floor for any reader of them
+//   source          natwatch's EventSource alone (native reader, batches, views; no tracker,
+//                   rules or server): serve's cost before tracking
 //   bare-uring      bare-window receiving with io_uring (multishot IORING_OP_RECVMSG, provided
 //                   buffer ring, DEFER_TASKRUN): the same work, sender checked on every datagram
 // Each listener's CPU (all its threads' time on CPU, /proc/PID/task/*/schedstat) over the run /
@@ -31,7 +33,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, threadCpu, waitHealthy } from './bench-kit.mjs';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, SOURCE_COUNTER, threadCpu, waitHealthy } from './bench-kit.mjs';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, conc: { type: 'string', default: '64' }, namespaces: { type: 'string', default: '50' }, prof: { type: 'string' }, only: { type: 'string' }, rcvbuf: { type: 'string' }, 'uring-bufs': { type: 'string' } } });
 const ONLY = values.only ? new Set(values.only.split(',')) : null;
@@ -121,6 +123,12 @@ try {
     procs.push(p);
     listeners.push({ name: 'conntrack -E', pid: p.pid, proc: p });
   }
+  if (wanted('source')) {
+    const p = spawn(process.execPath, ['--input-type=module', '-e', SOURCE_COUNTER, lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(p);
+    await lineOf(p, 'ready');
+    listeners.push({ name: 'source', pid: p.pid, proc: p, result: lineOf(p) });
+  }
   for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']], ['bare-uring', ['uring']]]) {
     if (!wanted(name)) continue;
     const check = values.rcvbuf || values['uring-bufs'] ? [String(Number(values.rcvbuf ?? 0)), String(Number(values['uring-bufs'] ?? 0))] : [];
@@ -142,7 +150,8 @@ try {
   const recv0 = await Promise.all(servers.map((l) => received(l.base)));
   await sleep(200);
   const cpu0 = listeners.map((l) => cpuSeconds(l.pid));
-  const threads0 = servers.map((l) => threadCpu(l.pid));
+  const nodes = listeners.filter((l) => l.base || l.name === 'source');
+  const threads0 = nodes.map((l) => threadCpu(l.pid));
   const t0 = Date.now();
 
   const load = await runLoad();
@@ -157,7 +166,7 @@ try {
   }
   const cpu1 = listeners.map((l) => cpuSeconds(l.pid));
   const runSeconds = (Date.now() - t0) / 1000;
-  const threads1 = servers.map((l) => threadCpu(l.pid));
+  const threads1 = nodes.map((l) => threadCpu(l.pid));
   const recv1 = await Promise.all(servers.map((l) => received(l.base)));
   // Kernel drops per listener socket (by inode).
   const dropsByPid = await netlinkDrops(lab, lab.router, listeners.map((l) => l.pid));
@@ -174,8 +183,8 @@ try {
     report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i], ...(result && Object.keys(result).length > 2 ? { reader: result } : {}) });
   }
   if (ws) report.method.wsEventsDelivered = wsEvents;
-  // Where serve's CPU went, µs per connection by thread name.
-  report.serveThreads = servers.map((l, i) => ({
+  // Where the node listeners' CPU went, µs per connection by thread (main, natwatch-nl, V8's).
+  report.threads = nodes.map((l, i) => ({
     listener: l.name,
     usPerConnection: Object.fromEntries(Object.entries(threads1[i]).map(([k, v]) => [k, +(((v - (threads0[i][k] ?? 0)) * 1e6) / conns).toFixed(2)]).filter(([, v]) => v > 0)),
   }));

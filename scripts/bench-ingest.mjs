@@ -15,7 +15,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, memory, natLab, netlinkDrops, onExit, ROOT, sleep, waitHealthy } from './bench-kit.mjs';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, memory, natLab, netlinkDrops, onExit, ROOT, sleep, SOURCE_COUNTER, waitHealthy } from './bench-kit.mjs';
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '200000' }, rates: { type: 'string', default: 'full,50000,20000' }, 'ws-rates': { type: 'string', default: 'full' }, 'alone-rates': { type: 'string', default: 'full,20000' }, prof: { type: 'string' } },
@@ -32,15 +32,6 @@ const GEN = build('bench-ingest.c', 'nwa-bench-gen');
 const { createLab, ADDR } = await import(`${ROOT}dist/lab/topology.js`);
 const { default: WebSocket } = await import(`${ROOT}node_modules/ws/index.js`);
 
-// Third listener: the EventSource alone, reading each record's kind and id (what the tracker
-// touches) and counting them; prints its exact totals when told to stop.
-const COUNTER = `
-const { createNetlinkSource } = await import(${JSON.stringify(`${ROOT}dist/source/netlink-source.js`)});
-let n = 0, x = 0;
-const src = createNetlinkSource({ netns: process.argv[1], dump: false });
-await src.start({ conntrack(v) { for (let i = 0; i < v.count; i++) { v.seek(i); x ^= v.id + v.kind; n++; } }, nflog() {}, loss() {}, dumpBegin() {}, dumpEnd() {}, error(e) { console.error(e.message); } });
-process.on('SIGTERM', async () => { await src.close(); console.log(JSON.stringify({ received: n, enobufs: src.stats.enobufs.conntrack, dropped: src.stats.dropped.conntrack, batches: src.stats.batches })); process.exit(0); });
-`;
 
 const hwmMiB = (pid) => memory(pid).hwmMiB;
 
@@ -72,7 +63,7 @@ try {
     sv.stderr.on('data', (d) => (svErr += d));
     const ct = alone ? null : spawn('ip', ['netns', 'exec', lab.router, 'conntrack', '-E'], { stdio: ['ignore', devnull, 'ignore'] });
     const nw = alone ? null : spawn(process.execPath, [`${ROOT}bin/natwatch.js`, 'events', '--netns', lab.router, '--json', '--no-dump'], { stdio: ['ignore', devnull, 'pipe'] });
-    const src = alone ? null : spawn(process.execPath, ['--input-type=module', '-e', COUNTER, lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const src = alone ? null : spawn(process.execPath, ['--input-type=module', '-e', SOURCE_COUNTER, lab.nsPath(lab.router)], { stdio: ['ignore', 'pipe', 'inherit'] });
     const procs = [sv, ct, nw, src].filter(Boolean);
     live = procs;
     let client = null;
@@ -129,7 +120,7 @@ try {
         events,
         natwatch: nw && { drops: dd(nw), dropsCreating: dc(nw), enobufs, cpu: cpu.nw, rssMiB: rss.nw },
         conntrackE: ct && { drops: dd(ct), dropsCreating: dc(ct), cpu: cpu.ct, rssMiB: rss.ct },
-        source: src && { drops: dd(src), dropsCreating: dc(src), ...counted, cpu: cpu.src, rssMiB: rss.src },
+        source: src && { drops: dd(src), dropsCreating: dc(src), ...counted, received: counted.events, cpu: cpu.src, rssMiB: rss.src },
         serve: {
           drops: dd(sv),
           dropsCreating: dc(sv),

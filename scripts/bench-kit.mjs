@@ -117,6 +117,21 @@ export async function stop(p) {
   kill('SIGKILL');
 }
 
+/**
+ * A process script (`node --input-type=module -e SOURCE_COUNTER NETNS_PATH`): natwatch's
+ * EventSource alone (the native reader, its batches, the views), reading each record's kind and
+ * id, which is what the tracker touches first, and counting them; no tracker, rules or server.
+ * Prints `ready` once subscribed and its exact totals when sent SIGTERM.
+ */
+export const SOURCE_COUNTER = `
+const { createNetlinkSource } = await import(${JSON.stringify(`${ROOT}dist/source/netlink-source.js`)});
+let n = 0, x = 0;
+const src = createNetlinkSource({ netns: process.argv[1], dump: false });
+await src.start({ conntrack(v) { for (let i = 0; i < v.count; i++) { v.seek(i); x ^= v.id + v.kind; n++; } }, nflog() {}, loss() {}, dumpBegin() {}, dumpEnd() {}, error(e) { console.error(e.message); } });
+console.log('ready');
+process.on('SIGTERM', async () => { await src.close(); console.log(JSON.stringify({ events: n, enobufs: src.stats.enobufs.conntrack, dropped: src.stats.dropped.conntrack, batches: src.stats.batches })); process.exit(0); });
+`;
+
 // ---- /proc ----------------------------------------------------------------------------------
 
 // CPU time from the scheduler (/proc/…/schedstat: nanoseconds on CPU), not utime+stime: those
