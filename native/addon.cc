@@ -116,6 +116,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Source", ctor);
   exports.Set("decodeForTest", Napi::Function::New(env, DecodeForTest, "decodeForTest"));
   exports.Set("capture", Napi::Function::New(env, Capture, "capture"));
+  exports.Set("limitBatchPool", Napi::Function::New(env, LimitBatchPool, "limitBatchPool"));
   exports.Set("layout", Layout(env));
   exports.Set("readProcNet", Napi::Function::New(env, ReadProcNet, "readProcNet"));
   exports.Set("kernelFacts", Napi::Function::New(env, KernelFacts, "kernelFacts"));

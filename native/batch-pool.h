@@ -7,6 +7,7 @@
 #include <node_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 namespace nw {
@@ -17,6 +18,7 @@ class BatchPool {
    *  count), or nullptr if no buffer could be made. Grows by doubling, never shrinks. */
   napi_value Fill(napi_env env, const void* data, size_t size) {
     napi_value buf;
+    if (size > limit_) return nullptr;
     if (size > cap_) {
       size_t cap = cap_ ? cap_ : kInitial;
       while (cap < size) cap *= 2;
@@ -37,8 +39,12 @@ class BatchPool {
     return buf;
   }
 
+  /** Test hook (limitBatchPool): Fill fails for a batch larger than this, as it would without memory. */
+  void SetLimit(size_t bytes) { limit_ = bytes ? bytes : SIZE_MAX; }
+
  private:
   static constexpr size_t kInitial = 64 << 10;
+  size_t limit_ = SIZE_MAX;
   napi_ref ref_ = nullptr;  // freed with the environment, like every reference it still holds
   void* mem_ = nullptr;
   size_t cap_ = 0;

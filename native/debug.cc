@@ -1,5 +1,6 @@
 // Test and fixture entry points: decodeForTest runs the reader's decode path on a raw datagram;
-// capture records raw datagrams from a live namespace (scripts/capture-fixtures.mjs).
+// capture records raw datagrams from a live namespace (scripts/capture-fixtures.mjs);
+// limitBatchPool makes batches above a size fail to reach JavaScript, as without memory.
 #include "debug.h"
 
 #include <linux/netfilter/nfnetlink.h>
@@ -20,6 +21,7 @@
 #include "netns.h"
 #include "nflog-config.h"
 #include "records.h"
+#include "source.h"
 
 namespace nw {
 namespace {
@@ -246,6 +248,17 @@ Napi::Value Capture(const Napi::CallbackInfo& info) {
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
+}
+
+// limitBatchPool(bytes): 0 lifts the limit.
+Napi::Value LimitBatchPool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 0) {
+    Napi::TypeError::New(env, "limitBatchPool(bytes): bytes must be a number >= 0").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  EnvBatchPool(env).SetLimit(size_t(info[0].As<Napi::Number>().DoubleValue()));
+  return env.Undefined();
 }
 
 }  // namespace nw

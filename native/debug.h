@@ -4,4 +4,5 @@
 namespace nw {
 Napi::Value DecodeForTest(const Napi::CallbackInfo& info);
 Napi::Value Capture(const Napi::CallbackInfo& info);
+Napi::Value LimitBatchPool(const Napi::CallbackInfo& info);
 }  // namespace nw

@@ -110,6 +110,16 @@ void CallJsBatch(Napi::Env env, Napi::Function fn, BatchPool* pool, uint8_t* dat
   // Raw N-API calls: during environment teardown both may fail (no JS can run any more), and
   // node-addon-api's wrappers would turn that into a fatal "throw" with C++ exceptions off.
   napi_value buf = pool->Fill(env, data, size);
+  if (buf == nullptr && count > 0) {
+    // No memory for a Buffer this size: hand over the header alone, its records counted as
+    // dropped, so the loss is reported and resynced like any other rather than silent.
+    uint32_t dropped;
+    std::memcpy(&dropped, data + kHdrDropped, 4);
+    dropped += count;
+    std::memcpy(data + kHdrDropped, &dropped, 4);
+    std::memset(data + kHdrCount, 0, 4);
+    buf = pool->Fill(env, data, kHeaderSize);
+  }
   std::free(data);
   napi_status st = buf ? napi_ok : napi_generic_failure;
   if (st == napi_ok) {

@@ -71,6 +71,8 @@ export interface NativeAddon {
   decodeForTest(kind: DecodeKind, datagram: Uint8Array, tsMs?: number): Buffer;
   /** Raw datagrams from a namespace, for fixtures (scripts/capture-fixtures.mjs). */
   capture(opts: CaptureOptions): Promise<Buffer[]>;
+  /** Test hook: a batch larger than `bytes` fails to reach JavaScript, as without memory (0 lifts it). */
+  limitBatchPool(bytes: number): void;
   /** A namespace's /proc/net tables (allow-list: 'netlink', 'netfilter/nfnetlink_log'), read
    *  from inside it; null for a table that does not exist there. */
   readProcNet(netns: string | null, names: string[]): Record<string, string | null>;
