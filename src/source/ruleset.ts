@@ -63,6 +63,12 @@ export interface Ruleset {
    * when the kernel has that family's x_tables, so such tables may or may not be there.
    */
   unchecked?: string[];
+  /**
+   * The subsets of `unreadable` that concern one address family only (the legacy iptables and
+   * ip6tables tables): a key of the other family does not depend on them.
+   */
+  ip4Only?: string[];
+  ip6Only?: string[];
 }
 
 /** @deprecated name kept for embedders: the ruleset facts. */
@@ -192,34 +198,41 @@ export function buildRuleset(f: Pick<KernelFacts, 'chains' | 'rules' | 'setElems
     }
   }
   out.groups = [...groups].sort((a, b) => a - b);
-  const { lines, unchecked } = unreadableLines(f.errors);
+  const { lines, unchecked, ip4Only, ip6Only } = unreadableLines(f.errors);
   out.unreadable = lines;
   if (unchecked.length) out.unchecked = unchecked;
+  if (ip4Only.length) out.ip4Only = ip4Only;
+  if (ip6Only.length) out.ip6Only = ip6Only;
   return out;
 }
 
 /** One line per section that could not be read, naming the capability it needs. */
-function unreadableLines(errors: KernelFacts['errors']): { lines: string[]; unchecked: string[] } {
+function unreadableLines(errors: KernelFacts['errors']): { lines: string[]; unchecked: string[]; ip4Only: string[]; ip6Only: string[] } {
   const E = { EPERM: 1, EACCES: 13, EPROTONOSUPPORT: 93, EOPNOTSUPP: 95 };
   const lines: string[] = [];
   const unchecked: string[] = [];
+  const ip4Only: string[] = [];
+  const ip6Only: string[] = [];
   for (const e of errors) {
     // A kernel without nf_tables has no nft rules to miss.
     if (e.section === 'nft' && (e.errno === E.EOPNOTSUPP || e.errno === E.EPROTONOSUPPORT)) continue;
     if (e.section === 'nft') {
       lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? 'nf_tables ruleset unreadable: need CAP_NET_ADMIN' : `nf_tables ruleset unreadable: ${e.what}: ${errnoName(e.errno)}`);
     } else if (e.section === 'iptables-legacy' || e.section === 'ip6tables-legacy') {
-      const file = e.section === 'iptables-legacy' ? 'ip_tables_names' : 'ip6_tables_names';
+      const v4 = e.section === 'iptables-legacy';
+      const file = v4 ? 'ip_tables_names' : 'ip6_tables_names';
+      let line: string;
       if (e.what === 'tables-names' && (e.errno === E.EACCES || e.errno === E.EPERM)) {
-        const line = `${e.section} tables not checked: /proc/net/${file} is readable by root only (need CAP_DAC_READ_SEARCH)`;
-        lines.push(line);
+        line = `${e.section} tables not checked: /proc/net/${file} is readable by root only (need CAP_DAC_READ_SEARCH)`;
         unchecked.push(line);
       } else {
-        lines.push(e.errno === E.EPERM || e.errno === E.EACCES ? `${e.section} tables unreadable: need CAP_NET_ADMIN` : `${e.section} tables unreadable: ${e.what}: ${errnoName(e.errno)}`);
+        line = e.errno === E.EPERM || e.errno === E.EACCES ? `${e.section} tables unreadable: need CAP_NET_ADMIN` : `${e.section} tables unreadable: ${e.what}: ${errnoName(e.errno)}`;
       }
+      lines.push(line);
+      (v4 ? ip4Only : ip6Only).push(line);
     }
   }
-  return { lines, unchecked };
+  return { lines, unchecked, ip4Only, ip6Only };
 }
 
 /** Interface name → its addresses, from an rtnetlink dump. */

@@ -45,8 +45,8 @@ export class CapacityResolver {
   /** Bumped whenever a resolution may have changed. */
   version = 0;
   private detected: DetectedNat[] = [];
-  /** Parts of the ruleset that could not be read (Ruleset.unreadable). */
-  private unreadable: string[] = [];
+  /** Parts of the ruleset that could not be read (Ruleset.unreadable), as IPv4 and IPv6 keys see them. */
+  private unreadable = { 4: [] as string[], 6: [] as string[] };
   private localRead = false;
   /** capacityInfo() answers for this version, by key. */
   private infoCache = new Map<string, Capacity>();
@@ -73,15 +73,22 @@ export class CapacityResolver {
   }
 
   /** A whole ruleset read: its NAT statements and what of it could not be read. */
-  setRuleset(r: Pick<Ruleset, 'nat' | 'unreadable'>): void {
+  setRuleset(r: Pick<Ruleset, 'nat' | 'unreadable' | 'ip4Only' | 'ip6Only'>): void {
     this.setDetected(r.nat);
-    this.setUnreadable(r.unreadable);
+    this.setUnreadable(r.unreadable, r);
   }
 
-  /** The ruleset (or part of it) could not be read: keys no readable rule explains are unknown. */
-  setUnreadable(lines: string[]): void {
-    if (JSON.stringify(lines) === JSON.stringify(this.unreadable)) return;
-    this.unreadable = [...lines];
+  /**
+   * The ruleset (or part of it) could not be read: keys no readable rule explains are unknown.
+   * Lines in ip4Only (ip6Only) concern IPv4 (IPv6) keys only; any other line, both.
+   */
+  setUnreadable(lines: string[], only: { ip4Only?: string[]; ip6Only?: string[] } = {}): void {
+    const next = {
+      4: lines.filter((l) => !only.ip6Only?.includes(l)),
+      6: lines.filter((l) => !only.ip4Only?.includes(l)),
+    };
+    if (JSON.stringify(next) === JSON.stringify(this.unreadable)) return;
+    this.unreadable = next;
     this.version++;
   }
 
@@ -154,7 +161,8 @@ export class CapacityResolver {
       };
     }
     const cap = portSpan(DEFAULT_NAT_PORTS);
-    if (this.unreadable.length) return { capacity: cap, addrs: 1, source: 'unknown', reason: this.unreadable.join('; ') };
+    const unreadable = this.unreadable[ipFamily(natIp) === 6 ? 6 : 4];
+    if (unreadable.length) return { capacity: cap, addrs: 1, source: 'unknown', reason: unreadable.join('; ') };
     return { capacity: cap, addrs: 1, source: 'default', reason: `no source NAT rule for ${natIp} names a range: the kernel's ${DEFAULT_NAT_PORTS.join('-')}` };
   }
 

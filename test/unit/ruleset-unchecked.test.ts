@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { conntrackSeesLocal } from '../../src/namespace-pipeline.js';
 import { buildRuleset } from '../../src/source/ruleset.js';
+import { CapacityResolver } from '../../src/track/capacity.js';
 
 const read = (errors: Array<{ section: string; errno: number; what: string }>) =>
   buildRuleset({ chains: [], rules: [], setElems: [], links: new Map(), errors: errors as never });
@@ -27,6 +28,34 @@ describe('Ruleset.unchecked', () => {
     ]);
     expect(r.unreadable).toHaveLength(3);
     expect(r.unchecked).toBeUndefined();
+  });
+});
+
+describe('an unreadable part explains only the keys of its family', () => {
+  it('iptables-legacy for IPv4 keys, ip6tables-legacy for IPv6 keys, nf_tables for both', () => {
+    const c = new CapacityResolver();
+    const legacy = [
+      { section: 'iptables-legacy', errno: 13, what: 'tables-names' },
+      { section: 'ip6tables-legacy', errno: 13, what: 'tables-names' },
+    ];
+    c.setRuleset(read(legacy));
+    const v4 = c.nat('tcp', '203.0.113.1', '198.51.100.8', 80);
+    const v6 = c.nat('tcp', '2001:db8::1', '2001:db8:1::8', 80);
+    expect(v4.source).toBe('unknown');
+    expect(v4.reason).toMatch(/^iptables-legacy/);
+    expect(v4.reason).not.toMatch(/ip6tables/);
+    expect(v6.source).toBe('unknown');
+    expect(v6.reason).toMatch(/^ip6tables-legacy/);
+    expect(v6.reason).not.toMatch(/(^|; )iptables-legacy/);
+
+    c.setRuleset(read([...legacy, { section: 'nft', errno: 1, what: 'gettable' }]));
+    expect(c.nat('tcp', '203.0.113.1', '198.51.100.8', 80).reason).toMatch(/nf_tables/);
+    expect(c.nat('tcp', '2001:db8::1', '2001:db8:1::8', 80).reason).toMatch(/nf_tables/);
+
+    // Only the IPv6 tables unreadable: an IPv4 key depends on nothing unread.
+    c.setRuleset(read([legacy[1]!]));
+    expect(c.nat('tcp', '203.0.113.1', '198.51.100.8', 80).source).toBe('default');
+    expect(c.nat('tcp', '2001:db8::1', '2001:db8:1::8', 80).source).toBe('unknown');
   });
 });
 
