@@ -17,7 +17,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, stop, waitHealthy } from './bench-kit.mjs';
+import { build, conntrackMetric, cpuSeconds, exited, freePort, getText, lineOf, memory, natLab, netlinkDrops, onExit, ROOT, sleep, stop, threadCpu, waitHealthy } from './bench-kit.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -119,7 +119,7 @@ try {
     const t = Date.now() - t0;
     const text = await getText(`${base}/metrics`, 10_000);
     const { rssKiB, threads } = status(serve.pid);
-    samples.push({ t, rssKiB, threads, cpu: cpuSeconds(serve.pid), received: conntrackMetric(text, 'natwatch_events_received_total'), lost: conntrackMetric(text, 'natwatch_events_lost_total'), drops: (await netlinkDrops(lab, lab.router, [serve.pid])).get(serve.pid) });
+    samples.push({ t, rssKiB, threads, cpu: cpuSeconds(serve.pid), byThread: threadCpu(serve.pid), received: conntrackMetric(text, 'natwatch_events_received_total'), lost: conntrackMetric(text, 'natwatch_events_lost_total'), drops: (await netlinkDrops(lab, lab.router, [serve.pid])).get(serve.pid) });
   };
   await sample();
   for (let i = 1; i <= maxSamples && !genDone && !aborted(); i++) {
@@ -148,6 +148,8 @@ try {
       rssMeanMiB: mean(inM.map((s) => s.rssKiB)) / 1024,
       rssMaxMiB: Math.max(...inM.map((s) => s.rssKiB)) / 1024,
       cpuPct: ((last.cpu - prev.cpu) / dt) * 100,
+      // µs of CPU per connection: all threads, then the JS thread, the reader, V8's workers.
+      us: seg ? [last.cpu - prev.cpu, ...['main', 'natwatch-nl', 'node'].map((k) => (last.byThread[k] ?? 0) - (prev.byThread[k] ?? 0))].map((c) => (c * 1e6) / ((seg.connections / ((seg.end - seg.start) / 1000)) * dt)) : null,
       threads: Math.max(...inM.map((s) => s.threads)),
       eventsPerS: (last.received - prev.received) / dt,
       lost: last.lost,
@@ -177,10 +179,10 @@ try {
   };
 
   console.log(`\nserve idle before load: RSS ${fmt(idle.rssKiB / 1024)} MiB, ${idle.threads} threads; samples every ${SAMPLE_S} s; generator concurrency ${CONC}\n`);
-  console.log('| minute | conn/s | failed | RSS mean MiB | RSS max MiB | serve CPU % | threads | events/s | events lost (cum.) | kernel drops (cum.) |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log('| minute | conn/s | failed | RSS mean MiB | RSS max MiB | serve CPU % | µs CPU/conn (JS / reader / V8) | threads | events/s | events lost (cum.) | kernel drops (cum.) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const m of minutes) {
-    console.log(`| ${m.minute} | ${m.connPerS ?? '-'} | ${m.failed ?? '-'} | ${fmt(m.rssMeanMiB)} | ${fmt(m.rssMaxMiB)} | ${fmt(m.cpuPct)} | ${m.threads} | ${fmt(m.eventsPerS, 0)} | ${m.lost} | ${m.drops} |`);
+    console.log(`| ${m.minute} | ${m.connPerS ?? '-'} | ${m.failed ?? '-'} | ${fmt(m.rssMeanMiB)} | ${fmt(m.rssMaxMiB)} | ${fmt(m.cpuPct)} | ${m.us ? `${fmt(m.us[0], 2)} (${m.us.slice(1).map((u) => fmt(u, 2)).join(' / ')})` : '-'} | ${m.threads} | ${fmt(m.eventsPerS, 0)} | ${m.lost} | ${m.drops} |`);
   }
   console.log(
     `\nverdict: ${connections} connections (${verdict.connPerS}/s, ${failed} failed); RSS ${verdict.rssFrom} ${fmt(cmpFrom.rssMeanMiB)} MiB → ${verdict.rssTo} ${fmt(cmpTo.rssMeanMiB)} MiB: drift ${verdict.rssDriftPct} % → ${verdict.rssFlat ? 'FLAT (within ±10 %)' : 'NOT FLAT'}; events received ${verdict.eventsReceived} (${verdict.eventsPerConnection}/connection), lost ${verdict.eventsLost}, kernel drops ${verdict.kernelDrops}; threads ${verdict.threadsMin}–${verdict.threadsMax}`,
