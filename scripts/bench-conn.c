@@ -9,6 +9,9 @@
 //                                             on SIGTERM or at the deadline. window: after each
 //                                             drain wait 25 ms (serve's coalescing, nothing else:
 //                                             the kernel's own cost of handing over the events)
+//   bench-conn read SECONDS window-sender     window, also reading each datagram's sender
+//                                             (msg_name: nl_pid 0) as the native reader does:
+//                                             the recvmmsg equal of uring below
 //   bench-conn read SECONDS uring             window, but receiving with io_uring: one multishot
 //                                             IORING_OP_RECVMSG on a provided buffer ring, the
 //                                             receives run (DEFER_TASKRUN) only when the thread
@@ -308,7 +311,7 @@ static int uring_reader(int fd, double seconds) {
   return 0;
 }
 
-static int reader(double seconds, int all, int window, int uring, int rcvbuf) {
+static int reader(double seconds, int all, int window, int sender, int uring, int rcvbuf) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
   if (fd < 0 || bind(fd, (struct sockaddr*)&sa, sizeof(sa))) return perror("netlink"), 1;
@@ -325,7 +328,8 @@ static int reader(double seconds, int all, int window, int uring, int rcvbuf) {
   static char buf[SLOTS][SLOT];
   struct mmsghdr m[SLOTS];
   struct iovec iov[SLOTS];
-  long events = 0, enobufs = 0;
+  struct sockaddr_nl from[SLOTS];
+  long events = 0, enobufs = 0, foreign = 0;
   double end = now() + seconds;
   while (!stop && now() < end) {
     for (int i = 0; i < SLOTS; i++) {
@@ -333,6 +337,10 @@ static int reader(double seconds, int all, int window, int uring, int rcvbuf) {
       memset(&m[i], 0, sizeof(m[i]));
       m[i].msg_hdr.msg_iov = &iov[i];
       m[i].msg_hdr.msg_iovlen = 1;
+      if (sender) {
+        m[i].msg_hdr.msg_name = &from[i];
+        m[i].msg_hdr.msg_namelen = sizeof(from[i]);
+      }
     }
     int n = recvmmsg(fd, m, SLOTS, MSG_WAITFORONE, NULL);
     if (n < 0) {
@@ -340,6 +348,10 @@ static int reader(double seconds, int all, int window, int uring, int rcvbuf) {
       continue;
     }
     for (int i = 0; i < n; i++) {
+      if (sender && from[i].nl_pid != 0) {
+        foreign++;
+        continue;
+      }
       struct nlmsghdr* h = (struct nlmsghdr*)buf[i];
       int len = (int)m[i].msg_len;
       for (; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) events++;
@@ -349,7 +361,7 @@ static int reader(double seconds, int all, int window, int uring, int rcvbuf) {
       nanosleep(&ts, NULL);
     }
   }
-  printf("{\"events\":%ld,\"enobufs\":%ld}\n", events, enobufs);
+  printf("{\"events\":%ld,\"enobufs\":%ld,\"foreign\":%ld}\n", events, enobufs, foreign);
   return 0;
 }
 
@@ -374,8 +386,9 @@ int main(int argc, char** argv) {
     int rcvbuf = argc > 4 ? atoi(argv[4]) : 0;
     unsigned bufs = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
     if (bufs >= 1 && bufs <= 32768 && !(bufs & (bufs - 1))) U_BUFS = bufs;
-    return reader(s < max ? s : max, !strcmp(mode, "all"), !strcmp(mode, "window"), !strcmp(mode, "uring"), rcvbuf);
+    int sender = !strcmp(mode, "window-sender");
+    return reader(s < max ? s : max, !strcmp(mode, "all"), sender || !strcmp(mode, "window"), sender, !strcmp(mode, "uring"), rcvbuf);
   }
-  fprintf(stderr, "usage: bench-conn serve PORT SECONDS | connect DST PORT SECONDS CONC | read SECONDS [all|window|uring [RCVBUF [BUFS]]]\n");
+  fprintf(stderr, "usage: bench-conn serve PORT SECONDS | connect DST PORT SECONDS CONC | read SECONDS [all|window|window-sender|uring [RCVBUF [BUFS]]]\n");
   return 2;
 }

@@ -13,6 +13,7 @@
 //                   of handing the events over, the floor for any reader of them
 //   source          natwatch's EventSource alone (native reader, batches, views; no tracker,
 //                   rules or server): serve's cost before tracking
+//   bare-window-sender  bare-window also reading each datagram's sender as serve does
 //   bare-uring      bare-window receiving with io_uring (multishot IORING_OP_RECVMSG, provided
 //                   buffer ring, DEFER_TASKRUN): the same work, sender checked on every datagram
 // Each listener's CPU (all its threads' time on CPU, /proc/PID/task/*/schedstat) over the run /
@@ -129,7 +130,7 @@ try {
     await lineOf(p, 'ready');
     listeners.push({ name: 'source', pid: p.pid, proc: p, result: lineOf(p) });
   }
-  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']], ['bare-uring', ['uring']]]) {
+  for (const [name, extraArgs] of [['bare', []], ['bare-all', ['all']], ['bare-window', ['window']], ['bare-window-sender', ['window-sender']], ['bare-uring', ['uring']]]) {
     if (!wanted(name)) continue;
     const check = values.rcvbuf || values['uring-bufs'] ? [String(Number(values.rcvbuf ?? 0)), String(Number(values['uring-bufs'] ?? 0))] : [];
     const p = spawn('ip', ['netns', 'exec', lab.router, BIN, 'read', String(SECONDS + 60), ...extraArgs, ...(name === 'bare-window' || name === 'bare-uring' ? check : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
