@@ -19,6 +19,7 @@
         "native/records.cc",
         "native/rtnl-decoder.cc",
         "native/source.cc",
+        "native/uring-rx.cc",
         "native/xt-decoder.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -149,9 +149,24 @@ Channel::Channel(ChannelFds fds, ChannelOptions opts, BatchTsfn tsfn)
   ct_port_ = {this, kPortCt, fds.ct, {}};
   dump_port_ = {this, kPortDump, fds.dump, {}};
   if (opts.dump_on_start && fds.dump >= 0) dump_req_ = true;
+  // Read here, per channel, on the JS thread: a test can set it for one source.
+  const char* no_uring = std::getenv("NATWATCH_NO_IO_URING");
+  want_uring_ = !(no_uring && *no_uring && std::strcmp(no_uring, "0") != 0);
+}
+
+const char* Channel::ReceivePath() const {
+  switch (rx_path_.load(std::memory_order_relaxed)) {
+    case kRxUring:
+      return "io_uring";
+    case kRxRecvmmsg:
+      return "recvmmsg";
+    default:
+      return nullptr;
+  }
 }
 
 Channel::~Channel() {
+  rx_.reset();  // on the reader thread (Retire) whenever it exists: the ring is that thread's
   CloseFd(ct_port_.fd);
   CloseFd(dump_port_.fd);
   for (uint32_t i = 0; i < nflog_count_; i++) CloseFd(nflog_ports_[i].fd);
@@ -279,6 +294,7 @@ void Reader::ApplyCommands() {
     switch (c.op) {
       case kCmdAdd:
         channels_.push_back(ch);
+        ChooseReceive(*ch);
         Watch(ch->ct_port_);
         Watch(ch->dump_port_);
         for (uint32_t i = 0; i < ch->nflog_count_; i++) Watch(ch->nflog_ports_[i]);
@@ -367,9 +383,59 @@ void Reader::EndDump(Channel& ch, int err) {
   FlushCt(ch);
 }
 
-// Events come one per datagram: recvmmsg takes up to kSlots of them per system call. (io_uring's
-// multishot recvmsg was measured only 9–17 % cheaper for this read: BENCHMARKS.md.)
+// Events come one per datagram. They are received with io_uring where it can be used: a
+// multishot recvmsg into a ring of provided buffers, run only when this thread enters the ring
+// (DEFER_TASKRUN), so epoll still says when to read and parked windows still decide how often;
+// it costs 26–27 % less per event than recvmmsg (BENCHMARKS.md, "io_uring receive"). Otherwise
+// (no io_uring, seccomp, kernel.io_uring_disabled, a kernel older than 6.1, or
+// NATWATCH_NO_IO_URING=1) recvmmsg takes up to kSlots of them per system call. Both hand each
+// datagram to TakeEvent.
 int Reader::DrainConntrack(Channel& ch) {
+  if (!ch.rx_) return DrainRecvmmsg(ch);
+  const int n = DrainUring(ch);
+  if (ch.rx_ || n < 0) return n;
+  const int m = DrainRecvmmsg(ch);  // io_uring failed just now: the rest the other way
+  return m < 0 ? -1 : n + m;
+}
+
+void Reader::TakeEvent(Channel& ch, const sockaddr_nl& from, socklen_t namelen, int flags, const uint8_t* data,
+                       size_t len, DecodeCounters& c) {
+  LossCounters& loss = ch.ct_loss_;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
+  if (!NlFromKernel(from, namelen)) {
+    loss.foreign++;
+    Arm(ch.ct_deadline_, bms);
+    return;
+  }
+  if (flags & MSG_TRUNC) {  // larger than a slot: that event is lost
+    loss.dropped++;
+    Arm(ch.ct_deadline_, bms);
+    return;
+  }
+  WalkDatagram(data, len, c, [&](const nlmsghdr* nlh) {
+    if (AppendConntrack(nlh, false, now_ms_, ch.ct_, c)) {
+      Arm(ch.ct_deadline_, bms);
+      if (ch.ct_.Full()) FlushCt(ch);
+    }
+    return true;
+  });
+}
+
+void Reader::EndEvents(Channel& ch, const DecodeCounters& c) {
+  LossCounters& loss = ch.ct_loss_;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
+  if (uint32_t lost = ch.ct_.TakeLost()) {
+    loss.dropped += lost;
+    Arm(ch.ct_deadline_, bms);
+  }
+  if (c.errors || c.unknown) {
+    loss.decode_errors += c.errors;
+    loss.unknown_attrs += c.unknown;
+    Arm(ch.ct_deadline_, bms);
+  }
+}
+
+int Reader::DrainRecvmmsg(Channel& ch) {
   const int fd = ch.ct_port_.fd;
   DropWatch& drops = ch.ct_port_.drops;
   LossCounters& loss = ch.ct_loss_;
@@ -402,39 +468,79 @@ int Reader::DrainConntrack(Channel& ch) {
     now_ms_ = WallMs();
     DecodeCounters c;
     for (int i = 0; i < n; i++) {
-      if (!NlFromKernel(from[i], msgs[i].msg_hdr.msg_namelen)) {
-        loss.foreign++;
-        Arm(ch.ct_deadline_, bms);
-        continue;
-      }
-      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {  // larger than a slot: that event is lost
-        loss.dropped++;
-        Arm(ch.ct_deadline_, bms);
-        continue;
-      }
-      WalkDatagram(rxbuf_ + size_t(i) * slot, msgs[i].msg_len, c, [&](const nlmsghdr* nlh) {
-        if (AppendConntrack(nlh, false, now_ms_, ch.ct_, c)) {
-          Arm(ch.ct_deadline_, bms);
-          if (ch.ct_.Full()) FlushCt(ch);
-        }
-        return true;
-      });
+      TakeEvent(ch, from[i], msgs[i].msg_hdr.msg_namelen, msgs[i].msg_hdr.msg_flags, rxbuf_ + size_t(i) * slot,
+                msgs[i].msg_len, c);
     }
-    if (uint32_t lost = ch.ct_.TakeLost()) {
-      loss.dropped += lost;
-      Arm(ch.ct_deadline_, bms);
-    }
-    if (c.errors || c.unknown) {
-      loss.decode_errors += c.errors;
-      loss.unknown_attrs += c.unknown;
-      Arm(ch.ct_deadline_, bms);
-    }
+    EndEvents(ch, c);
     if (n < kSlots) {  // drained
       DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
       return read;
     }
   }
   return -1;
+}
+
+// Each enter runs the receives queued since the last one, a pass of up to ≈ 32 datagrams
+// each; IORING_SQ_TASKRUN says another pass is queued. A pass that ends the multishot (the
+// socket's ENOBUFS, or a dry buffer ring) is re-armed at once; the re-arm receives at once too,
+// so its completions are reaped before the next enter.
+int Reader::DrainUring(Channel& ch) {
+  UringRx& u = *ch.rx_;
+  const int fd = ch.ct_port_.fd;
+  DropWatch& drops = ch.ct_port_.drops;
+  LossCounters& loss = ch.ct_loss_;
+  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
+  int read = 0;
+  bool overrun = false;
+  for (int round = 0; round < kMaxDatagramsPerWake / kSlots; round++) {
+    if (u.Enter() != 0) {
+      FallBack(ch);
+      return read;
+    }
+    for (int again = 0; again < 8; again++) {
+      now_ms_ = WallMs();
+      DecodeCounters c;
+      UringReap r = u.Reap([&](const UringDatagram& d) { TakeEvent(ch, *d.from, d.namelen, d.flags, d.data, d.len, c); });
+      EndEvents(ch, c);
+      read += r.datagrams;
+      if (!r.ended) break;
+      if (r.overrun) {
+        overrun = true;
+        Overrun(fd, drops, loss, ch.ct_deadline_, bms);
+      }
+      if (r.error != 0 || u.Arm() != 0) {  // the receive is over: nothing in flight
+        FallBack(ch);
+        return read;
+      }
+    }
+    if (!u.WorkPending()) {
+      // A wakeup with nothing received and no overrun seen: take a pending socket error here,
+      // so that a level-triggered EPOLLERR cannot come back forever.
+      if (read == 0 && !overrun) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ENOBUFS) {
+          Overrun(fd, drops, loss, ch.ct_deadline_, bms);
+        }
+      }
+      DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
+      return read;
+    }
+    if (read >= kMaxDatagramsPerWake) return -1;
+  }
+  return -1;
+}
+
+void Reader::ChooseReceive(Channel& ch) {
+  if (ch.want_uring_ && ch.ct_port_.fd >= 0) ch.rx_.reset(UringRx::Open(ch.ct_port_.fd, ch.slot_));
+  ch.rx_path_.store(ch.rx_ ? Channel::kRxUring : Channel::kRxRecvmmsg, std::memory_order_relaxed);
+  // Arming may have received already, leaving nothing in the socket to wake epoll for.
+  if (ch.rx_) DrainConntrack(ch);
+}
+
+void Reader::FallBack(Channel& ch) {
+  ch.rx_.reset();
+  ch.rx_path_.store(Channel::kRxRecvmmsg, std::memory_order_relaxed);
 }
 
 // The window ends with the pending batch's hand-off, never more than kMaxParkMs away.

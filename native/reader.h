@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -38,6 +39,7 @@
 #include "ifname-cache.h"
 #include "netlink-socket.h"
 #include "records.h"
+#include "uring-rx.h"
 
 namespace nw {
 
@@ -92,6 +94,9 @@ class Channel {
   int CtFd() const { return ct_port_.fd; }
   /** Longest a record waits in a partial batch from now on (any thread). */
   void SetBatchMs(uint32_t ms) { batch_ms_.store(ms, std::memory_order_relaxed); }
+  /** How the reader receives conntrack events: "io_uring", "recvmmsg", or null until the reader
+   *  has set the channel up (any thread). */
+  const char* ReceivePath() const;
 
  private:
   friend class Reader;
@@ -109,6 +114,9 @@ class Channel {
   std::atomic<bool> dump_req_{false};
   std::atomic<bool> closing_{false};
   std::atomic<uint32_t> batch_ms_{5};
+  enum RxPath : uint8_t { kRxPending, kRxUring, kRxRecvmmsg };
+  std::atomic<uint8_t> rx_path_{kRxPending};
+  bool want_uring_ = true;  // NATWATCH_NO_IO_URING unset when the channel was built
 
   // Reader-thread state below.
   Port ct_port_;
@@ -117,6 +125,7 @@ class Channel {
   uint32_t nflog_count_ = 0;
   int ifname_fd_ = -1;
   size_t slot_;
+  std::unique_ptr<UringRx> rx_;  // null: recvmmsg
   BatchWriter ct_;
   BatchWriter nl_;
   LossCounters ct_loss_;
@@ -169,6 +178,16 @@ class Reader {
   void Retire(Channel* ch);
   /** Reads the event socket: the datagrams read, or -1 when cut short with more waiting. */
   int DrainConntrack(Channel& ch);
+  int DrainRecvmmsg(Channel& ch);
+  int DrainUring(Channel& ch);
+  /** io_uring set up for the event socket, or recvmmsg when it cannot be (at Add). */
+  void ChooseReceive(Channel& ch);
+  void FallBack(Channel& ch);
+  /** One event datagram, whichever way it was received. */
+  void TakeEvent(Channel& ch, const sockaddr_nl& from, socklen_t namelen, int flags, const uint8_t* data,
+                 size_t len, DecodeCounters& c);
+  /** After a group of datagrams: the writer's lost records and the decode counters. */
+  void EndEvents(Channel& ch, const DecodeCounters& c);
   static int64_t WindowEnd(const Channel& ch, int64_t now);
   void Park(Channel& ch, int64_t until);
   void Unpark(Channel& ch);

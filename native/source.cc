@@ -63,6 +63,7 @@ Napi::Function Source::Define(Napi::Env env) {
                          InstanceMethod<&Source::SetUpdates>("setUpdates"),
                          InstanceMethod<&Source::BindNflog>("bindNflog"),
                          InstanceMethod<&Source::ReadStats>("readStats"),
+                         InstanceMethod<&Source::ReceivePath>("receivePath"),
                          InstanceMethod<&Source::ReadSysctls>("readSysctls"),
                          InstanceMethod<&Source::Ref>("ref"),
                          InstanceMethod<&Source::Unref>("unref"),
@@ -249,6 +250,12 @@ Napi::Value Source::BindNflog(const Napi::CallbackInfo& info) {
     return Napi::Number::New(env, e);
   }
   return Napi::Number::New(env, ENOENT);  // not one of ours, or bound already
+}
+
+// receivePath() → 'io_uring' | 'recvmmsg' | null (not started, closed, or not set up yet).
+Napi::Value Source::ReceivePath(const Napi::CallbackInfo& info) {
+  const char* p = channel_ ? channel_->ReceivePath() : nullptr;
+  return p ? Napi::String::New(info.Env(), p) : info.Env().Null();
 }
 
 Napi::Value Source::Resync(const Napi::CallbackInfo& info) {

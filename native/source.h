@@ -29,6 +29,7 @@ class Source : public Napi::ObjectWrap<Source> {
   Napi::Value SetUpdates(const Napi::CallbackInfo& info);
   Napi::Value BindNflog(const Napi::CallbackInfo& info);
   Napi::Value ReadStats(const Napi::CallbackInfo& info);
+  Napi::Value ReceivePath(const Napi::CallbackInfo& info);
   Napi::Value ReadSysctls(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);

@@ -48,6 +48,8 @@ export interface NativeSource {
   setUpdates(on: boolean): void;
   /** A stats batch (kind 3): per-CPU counters summed, and the global entry count. */
   readStats(): Buffer;
+  /** How the reader receives conntrack events; null until it has set the source up. */
+  receivePath(): 'io_uring' | 'recvmmsg' | null;
   readSysctls(): NativeSysctls;
   ref(): void;
   unref(): void;

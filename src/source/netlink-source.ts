@@ -75,6 +75,9 @@ export interface NetlinkSourceStats {
   unknownAttrs: number;
   /** Exceptions thrown by handlers (caught here, reported through handlers.error). */
   handlerErrors: number;
+  /** How the reader receives conntrack events (docs/netlink-reader.md): io_uring, or recvmmsg
+   *  where io_uring cannot be used or NATWATCH_NO_IO_URING=1; null before the reader set up. */
+  readonly receive: 'io_uring' | 'recvmmsg' | null;
 }
 
 export interface NetlinkSource extends EventSource {
@@ -108,18 +111,24 @@ function nflogGroups(groups: readonly number[]): number[] {
 
 class NativeNetlinkSource implements NetlinkSource {
   rcvbuf = { conntrack: 0, nflog: 0 };
-  readonly stats: NetlinkSourceStats = {
-    batches: 0,
-    records: { conntrack: 0, nflog: 0 },
-    enobufs: { conntrack: 0, nflog: 0 },
-    kernelDrops: { conntrack: 0, nflog: 0 },
-    dropped: { conntrack: 0, nflog: 0 },
-    seqGap: 0,
-    foreign: 0,
-    decodeErrors: 0,
-    unknownAttrs: 0,
-    handlerErrors: 0,
-  };
+  // receive: read from the reader when asked (it sets the channel up on its own thread).
+  readonly stats: NetlinkSourceStats = Object.defineProperty(
+    {
+      batches: 0,
+      records: { conntrack: 0, nflog: 0 },
+      enobufs: { conntrack: 0, nflog: 0 },
+      kernelDrops: { conntrack: 0, nflog: 0 },
+      dropped: { conntrack: 0, nflog: 0 },
+      seqGap: 0,
+      foreign: 0,
+      decodeErrors: 0,
+      unknownAttrs: 0,
+      handlerErrors: 0,
+      receive: null,
+    },
+    'receive',
+    { enumerable: true, get: () => this.native?.receivePath() ?? null },
+  );
   private native: NativeSource | null = null;
   private handlers: SourceHandlers | null = null;
   private closed = false;

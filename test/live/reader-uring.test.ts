@@ -1,0 +1,123 @@
+// The reader receives conntrack events with io_uring (native/uring-rx.h) where it can, recvmmsg
+// otherwise or when NATWATCH_NO_IO_URING=1 is set as the source starts: 1,500 flows through the
+// lab NAT must all arrive as NEW events either way, the source must say which path it took, and
+// closing the source must free its ring.
+import { readdirSync, readlinkSync } from 'node:fs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { createNetlinkSource } from '../../src/source/netlink-source.js';
+import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
+import { describeLive } from '../helpers/gate.js';
+import { until } from '../helpers/wait.js';
+
+const FLOWS = 1500;
+
+/** io_uring instances this process holds open. */
+function uringFds(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[io_uring]') n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+// FLOWS new UDP flows, each from its own socket (its own source port), in bursts of 50 every
+// millisecond; bounded by a 20 s deadline, sockets closed at the end.
+const BURST = `
+const dgram = require('node:dgram');
+const [host, port, count] = process.argv.slice(1);
+const socks = [];
+const end = Date.now() + 20000;
+const t = setInterval(() => {
+  for (let i = 0; i < 50 && socks.length < Number(count); i++) {
+    const s = dgram.createSocket('udp4');
+    s.on('error', () => {});
+    s.send('natwatch-uring', Number(port), host);
+    socks.push(s);
+  }
+  if (socks.length >= Number(count) || Date.now() > end) {
+    clearInterval(t);
+    setTimeout(() => { for (const x of socks) x.close(); console.log(JSON.stringify({ sent: socks.length })); }, 200);
+  }
+}, 1);
+`;
+
+describeLive('reader receive path: io_uring, recvmmsg fallback (root: lab NAT)', () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await createLab({ prefix: 'nwu' });
+    await lab.nft(lab.router, 'table ip nat { chain post { type nat hook postrouting priority 100; oifname "r-out" masquerade; }; }');
+    await lab.spawnPeer(lab.server, ['serve', '--proto', 'udp', '--port', '5353']).ready;
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  /** FLOWS flows under one source started with NATWATCH_NO_IO_URING as given. */
+  async function run(noUring: string | undefined) {
+    const seen = { news: 0, dumpEnds: 0, loss: [] as LossReport[] };
+    const handlers: SourceHandlers = {
+      conntrack(v) {
+        for (let i = 0; i < v.count; i++) {
+          v.seek(i);
+          if (v.kind === CtKind.New) seen.news++;
+        }
+      },
+      nflog() {},
+      loss: (r) => seen.loss.push(r),
+      dumpBegin() {},
+      dumpEnd: () => seen.dumpEnds++,
+      error() {},
+    };
+    const saved = process.env.NATWATCH_NO_IO_URING;
+    const fds0 = uringFds();
+    const source = createNetlinkSource({ netns: lab.nsPath(lab.router) });
+    try {
+      // Read by the addon once per source, as it starts (setenv from process.env).
+      if (noUring === undefined) delete process.env.NATWATCH_NO_IO_URING;
+      else process.env.NATWATCH_NO_IO_URING = noUring;
+      await source.start(handlers);
+      if (saved === undefined) delete process.env.NATWATCH_NO_IO_URING;
+      else process.env.NATWATCH_NO_IO_URING = saved;
+      await until('initial dump', () => seen.dumpEnds > 0);
+      await lab.exec(lab.router, 'conntrack', ['-F']);
+      await new Promise((r) => setTimeout(r, 200));
+      const news0 = seen.news;
+      const r = await lab.exec(lab.client, process.execPath, ['-e', BURST, ADDR.server, '5353', String(FLOWS)], { timeoutMs: 30_000 });
+      const sent = JSON.parse(r.stdout.trim().split('\n').pop()!).sent as number;
+      await until('every NEW delivered', () => seen.news - news0 >= sent, 10_000);
+      const rings = uringFds() - fds0;
+      return { sent, news: seen.news - news0, loss: seen.loss, receive: source.stats.receive, rings };
+    } finally {
+      await source.close();
+      await lab.exec(lab.router, 'conntrack', ['-F']);
+      if (saved === undefined) delete process.env.NATWATCH_NO_IO_URING;
+      else process.env.NATWATCH_NO_IO_URING = saved;
+      // The reader frees the ring with the channel, on its own thread, just after close.
+      await until('ring freed with the source', () => uringFds() === fds0, 5_000);
+    }
+  }
+
+  it('receives every event with io_uring by default, and frees the ring on close', async () => {
+    const r = await run(undefined);
+    expect(r.receive).toBe('io_uring');
+    expect(r.rings).toBe(1);
+    expect(r.sent).toBe(FLOWS);
+    expect(r.news).toBe(FLOWS);
+    expect(r.loss.filter((l) => l.kernelDrops > 0 || l.enobufs > 0 || l.dropped > 0)).toEqual([]);
+  });
+
+  it('falls back to recvmmsg with NATWATCH_NO_IO_URING=1, receiving every event the same', async () => {
+    const r = await run('1');
+    expect(r.receive).toBe('recvmmsg');
+    expect(r.rings).toBe(0);
+    expect(r.sent).toBe(FLOWS);
+    expect(r.news).toBe(FLOWS);
+    expect(r.loss.filter((l) => l.kernelDrops > 0 || l.enobufs > 0 || l.dropped > 0)).toEqual([]);
+  });
+});
