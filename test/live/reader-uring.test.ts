@@ -4,6 +4,7 @@
 // closing the source must free its ring.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { guardSysctl } from '../../src/lab/sysctl-guard.js';
 import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
 import { createNetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
@@ -117,6 +118,20 @@ describeLive('reader receive path: io_uring, recvmmsg fallback (root: lab NAT)',
     expect(r.receive).toBe('recvmmsg');
     expect(r.rings).toBe(0);
     expect(r.sent).toBe(FLOWS);
+    expect(r.news).toBe(FLOWS);
+    expect(r.loss.filter((l) => l.kernelDrops > 0 || l.enobufs > 0 || l.dropped > 0)).toEqual([]);
+  });
+
+  it('falls back to recvmmsg where the kernel refuses io_uring (kernel.io_uring_disabled=2: EPERM, as a seccomp filter answers)', async () => {
+    const guard = guardSysctl('kernel.io_uring_disabled', '2'); // restored on every way out
+    let r: Awaited<ReturnType<typeof run>>;
+    try {
+      r = await run(undefined);
+    } finally {
+      guard.restore();
+    }
+    expect(r.receive).toBe('recvmmsg');
+    expect(r.rings).toBe(0);
     expect(r.news).toBe(FLOWS);
     expect(r.loss.filter((l) => l.kernelDrops > 0 || l.enobufs > 0 || l.dropped > 0)).toEqual([]);
   });
