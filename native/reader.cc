@@ -95,6 +95,20 @@ void DrainedAfterLoss(int fd, DropWatch& d, LossCounters& loss, int64_t& deadlin
   if (ReadDrops(fd, d, loss)) Arm(deadline, batch_ms);
 }
 
+// After a group of datagrams: the records the writer had no memory for, and the decode
+// counters, become the batch's loss counts.
+void EndDatagrams(BatchWriter& w, LossCounters& loss, const DecodeCounters& c, int64_t& deadline, uint32_t batch_ms) {
+  if (uint32_t lost = w.TakeLost()) {
+    loss.dropped += lost;
+    Arm(deadline, batch_ms);
+  }
+  if (c.errors || c.unknown) {
+    loss.decode_errors += c.errors;
+    loss.unknown_attrs += c.unknown;
+    Arm(deadline, batch_ms);
+  }
+}
+
 }  // namespace
 
 void CallJsBatch(Napi::Env env, Napi::Function fn, BatchPool* pool, uint8_t* data) {
@@ -421,19 +435,6 @@ void Reader::TakeEvent(Channel& ch, const sockaddr_nl& from, socklen_t namelen, 
   });
 }
 
-void Reader::EndEvents(Channel& ch, const DecodeCounters& c) {
-  LossCounters& loss = ch.ct_loss_;
-  const uint32_t bms = ch.batch_ms_.load(std::memory_order_relaxed);
-  if (uint32_t lost = ch.ct_.TakeLost()) {
-    loss.dropped += lost;
-    Arm(ch.ct_deadline_, bms);
-  }
-  if (c.errors || c.unknown) {
-    loss.decode_errors += c.errors;
-    loss.unknown_attrs += c.unknown;
-    Arm(ch.ct_deadline_, bms);
-  }
-}
 
 int Reader::DrainRecvmmsg(Channel& ch) {
   const int fd = ch.ct_port_.fd;
@@ -471,7 +472,7 @@ int Reader::DrainRecvmmsg(Channel& ch) {
       TakeEvent(ch, from[i], msgs[i].msg_hdr.msg_namelen, msgs[i].msg_hdr.msg_flags, rxbuf_ + size_t(i) * slot,
                 msgs[i].msg_len, c);
     }
-    EndEvents(ch, c);
+    EndDatagrams(ch.ct_, loss, c, ch.ct_deadline_, bms);
     if (n < kSlots) {  // drained
       DrainedAfterLoss(fd, drops, loss, ch.ct_deadline_, bms);
       return read;
@@ -501,7 +502,7 @@ int Reader::DrainUring(Channel& ch) {
       now_ms_ = WallMs();
       DecodeCounters c;
       UringReap r = u.Reap([&](const UringDatagram& d) { TakeEvent(ch, *d.from, d.namelen, d.flags, d.data, d.len, c); });
-      EndEvents(ch, c);
+      EndDatagrams(ch.ct_, loss, c, ch.ct_deadline_, bms);
       read += r.datagrams;
       if (!r.ended) break;
       if (r.overrun) {
@@ -675,15 +676,7 @@ void Reader::DrainNflog(Channel& ch, Channel::Port& p) {
       if (ch.nl_.Full()) FlushNl(ch);
       return true;
     });
-    if (uint32_t lost = ch.nl_.TakeLost()) {
-      loss.dropped += lost;
-      Arm(ch.nl_deadline_, bms);
-    }
-    if (c.errors || c.unknown) {
-      loss.decode_errors += c.errors;
-      loss.unknown_attrs += c.unknown;
-      Arm(ch.nl_deadline_, bms);
-    }
+    EndDatagrams(ch.nl_, loss, c, ch.nl_deadline_, bms);
   }
 }
 

@@ -186,8 +186,6 @@ class Reader {
   /** One event datagram, whichever way it was received. */
   void TakeEvent(Channel& ch, const sockaddr_nl& from, socklen_t namelen, int flags, const uint8_t* data,
                  size_t len, DecodeCounters& c);
-  /** After a group of datagrams: the writer's lost records and the decode counters. */
-  void EndEvents(Channel& ch, const DecodeCounters& c);
   static int64_t WindowEnd(const Channel& ch, int64_t now);
   void Park(Channel& ch, int64_t until);
   void Unpark(Channel& ch);

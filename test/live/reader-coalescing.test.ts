@@ -5,10 +5,11 @@
 // coalescing) is the comparison that shows the same traffic would cost a wakeup per event.
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { createLab, type Lab } from '../../src/lab/topology.js';
 import { createNetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
 import { describeLive } from '../helpers/gate.js';
+import { sendUdpFlows } from '../helpers/udp-flows.js';
 import { until } from '../helpers/wait.js';
 
 const FLOWS = 1500;
@@ -26,24 +27,6 @@ function readerWakeups(): number {
   return -1;
 }
 
-// One new UDP flow per millisecond (each from its own socket, so its own source port), bounded
-// by count and by a 20 s deadline; sockets closed at the end.
-const PACED = `
-const dgram = require('node:dgram');
-const [host, port, count] = process.argv.slice(1);
-const socks = [];
-const end = Date.now() + 20000;
-const t = setInterval(() => {
-  const s = dgram.createSocket('udp4');
-  s.on('error', () => {});
-  s.send('natwatch-coalesce', Number(port), host);
-  socks.push(s);
-  if (socks.length >= Number(count) || Date.now() > end) {
-    clearInterval(t);
-    setTimeout(() => { for (const x of socks) x.close(); console.log(JSON.stringify({ sent: socks.length })); }, 200);
-  }
-}, 1);
-`;
 
 describeLive('reader coalescing (root: lab NAT, paced flows)', () => {
   let lab: Lab;
@@ -81,8 +64,7 @@ describeLive('reader coalescing (root: lab NAT, paced flows)', () => {
       await new Promise((r) => setTimeout(r, 300));
       const before = readerWakeups();
       const news0 = seen.news;
-      const r = await lab.exec(lab.client, process.execPath, ['-e', PACED, ADDR.server, '5353', String(FLOWS)], { timeoutMs: 30_000 });
-      const sent = JSON.parse(r.stdout.trim().split('\n').pop()!).sent as number;
+      const sent = await sendUdpFlows(lab, 5353, FLOWS); // one a millisecond
       await until('every NEW delivered', () => seen.news - news0 >= sent, 10_000);
       const wakeups = readerWakeups() - before;
       return { sent, news: seen.news - news0, wakeups, loss: seen.loss };

@@ -5,10 +5,11 @@
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { guardSysctl } from '../../src/lab/sysctl-guard.js';
-import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { createLab, type Lab } from '../../src/lab/topology.js';
 import { createNetlinkSource } from '../../src/source/netlink-source.js';
 import { CtKind, type LossReport, type SourceHandlers } from '../../src/source/types.js';
 import { describeLive } from '../helpers/gate.js';
+import { sendUdpFlows } from '../helpers/udp-flows.js';
 import { until } from '../helpers/wait.js';
 
 const FLOWS = 1500;
@@ -26,26 +27,6 @@ function uringFds(): number {
   return n;
 }
 
-// FLOWS new UDP flows, each from its own socket (its own source port), in bursts of 50 every
-// millisecond; bounded by a 20 s deadline, sockets closed at the end.
-const BURST = `
-const dgram = require('node:dgram');
-const [host, port, count] = process.argv.slice(1);
-const socks = [];
-const end = Date.now() + 20000;
-const t = setInterval(() => {
-  for (let i = 0; i < 50 && socks.length < Number(count); i++) {
-    const s = dgram.createSocket('udp4');
-    s.on('error', () => {});
-    s.send('natwatch-uring', Number(port), host);
-    socks.push(s);
-  }
-  if (socks.length >= Number(count) || Date.now() > end) {
-    clearInterval(t);
-    setTimeout(() => { for (const x of socks) x.close(); console.log(JSON.stringify({ sent: socks.length })); }, 200);
-  }
-}, 1);
-`;
 
 describeLive('reader receive path: io_uring, recvmmsg fallback (root: lab NAT)', () => {
   let lab: Lab;
@@ -89,8 +70,7 @@ describeLive('reader receive path: io_uring, recvmmsg fallback (root: lab NAT)',
       await lab.exec(lab.router, 'conntrack', ['-F']);
       await new Promise((r) => setTimeout(r, 200));
       const news0 = seen.news;
-      const r = await lab.exec(lab.client, process.execPath, ['-e', BURST, ADDR.server, '5353', String(FLOWS)], { timeoutMs: 30_000 });
-      const sent = JSON.parse(r.stdout.trim().split('\n').pop()!).sent as number;
+      const sent = await sendUdpFlows(lab, 5353, FLOWS, 50);
       await until('every NEW delivered', () => seen.news - news0 >= sent, 10_000);
       const rings = uringFds() - fds0;
       return { sent, news: seen.news - news0, loss: seen.loss, receive: source.stats.receive, rings };

@@ -3,29 +3,16 @@
 // decodes to what the kernel holds. Read through the raw addon, because only there is the
 // Buffer itself visible.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ADDR, createLab, type Lab } from '../../src/lab/topology.js';
+import { createLab, type Lab } from '../../src/lab/topology.js';
 import { BATCH_CONNTRACK, CtBatchView, FLAG_DUMP_END, LAYOUT, readHeader } from '../../src/source/codec.js';
 import { loadNative, type NativeSource } from '../../src/source/native.js';
 import { CtKind } from '../../src/source/types.js';
 import { describeLive } from '../helpers/gate.js';
+import { sendUdpFlows } from '../helpers/udp-flows.js';
 import { until } from '../helpers/wait.js';
 
-// 1,500 UDP flows, each from its own socket: a dump of 1,500 records is ≈ 156 KB, more than
-// the pool's first 64 KB. Bounded by count and a 20 s deadline; sockets closed at the end.
+// 1,500 UDP flows: a dump of 1,500 records is ≈ 156 KB, more than the pool's first 64 KB.
 const FLOWS = 1500;
-const BURST = `
-const dgram = require('node:dgram');
-const [host, port, count] = process.argv.slice(1);
-const socks = [];
-const end = Date.now() + 20000;
-for (let i = 0; i < Number(count) && Date.now() < end; i++) {
-  const s = dgram.createSocket('udp4');
-  s.on('error', () => {});
-  s.send('natwatch-pool', Number(port), host);
-  socks.push(s);
-}
-setTimeout(() => { for (const x of socks) x.close(); console.log(JSON.stringify({ sent: socks.length })); }, 500);
-`;
 
 describeLive('batch hand-off in one reused Buffer (root: lab NAT)', () => {
   let lab: Lab;
@@ -42,8 +29,7 @@ describeLive('batch hand-off in one reused Buffer (root: lab NAT)', () => {
   });
 
   it('a dump larger than the pool grows it once; later batches reuse it and decode intact', async () => {
-    const r = await lab.exec(lab.client, process.execPath, ['-e', BURST, ADDR.server, '5353', String(FLOWS)], { timeoutMs: 30_000 });
-    expect(JSON.parse(r.stdout.trim().split('\n').pop()!).sent).toBe(FLOWS);
+    expect(await sendUdpFlows(lab, 5353, FLOWS, 100)).toBe(FLOWS);
     const listed = (await lab.exec(lab.router, 'conntrack', ['-L', '-p', 'udp', '--dport', '5353'])).stdout.trim().split('\n').length;
     expect(listed).toBeGreaterThanOrEqual(FLOWS);
 
@@ -81,8 +67,7 @@ describeLive('batch hand-off in one reused Buffer (root: lab NAT)', () => {
     // Then events, batch after batch, in that same buffer (to another port: the first burst's
     // source ports may come round again and would match its live entries, so no NEW).
     const afterDump = buffers.length;
-    const more = await lab.exec(lab.client, process.execPath, ['-e', BURST, ADDR.server, '5354', '200'], { timeoutMs: 30_000 });
-    expect(JSON.parse(more.stdout.trim().split('\n').pop()!).sent).toBe(200);
+    expect(await sendUdpFlows(lab, 5354, 200, 100)).toBe(200);
     await until('200 NEW events', () => news >= 200, 10_000);
     const later = buffers.slice(afterDump);
     expect(later.length).toBeGreaterThan(0);
