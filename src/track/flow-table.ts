@@ -72,19 +72,40 @@ export class FlowTable {
 
   /** Slot of (id, zone), or -1. */
   find(id: number, zone: number): number {
+    const i = this.lookup(id, zone);
+    return i >= 0 ? i : -1;
+  }
+
+  /**
+   * Slot of (id, zone), or ~v (negative) where v is the empty slot its probe ended at: where
+   * insert() would put it, handed back as insert's `vacant` so a NEW hashes and probes once.
+   */
+  lookup(id: number, zone: number): number {
     const { ids, zones, flags, mask } = this;
     let i = this.home(id, zone);
     while (flags[i] !== 0) {
       if (ids[i] === id && zones[i] === zone) return i;
       i = (i + 1) & mask;
     }
-    return -1;
+    return ~i;
   }
 
-  /** Adds (id, zone), which must not be present. Returns the slot. */
-  insert(id: number, zone: number, flags: number, key: number, port: number, gen: number): number {
-    if ((this.filled + 1) > this.slots * MAX_LOAD) this.grow();
-    const i = this.place(id, zone);
+  /**
+   * Adds (id, zone), which must not be present. Returns the slot. `vacant`: lookup()'s ~result
+   * for this (id, zone) with no insert or remove since, or -1 to probe here.
+   */
+  insert(id: number, zone: number, flags: number, key: number, port: number, gen: number, vacant = -1): number {
+    let i: number;
+    if ((this.filled + 1) > this.slots * MAX_LOAD) {
+      this.grow();
+      i = this.place(id, zone);
+    } else if (vacant >= 0) {
+      i = vacant;
+      this.ids[i] = id >>> 0;
+      this.zones[i] = zone;
+    } else {
+      i = this.place(id, zone);
+    }
     this.flags[i] = flags;
     this.keys[i] = key;
     this.ports[i] = port;

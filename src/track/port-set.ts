@@ -56,14 +56,21 @@ export class PortSet {
   }
 
   add(key: number, port: number): void {
-    let i = this.slotOf(key, port);
-    if (i >= 0) {
-      this.refs[i]!++;
-      return;
+    // One probe: the empty slot that ends an unsuccessful search is where the pair goes.
+    const { keyIds, ports, mask } = this;
+    let i = this.home(key, port);
+    for (let k = keyIds[i]!; k !== -1; k = keyIds[i]!) {
+      if (k === key && ports[i] === port) {
+        this.refs[i]!++;
+        return;
+      }
+      i = (i + 1) & mask;
     }
-    if (this.filled + 1 > (this.mask + 1) * MAX_LOAD) this.grow();
-    i = this.home(key, port);
-    while (this.keyIds[i] !== -1) i = (i + 1) & this.mask;
+    if (this.filled + 1 > (this.mask + 1) * MAX_LOAD) {
+      this.grow();
+      i = this.home(key, port);
+      while (this.keyIds[i] !== -1) i = (i + 1) & this.mask;
+    }
     this.keyIds[i] = key;
     this.ports[i] = port;
     this.refs[i] = 1;
