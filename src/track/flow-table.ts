@@ -1,6 +1,8 @@
 // Live flows keyed by (conntrack id, zone): an open-addressing hash (linear probing,
 // backward-shift deletion, so no deleted markers pile up) over parallel typed arrays. One flow
 // costs 14 bytes per slot at a load factor of at most 0.75, instead of a JS object per flow.
+// Flags, generation and zone share one 32-bit word per slot, so a probe reads two arrays (ids,
+// meta) and a flow four in all: each array is a cache miss of its own on a table this size.
 import { hash2 } from './seeded-hash.js';
 
 /** Slot flag bits. 0 means the slot is empty. */
@@ -20,10 +22,11 @@ const MAX_LOAD = 0.75;
 export class FlowTable {
   private mask = 0;
   private ids!: Uint32Array;
-  private zones!: Uint16Array;
-  private flags!: Uint8Array;
-  /** Dump generation stamp (see Tracker): a flow stamped with the current one is known fresh. */
-  private gens!: Uint8Array;
+  /**
+   * flags | gen << 8 | zone << 16; 0 = empty (an entry's flags are never 0). gen: the dump
+   * generation stamp (see Tracker): a flow stamped with the current one is known fresh.
+   */
+  private meta!: Uint32Array;
   private keys!: Int32Array;
   private ports!: Uint16Array;
   private filled = 0;
@@ -39,9 +42,7 @@ export class FlowTable {
   private alloc(n: number): void {
     this.mask = n - 1;
     this.ids = new Uint32Array(n);
-    this.zones = new Uint16Array(n);
-    this.flags = new Uint8Array(n);
-    this.gens = new Uint8Array(n);
+    this.meta = new Uint32Array(n);
     this.keys = new Int32Array(n);
     this.ports = new Uint16Array(n);
   }
@@ -65,7 +66,7 @@ export class FlowTable {
   probeMean(): number {
     let sum = 0;
     for (let i = 0; i <= this.mask; i++) {
-      if (this.flags[i] !== 0) sum += ((i - this.home(this.ids[i]!, this.zones[i]!)) & this.mask) + 1;
+      if (this.meta[i] !== 0) sum += ((i - this.home(this.ids[i]!, this.meta[i]! >>> 16)) & this.mask) + 1;
     }
     return this.filled ? sum / this.filled : 0;
   }
@@ -81,10 +82,10 @@ export class FlowTable {
    * insert() would put it, handed back as insert's `vacant` so a NEW hashes and probes once.
    */
   lookup(id: number, zone: number): number {
-    const { ids, zones, flags, mask } = this;
+    const { ids, meta, mask } = this;
     let i = this.home(id, zone);
-    while (flags[i] !== 0) {
-      if (ids[i] === id && zones[i] === zone) return i;
+    for (let m = meta[i]!; m !== 0; m = meta[i]!) {
+      if (ids[i] === id && m >>> 16 === zone) return i;
       i = (i + 1) & mask;
     }
     return ~i;
@@ -102,63 +103,59 @@ export class FlowTable {
     } else if (vacant >= 0) {
       i = vacant;
       this.ids[i] = id >>> 0;
-      this.zones[i] = zone;
     } else {
       i = this.place(id, zone);
     }
-    this.flags[i] = flags;
+    this.meta[i] = (flags & 0xff) | ((gen & 0xff) << 8) | ((zone & 0xffff) << 16);
     this.keys[i] = key;
     this.ports[i] = port;
-    this.gens[i] = gen;
     this.filled++;
     if (flags & F_LIVE) this.size++;
     return i;
   }
 
+  /** Finds (id, zone) an empty slot and writes its id there; the caller writes the rest. */
   private place(id: number, zone: number): number {
-    const { flags, mask } = this;
+    const { meta, mask } = this;
     let i = this.home(id, zone);
-    while (flags[i] !== 0) i = (i + 1) & mask;
+    while (meta[i] !== 0) i = (i + 1) & mask;
     this.ids[i] = id >>> 0;
-    this.zones[i] = zone;
     return i;
   }
 
   /** Empties slot i, shifting later members of its probe run back so lookups stay correct. */
   remove(i: number): void {
-    const { ids, zones, flags, gens, keys, ports, mask } = this;
-    if (flags[i]! & F_LIVE) this.size--;
+    const { ids, meta, keys, ports, mask } = this;
+    if (meta[i]! & F_LIVE) this.size--;
     this.filled--;
     let hole = i;
     let j = (i + 1) & mask;
-    while (flags[j] !== 0) {
-      const k = this.home(ids[j]!, zones[j]!);
+    for (let m = meta[j]!; m !== 0; m = meta[j]!) {
+      const k = this.home(ids[j]!, m >>> 16);
       // j may move into the hole only if its home is not cyclically within (hole, j].
       const between = hole <= j ? k > hole && k <= j : k > hole || k <= j;
       if (!between) {
         ids[hole] = ids[j]!;
-        zones[hole] = zones[j]!;
-        flags[hole] = flags[j]!;
-        gens[hole] = gens[j]!;
+        meta[hole] = m;
         keys[hole] = keys[j]!;
         ports[hole] = ports[j]!;
         hole = j;
       }
       j = (j + 1) & mask;
     }
-    flags[hole] = 0;
+    meta[hole] = 0;
   }
 
-  flagsAt(i: number): number { return this.flags[i]!; }
+  flagsAt(i: number): number { return this.meta[i]! & 0xff; }
   setFlags(i: number, f: number): void {
-    const was = this.flags[i]! & F_LIVE;
-    this.flags[i] = f;
-    this.size += (f & F_LIVE) - was;
+    const m = this.meta[i]!;
+    this.meta[i] = (m & ~0xff) | (f & 0xff);
+    this.size += (f & F_LIVE) - (m & F_LIVE);
   }
   keyAt(i: number): number { return this.keys[i]!; }
   portAt(i: number): number { return this.ports[i]!; }
-  genAt(i: number): number { return this.gens[i]!; }
-  setGen(i: number, g: number): void { this.gens[i] = g; }
+  genAt(i: number): number { return (this.meta[i]! >>> 8) & 0xff; }
+  setGen(i: number, g: number): void { this.meta[i] = (this.meta[i]! & ~0xff00) | ((g & 0xff) << 8); }
 
   /**
    * Removes every slot for which drop(slot) is true; drop() may read the slot. Collected first
@@ -168,7 +165,7 @@ export class FlowTable {
     const doomed: number[] = [];
     const n = this.slots;
     for (let i = 0; i < n; i++) {
-      if (this.flags[i] !== 0 && drop(i)) doomed.push(this.ids[i]!, this.zones[i]!);
+      if (this.meta[i] !== 0 && drop(i)) doomed.push(this.ids[i]!, this.meta[i]! >>> 16);
     }
     for (let d = 0; d < doomed.length; d += 2) {
       const s = this.find(doomed[d]!, doomed[d + 1]!);
@@ -178,13 +175,12 @@ export class FlowTable {
   }
 
   private grow(): void {
-    const { ids, zones, flags, gens, keys, ports } = this;
+    const { ids, meta, keys, ports } = this;
     this.alloc((this.mask + 1) * 2);
-    for (let i = 0; i < flags.length; i++) {
-      if (flags[i] === 0) continue;
-      const j = this.place(ids[i]!, zones[i]!);
-      this.flags[j] = flags[i]!;
-      this.gens[j] = gens[i]!;
+    for (let i = 0; i < meta.length; i++) {
+      if (meta[i] === 0) continue;
+      const j = this.place(ids[i]!, meta[i]! >>> 16);
+      this.meta[j] = meta[i]!;
       this.keys[j] = keys[i]!;
       this.ports[j] = ports[i]!;
     }
