@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The tracker replayed in serve's steady state (BENCHMARKS.md "Tracker replay, serve's regime").
 //   node scripts/bench-track-steady.mjs [--ref REF ...] [--children N] [--runs N] [--cycles N]
-//                                       [--streamer] [--prof DIR]
+//                                       [--streamer] [--prof DIR] [--node-arg ARG ...]
 // What serve's JS thread does per conntrack batch without an event consumer, offline: packed
 // batches laid out as the native reader's (codec.ts LAYOUT, read through CtBatchView, the view
 // serve uses), 384 connections per batch = 768 records (NEW + DESTROY), IPv4, masquerade (status
@@ -34,8 +34,10 @@ const all = (name) => argv.flatMap((a, i) => (a === name ? [argv[i + 1]] : []));
 
 const CONN_PER_BATCH = 384;
 const PORT_LO = 1024;
-const PORT_HI = 65535;
-const PORTS = PORT_HI - PORT_LO + 1; // 64,512 = 168 batches of 384
+// `--ports N` (a multiple of 384) shrinks the live set, to see the cost with every table in cache.
+const PORTS = Number(opt('--ports', '64512')); // 1024–65535: 168 batches of 384
+const PORT_HI = PORT_LO + PORTS - 1;
+if (!(PORTS > 0 && PORTS % CONN_PER_BATCH === 0 && PORT_HI <= 65535)) throw new Error(`--ports: a multiple of ${CONN_PER_BATCH} up to ${65536 - PORT_LO}`);
 const BATCHES_PER_CYCLE = PORTS / CONN_PER_BATCH;
 /** Id cycles in the pool: the ids of cycle c are destroyed in cycle c + 1 (mod POOL_CYCLES). */
 const POOL_CYCLES = 3;
@@ -208,9 +210,9 @@ async function parent() {
     `${children} children per variant × ${runs} runs of ${cycles} cycles (${(cycles * PORTS * 2).toLocaleString('en-US')} records)`);
   for (let c = 0; c < children; c++) {
     for (const v of variants) {
-      const args = [];
+      const args = all('--node-arg');
       if (prof) args.push('--cpu-prof', '--cpu-prof-dir', prof, '--cpu-prof-name', `${v.name.replace(/[^\w.-]/g, '_')}-${c}.cpuprofile`);
-      args.push(fileURLToPath(import.meta.url), '--child', v.out, '--runs', String(runs), '--cycles', String(cycles));
+      args.push(fileURLToPath(import.meta.url), '--child', v.out, '--runs', String(runs), '--cycles', String(cycles), '--ports', String(PORTS));
       if (streamer) args.push('--streamer');
       const r = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim().split('\n').at(-1));
       v.results.push(r);
@@ -223,6 +225,13 @@ async function parent() {
     const u = v.results.map((r) => r.cpu);
     const f = (x) => x.toFixed(1);
     console.log(`${v.name.padEnd(10)}  ${f(median(w))} (${f(Math.min(...w))}–${f(Math.max(...w)).padEnd(6)})          ${f(median(u))} (${f(Math.min(...u))}–${f(Math.max(...u))})          ${f(2 * median(w))}, ${f(2 * median(u))}`);
+  }
+  // Children of the same index ran back to back: their ratio is the steadiest comparison.
+  const wt = variants.at(-1);
+  for (const v of variants.slice(0, -1)) {
+    const ratios = wt.results.map((r, i) => r.cpu / v.results[i].cpu);
+    const faster = ratios.filter((x) => x < 1).length;
+    console.log(`worktree / ${v.name}, CPU per record, child by child: median ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}), faster in ${faster} of ${ratios.length}`);
   }
 }
 
