@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The tracker replayed in serve's steady state (BENCHMARKS.md "Tracker replay, serve's regime").
 //   node scripts/bench-track-steady.mjs [--ref REF ...] [--children N] [--runs N] [--cycles N]
-//                                       [--streamer] [--prof DIR] [--node-arg ARG ...]
+//                                       [--streamer] [--pollute MB] [--ports N] [--prof DIR] [--node-arg ARG ...]
 // What serve's JS thread does per conntrack batch without an event consumer, offline: packed
 // batches laid out as the native reader's (codec.ts LAYOUT, read through CtBatchView, the view
 // serve uses), 384 connections per batch = 768 records (NEW + DESTROY), IPv4, masquerade (status
@@ -44,7 +44,7 @@ const POOL_CYCLES = 3;
 const BATCH_MS = 25;
 
 // ---------------------------------------------------------------- child: one measurement
-async function child(dir, streamer, runs, cycles) {
+async function child(dir, streamer, runs, cycles, pollute) {
   const load = (p) => import(pathToFileURL(join(dir, p)).href);
   const { LAYOUT, CtBatchView, readHeader } = await load('source/codec.js');
   const { Tracker } = await load('track/tracker.js');
@@ -133,9 +133,21 @@ async function child(dir, streamer, runs, cycles) {
   }
   let bi = 0;
   let sinceTick = 0;
+  // --pollute MB: between batches, write MB of other memory, as serve's other work (the kernel's
+  // packet path, the reader, the generator on the same cores) does in the 25 ms between two
+  // batches; only the batches are timed then (wall clock).
+  const junk = pollute > 0 ? new Int32Array((pollute * 1048576) / 4) : null;
+  let fedNs = 0;
   const play = async (nBatches) => {
     for (let i = 0; i < nBatches; i++) {
-      feed(pool[bi]);
+      if (junk) {
+        for (let j = 0; j < junk.length; j += 16) junk[j]++;
+        const t0 = process.hrtime.bigint();
+        feed(pool[bi]);
+        fedNs += Number(process.hrtime.bigint() - t0);
+      } else {
+        feed(pool[bi]);
+      }
       bi = (bi + 1) % pool.length;
       simMs += BATCH_MS;
       if ((sinceTick += BATCH_MS) >= 1000) {
@@ -152,11 +164,13 @@ async function child(dir, streamer, runs, cycles) {
   for (let r = 0; r < runs; r++) {
     const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
+    fedNs = 0;
     await play(BATCHES_PER_CYCLE * cycles);
-    const ns = Number(process.hrtime.bigint() - t0);
+    const ns = junk ? fedNs : Number(process.hrtime.bigint() - t0);
     const c = process.cpuUsage(c0);
     wall.push(ns / recsPerRun);
-    cpu.push(((c.user + c.system) * 1000) / recsPerRun);
+    // With --pollute the process's CPU time includes the polluting: report the batches' wall time.
+    cpu.push(junk ? ns / recsPerRun : ((c.user + c.system) * 1000) / recsPerRun);
   }
   const t = tracker.totals;
   return {
@@ -207,12 +221,13 @@ async function parent() {
     v.results = [];
   }
   console.log(`node ${process.version}; ${streamer ? 'Streamer handlers' : 'Tracker.onConntrack'}; ${CONN_PER_BATCH * 2} records/batch, ${PORTS} ports; ` +
-    `${children} children per variant × ${runs} runs of ${cycles} cycles (${(cycles * PORTS * 2).toLocaleString('en-US')} records)`);
+    `${children} children per variant × ${runs} runs of ${cycles} cycles (${(cycles * PORTS * 2).toLocaleString('en-US')} records)` +
+    (Number(opt('--pollute', '0')) > 0 ? `; ${opt('--pollute')} MB written between batches (batches timed alone, wall: the CPU column is wall too)` : ''));
   for (let c = 0; c < children; c++) {
     for (const v of variants) {
       const args = all('--node-arg');
       if (prof) args.push('--cpu-prof', '--cpu-prof-dir', prof, '--cpu-prof-name', `${v.name.replace(/[^\w.-]/g, '_')}-${c}.cpuprofile`);
-      args.push(fileURLToPath(import.meta.url), '--child', v.out, '--runs', String(runs), '--cycles', String(cycles), '--ports', String(PORTS));
+      args.push(fileURLToPath(import.meta.url), '--child', v.out, '--runs', String(runs), '--cycles', String(cycles), '--ports', String(PORTS), '--pollute', opt('--pollute', '0'));
       if (streamer) args.push('--streamer');
       const r = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim().split('\n').at(-1));
       v.results.push(r);
@@ -237,7 +252,7 @@ async function parent() {
 
 const ci = argv.indexOf('--child');
 if (ci >= 0) {
-  const r = await child(argv[ci + 1], argv.includes('--streamer'), Number(opt('--runs', '5')), Number(opt('--cycles', '4')));
+  const r = await child(argv[ci + 1], argv.includes('--streamer'), Number(opt('--runs', '5')), Number(opt('--cycles', '4')), Number(opt('--pollute', '0')));
   console.log(JSON.stringify(r));
   process.exit(0);
 } else {

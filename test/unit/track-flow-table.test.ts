@@ -53,6 +53,27 @@ describe('FlowTable', () => {
 });
 
 describe('PortSet', () => {
+  it('counts a pair held by more than 65,535 flows exactly (the in-slot count overflows)', () => {
+    const p = new PortSet(16);
+    const N = 70_000;
+    for (let i = 0; i < N; i++) p.add(3, 443);
+    p.add(3, 444);
+    p.add(4, 443);
+    expect([p.size, p.distinct[3], p.distinct[4]]).toEqual([3, 2, 1]);
+    for (let i = 0; i < N - 1; i++) p.delete(3, 443);
+    expect(p.has(3, 443)).toBe(true);
+    p.delete(3, 443);
+    expect(p.has(3, 443)).toBe(false);
+    expect([p.size, p.distinct[3], p.has(3, 444), p.has(4, 443)]).toEqual([2, 1, true, true]);
+    // Counts above 32,767 in the slot word (its sign bit) read back right too.
+    for (let i = 0; i < 40_000; i++) p.add(5, 1);
+    for (let i = 0; i < 39_999; i++) p.delete(5, 1);
+    expect(p.has(5, 1)).toBe(true);
+    p.delete(5, 1);
+    expect(p.has(5, 1)).toBe(false);
+    expect(p.size).toBe(2);
+  });
+
   it('refcounts pairs and counts distinct ports per key like a reference model', () => {
     fc.assert(
       fc.property(
