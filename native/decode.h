@@ -21,6 +21,19 @@ inline void Put(uint8_t* rec, uint32_t off, T v) {
   std::memcpy(rec + off, &v, sizeof(T));
 }
 
+/**
+ * Zeroes a record of N bytes. GCC expands a memset of this size into rep stos, whose start-up
+ * cost was almost half of a conntrack decode (BENCHMARKS.md, "Decoding"); unrolled 8-byte
+ * stores become a few vector stores.
+ */
+template <uint32_t N>
+inline void ZeroRecord(uint8_t* rec) {
+  static_assert(N % 8 == 0, "records are a multiple of 8 bytes");
+  const uint64_t zero = 0;
+#pragma GCC unroll 32
+  for (uint32_t off = 0; off < N; off += 8) std::memcpy(rec + off, &zero, 8);
+}
+
 /** nfgen_family → the record's family byte: 4, 6, or 0 for anything else. */
 inline uint8_t FamilyOf(uint8_t nfgen_family) {
   return nfgen_family == AF_INET ? 4 : nfgen_family == AF_INET6 ? 6 : 0;
@@ -31,9 +44,13 @@ struct DecodeCounters {
   uint32_t unknown = 0;  // well-formed attributes this decoder does not know (newer kernels)
 };
 
-/** Conntrack event or dump message → record; false (and counted) when malformed. */
-bool DecodeConntrack(const nlmsghdr* nlh, bool dump, double ts_ms, uint8_t* rec,
-                     DecodeCounters& c);
+/**
+ * Conntrack event or dump message → record; false (and counted) when malformed. fixed_tuples
+ * false walks every tuple's attributes instead of matching the kernel's usual IPv4 layout first:
+ * the same record either way, which the fuzz target checks on every input.
+ */
+bool DecodeConntrack(const nlmsghdr* nlh, bool dump, double ts_ms, uint8_t* rec, DecodeCounters& c,
+                     bool fixed_tuples = true);
 
 /** NFULNL_MSG_PACKET → record (ifindex only; names are filled by the caller). */
 bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters& c);

@@ -95,7 +95,7 @@ bool DecodeNflog(const nlmsghdr* nlh, double ts_ms, uint8_t* rec, DecodeCounters
   }
   const nfgenmsg* g = reinterpret_cast<const nfgenmsg*>(reinterpret_cast<const uint8_t*>(nlh) +
                                                         NLMSG_HDRLEN);
-  std::memset(rec, 0, kNlRecordSize);
+  ZeroRecord<kNlRecordSize>(rec);
   Put<double>(rec, kNlTs, ts_ms);
   Put<uint16_t>(rec, kNlGroup, ntohs(g->res_id));
   uint8_t flags = 0;

@@ -60,6 +60,14 @@ async function runLoad() {
   return { ...load, seconds };
 }
 
+/** Each listener's CPU seconds per second over SECONDS with no load. */
+async function idleRates(listeners) {
+  const c0 = listeners.map((l) => cpuSeconds(l.pid));
+  const t0 = Date.now();
+  await sleep(SECONDS * 1000);
+  return listeners.map((l, i) => (cpuSeconds(l.pid) - c0[i]) / ((Date.now() - t0) / 1000));
+}
+
 /** A process's CPU per connection over one generator run (plus 2 s for the flush's DESTROYs). */
 async function costUnderLoad(pid) {
   const c0 = cpuSeconds(pid);
@@ -141,12 +149,10 @@ try {
   }
   await sleep(1500); // everyone subscribed
   const servers = listeners.filter((l) => l.base);
-  // Idle baseline over the same length: serve's per-second work (counters, rules, stats, the
-  // ruleset and address refreshes) is paid with or without connections.
-  const idle0 = listeners.map((l) => cpuSeconds(l.pid));
-  const idleT0 = Date.now();
-  await sleep(SECONDS * 1000);
-  const idleRate = listeners.map((l, i) => (cpuSeconds(l.pid) - idle0[i]) / ((Date.now() - idleT0) / 1000));
+  // Idle rate over the same length: serve's per-second work (counters, rules, stats, the
+  // ruleset and address refreshes) is paid with or without connections. This one, right after
+  // start, only tells when the load has settled; "net of idle" uses the warm one after the load.
+  const idleRate = await idleRates(listeners);
   // Counters are read over /metrics outside the measured span: a scrape costs serve a few ms.
   const recv0 = await Promise.all(servers.map((l) => received(l.base)));
   await sleep(200);
@@ -172,6 +178,7 @@ try {
   // Kernel drops per listener socket (by inode).
   const dropsByPid = await netlinkDrops(lab, lab.router, listeners.map((l) => l.pid));
   const lost = listeners.map((l) => dropsByPid.get(l.pid));
+  const warmIdle = await idleRates(listeners);
   for (const l of listeners) if (l.result) l.proc.kill('SIGTERM');
   const conns = load.connections;
   report.method = { seconds: SECONDS, concurrency: CONC, connections: conns, failed: load.failed, connPerSec: Math.round(conns / genSeconds) };
@@ -180,8 +187,8 @@ try {
     const result = s < 0 && l.result ? JSON.parse(await l.result) : null;
     const events = s >= 0 ? recv1[s] - recv0[s] : result ? result.events : null;
     const cpu = cpu1[i] - cpu0[i];
-    const net = Math.max(0, cpu - idleRate[i] * runSeconds);
-    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +idleRate[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i], ...(result && Object.keys(result).length > 2 ? { reader: result } : {}) });
+    const net = Math.max(0, cpu - warmIdle[i] * runSeconds);
+    report.listeners.push({ listener: l.name, cpuSeconds: +cpu.toFixed(2), usPerConnection: +((cpu * 1e6) / conns).toFixed(2), idleCpuPerSecond: +warmIdle[i].toFixed(4), usPerConnectionNetOfIdle: +((net * 1e6) / conns).toFixed(2), events, eventsPerConnection: events === null ? null : +(events / conns).toFixed(2), kernelDrops: lost[i], ...(result && Object.keys(result).length > 2 ? { reader: result } : {}) });
   }
   if (ws) report.method.wsEventsDelivered = wsEvents;
   // Where the node listeners' CPU went, µs per connection by thread (main, natwatch-nl, V8's).
