@@ -1,6 +1,10 @@
 // Live flows keyed by (conntrack id, zone): an open-addressing hash (linear probing,
-// backward-shift deletion, so no deleted markers pile up) over parallel typed arrays. One flow
-// costs 14 bytes per slot at a load factor of at most 0.75, instead of a JS object per flow.
+// backward-shift deletion, so no deleted markers pile up) over one typed array. One flow costs
+// 16 bytes per slot at a load factor of at most 0.75, instead of a JS object per flow.
+// A slot's four words lie side by side (id; flags, generation and zone; key; port), so a lookup
+// and what the tracker then reads of the flow share one cache line: under load the table is
+// cold between batches (serve's kernel work and reader run in between), and parallel arrays
+// were a miss per field (bench-track-steady --pollute).
 import { hash2 } from './seeded-hash.js';
 
 /** Slot flag bits. 0 means the slot is empty. */
@@ -17,15 +21,17 @@ export const F_EVENT = 8;
 
 const MAX_LOAD = 0.75;
 
+/** Words per slot: id, meta, key, port. */
+const W = 4;
+
 export class FlowTable {
   private mask = 0;
-  private ids!: Uint32Array;
-  private zones!: Uint16Array;
-  private flags!: Uint8Array;
-  /** Dump generation stamp (see Tracker): a flow stamped with the current one is known fresh. */
-  private gens!: Uint8Array;
-  private keys!: Int32Array;
-  private ports!: Uint16Array;
+  /**
+   * Slot i at 4i: [id (as int32), meta, key, port]. meta = flags | gen << 8 | zone << 16;
+   * 0 = empty (an entry's flags are never 0). gen: the dump generation stamp (see Tracker): a
+   * flow stamped with the current one is known fresh.
+   */
+  private s!: Int32Array;
   private filled = 0;
   /** Live flows (tombstones excluded). */
   size = 0;
@@ -38,12 +44,7 @@ export class FlowTable {
 
   private alloc(n: number): void {
     this.mask = n - 1;
-    this.ids = new Uint32Array(n);
-    this.zones = new Uint16Array(n);
-    this.flags = new Uint8Array(n);
-    this.gens = new Uint8Array(n);
-    this.keys = new Int32Array(n);
-    this.ports = new Uint16Array(n);
+    this.s = new Int32Array(n * W);
   }
 
   get slots(): number {
@@ -56,88 +57,109 @@ export class FlowTable {
   }
 
   // Seeded per process like the other tables: conntrack ids are the kernel's (keyed siphash on
-  // current kernels), but nothing here should depend on that.
+  // current kernels), but nothing here should depend on that. (hash2 reads an int32 id's bits
+  // as the uint32's.)
   private home(id: number, zone: number): number {
     return hash2(id, zone) & this.mask;
   }
 
   /** Mean probes a lookup takes (1 = none collided): the hash's quality, for tests. */
   probeMean(): number {
+    const s = this.s;
     let sum = 0;
     for (let i = 0; i <= this.mask; i++) {
-      if (this.flags[i] !== 0) sum += ((i - this.home(this.ids[i]!, this.zones[i]!)) & this.mask) + 1;
+      if (s[i * W + 1] !== 0) sum += ((i - this.home(s[i * W]!, s[i * W + 1]! >>> 16)) & this.mask) + 1;
     }
     return this.filled ? sum / this.filled : 0;
   }
 
   /** Slot of (id, zone), or -1. */
   find(id: number, zone: number): number {
-    const { ids, zones, flags, mask } = this;
-    let i = this.home(id, zone);
-    while (flags[i] !== 0) {
-      if (ids[i] === id && zones[i] === zone) return i;
-      i = (i + 1) & mask;
-    }
-    return -1;
+    const i = this.lookup(id, zone);
+    return i >= 0 ? i : -1;
   }
 
-  /** Adds (id, zone), which must not be present. Returns the slot. */
-  insert(id: number, zone: number, flags: number, key: number, port: number, gen: number): number {
-    if ((this.filled + 1) > this.slots * MAX_LOAD) this.grow();
-    const i = this.place(id, zone);
-    this.flags[i] = flags;
-    this.keys[i] = key;
-    this.ports[i] = port;
-    this.gens[i] = gen;
+  /**
+   * Slot of (id, zone), or ~v (negative) where v is the empty slot its probe ended at: where
+   * insert() would put it, handed back as insert's `vacant` so a NEW hashes and probes once.
+   */
+  lookup(id: number, zone: number): number {
+    const { s, mask } = this;
+    const id32 = id | 0;
+    let i = this.home(id32, zone);
+    for (let m = s[i * W + 1]!; m !== 0; m = s[i * W + 1]!) {
+      if (s[i * W] === id32 && m >>> 16 === zone) return i;
+      i = (i + 1) & mask;
+    }
+    return ~i;
+  }
+
+  /**
+   * Adds (id, zone), which must not be present. Returns the slot. `vacant`: lookup()'s ~result
+   * for this (id, zone) with no insert or remove since, or -1 to probe here.
+   */
+  insert(id: number, zone: number, flags: number, key: number, port: number, gen: number, vacant = -1): number {
+    let i: number;
+    if ((this.filled + 1) > this.slots * MAX_LOAD) {
+      this.grow();
+      i = this.place(id, zone);
+    } else {
+      i = vacant >= 0 ? vacant : this.place(id, zone);
+    }
+    const s = this.s;
+    const at = i * W;
+    s[at] = id;
+    s[at + 1] = (flags & 0xff) | ((gen & 0xff) << 8) | ((zone & 0xffff) << 16);
+    s[at + 2] = key;
+    s[at + 3] = port & 0xffff;
     this.filled++;
     if (flags & F_LIVE) this.size++;
     return i;
   }
 
+  /** An empty slot for (id, zone); the caller fills it. */
   private place(id: number, zone: number): number {
-    const { flags, mask } = this;
-    let i = this.home(id, zone);
-    while (flags[i] !== 0) i = (i + 1) & mask;
-    this.ids[i] = id >>> 0;
-    this.zones[i] = zone;
+    const { s, mask } = this;
+    let i = this.home(id | 0, zone);
+    while (s[i * W + 1] !== 0) i = (i + 1) & mask;
     return i;
   }
 
   /** Empties slot i, shifting later members of its probe run back so lookups stay correct. */
   remove(i: number): void {
-    const { ids, zones, flags, gens, keys, ports, mask } = this;
-    if (flags[i]! & F_LIVE) this.size--;
+    const { s, mask } = this;
+    if (s[i * W + 1]! & F_LIVE) this.size--;
     this.filled--;
     let hole = i;
     let j = (i + 1) & mask;
-    while (flags[j] !== 0) {
-      const k = this.home(ids[j]!, zones[j]!);
+    for (let m = s[j * W + 1]!; m !== 0; m = s[j * W + 1]!) {
+      const k = this.home(s[j * W]!, m >>> 16);
       // j may move into the hole only if its home is not cyclically within (hole, j].
       const between = hole <= j ? k > hole && k <= j : k > hole || k <= j;
       if (!between) {
-        ids[hole] = ids[j]!;
-        zones[hole] = zones[j]!;
-        flags[hole] = flags[j]!;
-        gens[hole] = gens[j]!;
-        keys[hole] = keys[j]!;
-        ports[hole] = ports[j]!;
+        const to = hole * W;
+        const from = j * W;
+        s[to] = s[from]!;
+        s[to + 1] = m;
+        s[to + 2] = s[from + 2]!;
+        s[to + 3] = s[from + 3]!;
         hole = j;
       }
       j = (j + 1) & mask;
     }
-    flags[hole] = 0;
+    s[hole * W + 1] = 0;
   }
 
-  flagsAt(i: number): number { return this.flags[i]!; }
+  flagsAt(i: number): number { return this.s[i * W + 1]! & 0xff; }
   setFlags(i: number, f: number): void {
-    const was = this.flags[i]! & F_LIVE;
-    this.flags[i] = f;
-    this.size += (f & F_LIVE) - was;
+    const m = this.s[i * W + 1]!;
+    this.s[i * W + 1] = (m & ~0xff) | (f & 0xff);
+    this.size += (f & F_LIVE) - (m & F_LIVE);
   }
-  keyAt(i: number): number { return this.keys[i]!; }
-  portAt(i: number): number { return this.ports[i]!; }
-  genAt(i: number): number { return this.gens[i]!; }
-  setGen(i: number, g: number): void { this.gens[i] = g; }
+  keyAt(i: number): number { return this.s[i * W + 2]!; }
+  portAt(i: number): number { return this.s[i * W + 3]!; }
+  genAt(i: number): number { return (this.s[i * W + 1]! >>> 8) & 0xff; }
+  setGen(i: number, g: number): void { this.s[i * W + 1] = (this.s[i * W + 1]! & ~0xff00) | ((g & 0xff) << 8); }
 
   /**
    * Removes every slot for which drop(slot) is true; drop() may read the slot. Collected first
@@ -147,25 +169,25 @@ export class FlowTable {
     const doomed: number[] = [];
     const n = this.slots;
     for (let i = 0; i < n; i++) {
-      if (this.flags[i] !== 0 && drop(i)) doomed.push(this.ids[i]!, this.zones[i]!);
+      if (this.s[i * W + 1] !== 0 && drop(i)) doomed.push(this.s[i * W]!, this.s[i * W + 1]! >>> 16);
     }
     for (let d = 0; d < doomed.length; d += 2) {
-      const s = this.find(doomed[d]!, doomed[d + 1]!);
-      if (s >= 0) this.remove(s);
+      const at = this.find(doomed[d]!, doomed[d + 1]!);
+      if (at >= 0) this.remove(at);
     }
     return doomed.length / 2;
   }
 
   private grow(): void {
-    const { ids, zones, flags, gens, keys, ports } = this;
+    const old = this.s;
     this.alloc((this.mask + 1) * 2);
-    for (let i = 0; i < flags.length; i++) {
-      if (flags[i] === 0) continue;
-      const j = this.place(ids[i]!, zones[i]!);
-      this.flags[j] = flags[i]!;
-      this.gens[j] = gens[i]!;
-      this.keys[j] = keys[i]!;
-      this.ports[j] = ports[i]!;
+    for (let at = 0; at < old.length; at += W) {
+      if (old[at + 1] === 0) continue;
+      const j = this.place(old[at]!, old[at + 1]! >>> 16) * W;
+      this.s[j] = old[at]!;
+      this.s[j + 1] = old[at + 1]!;
+      this.s[j + 2] = old[at + 2]!;
+      this.s[j + 3] = old[at + 3]!;
     }
   }
 }

@@ -125,15 +125,26 @@ export class Occupancy {
   findV4(meta: number, nat: number, dst: number): number {
     nat |= 0;
     dst |= 0;
-    const slots = this.v4Slots;
     const w = this.v4Words;
+    // Most records go to the key of the record before (one busy destination): try it first,
+    // no hash. The guess is checked against the words, which only that key's entry holds (a
+    // forgotten key's meta word is 0), so it needs no invalidation.
+    const last = this.lastV4;
+    if (w[last * 3] === meta && w[last * 3 + 1] === nat && w[last * 3 + 2] === dst) return last;
+    const slots = this.v4Slots;
     const mask = slots.length - 1;
     for (let i = this.homeV4(meta, nat, dst); ; i = (i + 1) & mask) {
       const k = slots[i]!;
       if (k < 0) return -1;
-      if (w[k * 3] === meta && w[k * 3 + 1] === nat && w[k * 3 + 2] === dst) return k;
+      if (w[k * 3] === meta && w[k * 3 + 1] === nat && w[k * 3 + 2] === dst) {
+        this.lastV4 = k;
+        return k;
+      }
     }
   }
+
+  /** The key findV4 found last (a guess it checks before hashing). */
+  private lastV4 = 0;
 
   private addV4(k: number, meta: number, nat: number, dst: number): void {
     if ((this.v4Filled + 1) * 2 > this.v4Slots.length) this.rehashV4(this.v4Slots.length * 2);

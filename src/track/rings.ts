@@ -18,6 +18,8 @@ export class KeyRings {
   readonly maxKeys: number;
   private readonly data: Uint32Array;
   private readonly lastSec: Float64Array;
+  /** lastSec % slots, kept with it: add() then needs no modulo of a double (V8 calls fmod for one). */
+  private readonly lastIdx: Int32Array;
   /** First second the current owner wrote (bounds the trend window to the key's history). */
   private readonly firstSec: Float64Array;
   private readonly owner: Int32Array;
@@ -38,6 +40,7 @@ export class KeyRings {
     this.slots = slots;
     this.data = new Uint32Array(maxKeys * slots * SERIES);
     this.lastSec = new Float64Array(maxKeys).fill(-Infinity);
+    this.lastIdx = new Int32Array(maxKeys);
     this.firstSec = new Float64Array(maxKeys);
     this.owner = new Int32Array(maxKeys).fill(-1);
     this.prev = new Int32Array(maxKeys).fill(-1);
@@ -58,9 +61,8 @@ export class KeyRings {
   /** Adds n to counter c of key at second sec, giving the key a ring if it has none. */
   add(key: number, c: number, sec: number, n: number, active: boolean): void {
     const r = this.touch(key, active);
-    this.advance(r, sec);
-    const s = this.lastSec[r]!;
-    this.data[(r * SERIES + c) * this.slots + (s % this.slots)]! += n;
+    if (sec > this.lastSec[r]!) this.advance(r, sec);
+    this.data[(r * SERIES + c) * this.slots + this.lastIdx[r]!]! += n;
   }
 
   /** Marks key as just active (moves it to the front of its list); returns its ring. */
@@ -151,6 +153,7 @@ export class KeyRings {
       else for (let t = last + 1; t <= sec; t++) this.data[base + (t % S)] = 0;
     }
     this.lastSec[r] = sec;
+    this.lastIdx[r] = sec % S;
   }
 
   private acquire(key: number, active: boolean): number {

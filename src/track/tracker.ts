@@ -78,7 +78,8 @@ export class Tracker {
       const kind = view.kind;
       const id = view.id;
       const zone = view.zone;
-      const slot = flows.find(id, zone);
+      const at = flows.lookup(id, zone);
+      const slot = at >= 0 ? at : -1;
       if (kind === CtKind.Destroy) {
         this.totals.destroys++;
         if (slot >= 0) {
@@ -86,7 +87,7 @@ export class Tracker {
           if (this.dumping) flows.setFlags(slot, F_TOMB);
           else flows.remove(slot);
         } else if (this.dumping) {
-          flows.insert(id, zone, F_TOMB, -1, 0, this.gen);
+          flows.insert(id, zone, F_TOMB, -1, 0, this.gen, ~at);
         } else {
           this.totals.unknownDestroys++;
         }
@@ -106,7 +107,7 @@ export class Tracker {
           if (kind === CtKind.New || (kind === CtKind.Dump && !(f & F_EVENT) && this.portChanged(view, slot, f))) {
             this.release(slot, nowSec);
             flows.remove(slot);
-            s = this.admit(view, id, zone, nowSec, true);
+            s = this.admit(view, id, zone, nowSec, true, -1);
           }
           if (this.dumping && kind !== CtKind.Dump) this.markEvent(s);
           continue;
@@ -118,7 +119,8 @@ export class Tracker {
         }
         flows.remove(slot);
       }
-      const s = this.admit(view, id, zone, nowSec, kind === CtKind.New);
+      // keyOf (inside admit) leaves the flow table alone: the vacant slot found above still holds.
+      const s = this.admit(view, id, zone, nowSec, kind === CtKind.New, slot >= 0 ? -1 : ~at);
       if (this.dumping && kind !== CtKind.Dump) this.markEvent(s);
     }
   }
@@ -160,11 +162,11 @@ export class Tracker {
   }
 
   /** Inserts the flow and counts it under its key; returns its slot. */
-  private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean): number {
+  private admit(view: ConntrackView, id: number, zone: number, nowSec: number, isNew: boolean, vacant: number): number {
     const k = this.keys.keyOf(view);
-    if (k < 0) return this.flows.insert(id, zone, F_LIVE, -1, 0, this.gen);
+    if (k < 0) return this.flows.insert(id, zone, F_LIVE, -1, 0, this.gen, vacant);
     const port = this.keys.portOf(k, view);
-    const slot = this.flows.insert(id, zone, this.keys.isLocal(k) ? F_LIVE | F_LOCAL : F_LIVE, k, port, this.gen);
+    const slot = this.flows.insert(id, zone, this.keys.isLocal(k) ? F_LIVE | F_LOCAL : F_LIVE, k, port, this.gen, vacant);
     this.keys.addFlow(k, port, nowSec, isNew);
     return slot;
   }

@@ -36,6 +36,33 @@ describe('FlowTable', () => {
     );
   });
 
+  it('inserts at the vacant slot lookup() reported, also when that insert grows the table', () => {
+    const t = new FlowTable(16);
+    const ids: number[] = [];
+    for (let n = 1; n <= 3000; n++) {
+      const id = Math.imul(n, 0x9e3779b1) >>> 0; // all 32 bits used
+      const zone = n % 3;
+      const at = t.lookup(id, zone);
+      expect(at).toBeLessThan(0);
+      const s = t.insert(id, zone, F_LIVE, n, n & 0xffff, n & 0xff, ~at);
+      expect([t.keyAt(s), t.portAt(s), t.genAt(s)]).toEqual([n, n & 0xffff, n & 0xff]);
+      ids.push(id);
+      // Every other one goes again, so later inserts land in holes left by backward shifts.
+      if (n % 2 === 0) {
+        t.remove(t.find(ids[n - 2]!, (n - 1) % 3));
+        ids[n - 2] = -1;
+      }
+    }
+    expect(t.slots).toBe(2048); // grown 7 times from 16, each time on a vacant-slot insert
+    expect(t.size).toBe(1500);
+    ids.forEach((id, i) => {
+      if (id === -1) return;
+      const s = t.lookup(id, (i + 1) % 3);
+      expect(s).toBeGreaterThanOrEqual(0);
+      expect(t.keyAt(s)).toBe(i + 1);
+    });
+  });
+
   it('sweep removes exactly the selected slots', () => {
     const t = new FlowTable(16);
     for (let id = 1; id <= 500; id++) t.insert(id, 0, F_LIVE, id, 0, id % 2);
@@ -53,6 +80,27 @@ describe('FlowTable', () => {
 });
 
 describe('PortSet', () => {
+  it('counts a pair held by more than 65,535 flows exactly (the in-slot count overflows)', () => {
+    const p = new PortSet(16);
+    const N = 70_000;
+    for (let i = 0; i < N; i++) p.add(3, 443);
+    p.add(3, 444);
+    p.add(4, 443);
+    expect([p.size, p.distinct[3], p.distinct[4]]).toEqual([3, 2, 1]);
+    for (let i = 0; i < N - 1; i++) p.delete(3, 443);
+    expect(p.has(3, 443)).toBe(true);
+    p.delete(3, 443);
+    expect(p.has(3, 443)).toBe(false);
+    expect([p.size, p.distinct[3], p.has(3, 444), p.has(4, 443)]).toEqual([2, 1, true, true]);
+    // Counts above 32,767 in the slot word (its sign bit) read back right too.
+    for (let i = 0; i < 40_000; i++) p.add(5, 1);
+    for (let i = 0; i < 39_999; i++) p.delete(5, 1);
+    expect(p.has(5, 1)).toBe(true);
+    p.delete(5, 1);
+    expect(p.has(5, 1)).toBe(false);
+    expect(p.size).toBe(2);
+  });
+
   it('refcounts pairs and counts distinct ports per key like a reference model', () => {
     fc.assert(
       fc.property(

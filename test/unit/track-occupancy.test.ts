@@ -56,6 +56,28 @@ describe('Occupancy IPv4 index', () => {
   });
 });
 
+describe('Occupancy IPv4 index: the last key found is tried first', () => {
+  it('never answers with a forgotten key, nor with its id reused by another key', () => {
+    const occ = new Occupancy();
+    const meta = Occupancy.metaV4(6, 80, false);
+    const a = occ.internV4(meta, 0xcb007101, 0xc6336408, 'tcp|203.0.113.1|198.51.100.8|80|N');
+    expect(occ.findV4(meta, 0xcb007101, 0xc6336408)).toBe(a); // now the guess
+    occ.release(a);
+    expect(occ.findV4(meta, 0xcb007101, 0xc6336408)).toBe(-1);
+    const b = occ.internV4(meta, 0xcb007101, 0xc6336409, 'tcp|203.0.113.1|198.51.100.9|80|N');
+    expect(b).toBe(a); // the id is reused
+    expect(occ.findV4(meta, 0xcb007101, 0xc6336408)).toBe(-1);
+    expect(occ.findV4(meta, 0xcb007101, 0xc6336409)).toBe(b);
+    const c = occ.internV4(meta, 0xcb007101, 0xc633640a, 'tcp|203.0.113.1|198.51.100.10|80|N');
+    expect([occ.findV4(meta, 0xcb007101, 0xc633640a), occ.findV4(meta, 0xcb007101, 0xc6336409), occ.findV4(meta, 0xcb007101, 0xc633640a)]).toEqual([c, b, c]);
+    // The IPv6 key's id has no words: never a guess's match.
+    occ.release(c);
+    const v6 = occ.intern('tcp|2001:db8::1|2001:db8::8|80|N');
+    expect(v6).toBe(c);
+    expect(occ.findV4(meta, 0xcb007101, 0xc633640a)).toBe(-1);
+  });
+});
+
 describe('Occupancy keys by text and by number', () => {
   it('an IPv4 key interned by text is the one found by number, and released from both', () => {
     const occ = new Occupancy();
