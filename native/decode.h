@@ -23,7 +23,7 @@ inline void Put(uint8_t* rec, uint32_t off, T v) {
 
 /**
  * Zeroes a record of N bytes. GCC expands a memset of this size into rep stos, whose start-up
- * cost was almost half of a conntrack decode (BENCHMARKS.md, "Decoding"); unrolled 8-byte
+ * cost was almost half of a conntrack decode (BENCHMARKS.md, "Decode (bench-decode)"); unrolled 8-byte
  * stores become a few vector stores.
  */
 template <uint32_t N>
