@@ -2,12 +2,11 @@
 // other. These tests edit a kernel-captured NEW event so that one path or the other runs and
 // check that both give the same record, and that neither takes a malformed tuple.
 import { describe, expect, it } from 'vitest';
-import { readHeader } from '../../src/source/codec.js';
+import { LAYOUT, readHeader } from '../../src/source/codec.js';
 import { loadNative } from '../../src/source/native.js';
 import { readFixture } from '../fixtures/fixtures.js';
 
 const addon = loadNative();
-const HEADER = 48;
 const NEW = readFixture('ct-new-tcp-snat').bytes;
 // Offsets in that datagram (see its .hex): CTA_TUPLE_ORIG's nest at 0x14, its CTA_TUPLE_IP at
 // 0x18 with V4_SRC at 0x1c and V4_DST at 0x24, its CTA_TUPLE_PROTO at 0x2c with PROTO_NUM at 0x30.
@@ -20,8 +19,8 @@ const PROTO_NUM = 0x30;
 function decode(bytes: Buffer): { records: Buffer[]; errors: number } {
   const batch = addon.decodeForTest('conntrack', bytes, 0);
   const h = readHeader(batch);
-  const size = batch.readUInt32LE(12);
-  const records = Array.from({ length: h.count }, (_, i) => Buffer.from(batch.subarray(HEADER + i * size, HEADER + (i + 1) * size)));
+  const at = (i: number) => LAYOUT.headerSize + i * h.recordSize;
+  const records = Array.from({ length: h.count }, (_, i) => Buffer.from(batch.subarray(at(i), at(i + 1))));
   return { records, errors: h.decodeErrors };
 }
 
@@ -37,10 +36,10 @@ describe('conntrack tuple: fixed layout and attribute walk agree', () => {
   it('the captured event decodes to one record', () => {
     expect(base.errors).toBe(0);
     expect(base.records).toHaveLength(1);
-    // orig src 192.0.2.5 at offset 40 (kCtOrigSrc), proto 6 at 28, orig dport 80 at 34.
-    expect([...base.records[0]!.subarray(40, 44)]).toEqual([192, 0, 2, 5]);
-    expect(base.records[0]![28]).toBe(6);
-    expect(base.records[0]!.readUInt16LE(34)).toBe(80);
+    const rec = base.records[0]!;
+    expect([...rec.subarray(LAYOUT.ctOrigSrc, LAYOUT.ctOrigSrc + 4)]).toEqual([192, 0, 2, 5]);
+    expect(rec[LAYOUT.ctProto]).toBe(6);
+    expect(rec.readUInt16LE(LAYOUT.ctOrigDport)).toBe(80);
   });
 
   it('the same tuple in another attribute order (walked) gives the same record', () => {
