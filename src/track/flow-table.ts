@@ -21,13 +21,16 @@ export const F_EVENT = 8;
 
 const MAX_LOAD = 0.75;
 
-/** Words per slot: id, meta, key, port. */
+/** Words per slot: id, meta, key, port | distance from home << 16. */
 const W = 4;
+/** A distance from home this far or farther is stored as this and computed from the hash when needed. */
+const FAR = 0xffff;
 
 export class FlowTable {
   private mask = 0;
   /**
-   * Slot i at 4i: [id (as int32), meta, key, port]. meta = flags | gen << 8 | zone << 16;
+   * Slot i at 4i: [id (as int32), meta, key, port | distance from home << 16]. The distance
+   * spares a backward shift the hash of each entry it passes. meta = flags | gen << 8 | zone << 16;
    * 0 = empty (an entry's flags are never 0). gen: the dump generation stamp (see Tracker): a
    * flow stamped with the current one is known fresh.
    */
@@ -36,7 +39,12 @@ export class FlowTable {
   /** Live flows (tombstones excluded). */
   size = 0;
 
-  constructor(initialSlots = 1024) {
+  /** Distances from home at or beyond this are not kept (recomputed from the hash). */
+  private readonly farAway: number;
+
+  /** farAway: below 0xffff only for tests, to exercise the recomputing path. */
+  constructor(initialSlots = 1024, farAway = FAR) {
+    this.farAway = Math.min(farAway, FAR);
     let n = 16;
     while (n < initialSlots) n <<= 1;
     this.alloc(n);
@@ -99,29 +107,29 @@ export class FlowTable {
    * for this (id, zone) with no insert or remove since, or -1 to probe here.
    */
   insert(id: number, zone: number, flags: number, key: number, port: number, gen: number, vacant = -1): number {
-    let i: number;
-    if ((this.filled + 1) > this.slots * MAX_LOAD) {
-      this.grow();
-      i = this.place(id, zone);
-    } else {
-      i = vacant >= 0 ? vacant : this.place(id, zone);
-    }
+    if ((this.filled + 1) > this.slots * MAX_LOAD) this.grow();
+    else if (vacant >= 0) return this.fill(vacant, this.home(id | 0, zone), id, (flags & 0xff) | ((gen & 0xff) << 8) | ((zone & 0xffff) << 16), key, port);
+    return this.place(id, (flags & 0xff) | ((gen & 0xff) << 8) | ((zone & 0xffff) << 16), key, port);
+  }
+
+  /** Puts an entry known to be absent into the first empty slot of its probe run. */
+  private place(id: number, meta: number, key: number, port: number): number {
+    const { s, mask } = this;
+    const h = this.home(id | 0, meta >>> 16);
+    let i = h;
+    while (s[i * W + 1] !== 0) i = (i + 1) & mask;
+    return this.fill(i, h, id, meta, key, port);
+  }
+
+  private fill(i: number, home: number, id: number, meta: number, key: number, port: number): number {
     const s = this.s;
     const at = i * W;
     s[at] = id;
-    s[at + 1] = (flags & 0xff) | ((gen & 0xff) << 8) | ((zone & 0xffff) << 16);
+    s[at + 1] = meta;
     s[at + 2] = key;
-    s[at + 3] = port & 0xffff;
+    s[at + 3] = (port & 0xffff) | (Math.min((i - home) & this.mask, this.farAway) << 16);
     this.filled++;
-    if (flags & F_LIVE) this.size++;
-    return i;
-  }
-
-  /** An empty slot for (id, zone); the caller fills it. */
-  private place(id: number, zone: number): number {
-    const { s, mask } = this;
-    let i = this.home(id | 0, zone);
-    while (s[i * W + 1] !== 0) i = (i + 1) & mask;
+    if (meta & F_LIVE) this.size++;
     return i;
   }
 
@@ -133,16 +141,19 @@ export class FlowTable {
     let hole = i;
     let j = (i + 1) & mask;
     for (let m = s[j * W + 1]!; m !== 0; m = s[j * W + 1]!) {
-      const k = this.home(s[j * W]!, m >>> 16);
-      // j may move into the hole only if its home is not cyclically within (hole, j].
-      const between = hole <= j ? k > hole && k <= j : k > hole || k <= j;
-      if (!between) {
+      // j may move into the hole only if its home is not cyclically within (hole, j]: if it is
+      // at least as far from home as from the hole. The distance is kept in the slot.
+      const w = s[j * W + 3]!;
+      let d = w >>> 16;
+      if (d === this.farAway) d = (j - this.home(s[j * W]!, m >>> 16)) & mask;
+      const gap = (j - hole) & mask;
+      if (d >= gap) {
         const to = hole * W;
         const from = j * W;
         s[to] = s[from]!;
         s[to + 1] = m;
         s[to + 2] = s[from + 2]!;
-        s[to + 3] = s[from + 3]!;
+        s[to + 3] = (w & 0xffff) | (Math.min(d - gap, this.farAway) << 16);
         hole = j;
       }
       j = (j + 1) & mask;
@@ -157,7 +168,7 @@ export class FlowTable {
     this.size += (f & F_LIVE) - (m & F_LIVE);
   }
   keyAt(i: number): number { return this.s[i * W + 2]!; }
-  portAt(i: number): number { return this.s[i * W + 3]!; }
+  portAt(i: number): number { return this.s[i * W + 3]! & 0xffff; }
   genAt(i: number): number { return (this.s[i * W + 1]! >>> 8) & 0xff; }
   setGen(i: number, g: number): void { this.s[i * W + 1] = (this.s[i * W + 1]! & ~0xff00) | ((g & 0xff) << 8); }
 
@@ -181,13 +192,10 @@ export class FlowTable {
   private grow(): void {
     const old = this.s;
     this.alloc((this.mask + 1) * 2);
+    this.filled = 0;
+    this.size = 0;
     for (let at = 0; at < old.length; at += W) {
-      if (old[at + 1] === 0) continue;
-      const j = this.place(old[at]!, old[at + 1]! >>> 16) * W;
-      this.s[j] = old[at]!;
-      this.s[j + 1] = old[at + 1]!;
-      this.s[j + 2] = old[at + 2]!;
-      this.s[j + 3] = old[at + 3]!;
+      if (old[at + 1] !== 0) this.place(old[at]!, old[at + 1]!, old[at + 2]!, old[at + 3]! & 0xffff);
     }
   }
 }

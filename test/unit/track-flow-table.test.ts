@@ -4,12 +4,14 @@ import { FlowTable, F_LIVE } from '../../src/track/flow-table.js';
 import { PortSet } from '../../src/track/port-set.js';
 
 describe('FlowTable', () => {
-  it('matches a Map under random insert/remove with growth and backward-shift deletion', () => {
+  // farAway 1: every entry off its home slot has its distance recomputed from the hash, as one
+  // 65,535 slots or more from home would.
+  it.each([0xffff, 1])('matches a Map under random insert/remove with growth and backward-shift deletion (farAway %i)', (farAway) => {
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3 })), { maxLength: 2000 }),
         (ops) => {
-          const t = new FlowTable(16);
+          const t = new FlowTable(16, farAway);
           const ref = new Map<string, number>();
           for (const [add, id, zone] of ops) {
             const k = `${id}/${zone}`;
@@ -80,8 +82,9 @@ describe('FlowTable', () => {
 });
 
 describe('PortSet', () => {
-  it('counts a pair held by more than 65,535 flows exactly (the in-slot count overflows)', () => {
-    const p = new PortSet(16);
+  // denseAt 2: key 3 is dense from its second port on, so the counts overflow a dense array's.
+  it.each([0, 2])('counts a pair held by more than 65,535 flows exactly (the in-slot count overflows; denseAt %i)', (denseAt) => {
+    const p = new PortSet(16, denseAt);
     const N = 70_000;
     for (let i = 0; i < N; i++) p.add(3, 443);
     p.add(3, 444);
@@ -101,12 +104,32 @@ describe('PortSet', () => {
     expect(p.size).toBe(2);
   });
 
-  it('refcounts pairs and counts distinct ports per key like a reference model', () => {
+  it('moves a busy key to a dense array and back, at most denseMax of them', () => {
+    const p = new PortSet(16, 100, 2);
+    for (let port = 1000; port < 1099; port++) for (const key of [1, 2, 3]) p.add(key, port);
+    expect(p.denseKeys).toBe(0);
+    for (const key of [1, 2, 3]) p.add(key, 1099);
+    expect(p.denseKeys).toBe(2); // key 3 found both taken
+    p.add(3, 1099);
+    expect([p.size, p.distinct[1], p.distinct[3]]).toEqual([300, 100, 100]);
+    // Back below a quarter of the mark: key 1 returns to the table, and key 3 takes its place.
+    for (let port = 1000; port < 1076; port++) p.delete(1, port);
+    expect(p.denseKeys).toBe(1);
+    p.add(3, 1100);
+    expect(p.denseKeys).toBe(2);
+    for (let port = 1076; port < 1100; port++) expect(p.has(1, port)).toBe(true);
+    expect([p.has(1, 1075), p.has(3, 1099), p.has(3, 1100), p.has(3, 1101)]).toEqual([false, true, true, false]);
+    p.delete(3, 1099);
+    expect([p.has(3, 1099), p.size, p.distinct[3]]).toEqual([true, 225, 101]); // held twice
+  });
+
+  // denseAt 8, denseMax 3: keys move to dense arrays and back all through a run, and compete.
+  it.each([[0, 0], [8, 3]])('refcounts pairs and counts distinct ports per key like a reference model (denseAt %i, denseMax %i)', (denseAt, denseMax) => {
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 40 })), { maxLength: 1500 }),
         (ops) => {
-          const p = new PortSet(16);
+          const p = new PortSet(16, denseAt, denseMax);
           const ref = new Map<string, number>();
           for (const [add, key, port] of ops) {
             const k = `${key}/${port}`;
