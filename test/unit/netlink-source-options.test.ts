@@ -22,11 +22,11 @@ function capture() {
 const h = { conntrack() {}, nflog() {}, loss() {}, dumpBegin() {}, dumpEnd() {}, error() {} };
 
 describe('NetlinkSource options', () => {
-  it('tracks without UPDATE and with a 25 ms window; UPDATE on demand', async () => {
+  it('tracks without UPDATE and with a 100 ms window; UPDATE on demand', async () => {
     const { addon, seen } = capture();
     const src = createNetlinkSource({ netns: null, addon });
     await src.start(h);
-    expect(seen.opts).toMatchObject({ updates: false, batchMs: 5, quietBatchMs: 25 });
+    expect(seen.opts).toMatchObject({ updates: false, batchMs: 5, quietBatchMs: 100 });
     src.setUpdates(true);
     src.setUpdates(true); // no change, no call
     src.setUpdates(false);
