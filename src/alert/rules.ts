@@ -14,6 +14,14 @@ import { TableFullRule } from './table-full.js';
 import type { Thresholds } from './thresholds.js';
 
 const COUNTER_FIELDS: Array<keyof KernelCounters> = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong'];
+/** Longer than the longest a NEW waits in a batch (the 100 ms window while only tracking) and its hand-over. */
+const HOLD_MS = 150;
+
+function addCounters(a: KernelCounters, b: KernelCounters): KernelCounters {
+  const sum = {} as KernelCounters;
+  for (const f of COUNTER_FIELDS) sum[f] = a[f] + b[f];
+  return sum;
+}
 
 export class AlertRules {
   readonly port: PortExhaustionRule;
@@ -23,11 +31,13 @@ export class AlertRules {
   readonly loss: EventLossRule;
   private prev: KernelCounters | null = null;
   /**
-   * Drops no full key or table explained, held back one poll with the deltas they came in:
-   * the counters are read on the JavaScript thread while the events of the flows that filled a
-   * key may still wait in a batch (a few ms), so the key may reach capacity at the next poll.
+   * Drops no full key or table explained, held back with the deltas they came in for at least
+   * HOLD_MS: the counters are read on the JavaScript thread while the events of the flows that
+   * filled a key may still wait in a batch (up to 100 ms while only tracking), so the key may
+   * reach capacity at a later poll. By time, not by polls: two polls can run back to back (the
+   * 1 s stats poll meeting the 200 ms one).
    */
-  private held: { drops: number; delta: KernelCounters } | null = null;
+  private held: { drops: number; delta: KernelCounters; sinceMs: number } | null = null;
 
   constructor(
     private readonly tracker: Tracker,
@@ -61,9 +71,13 @@ export class AlertRules {
     this.held = null;
     const port = this.port.evaluate({ nowSec, drops: tableFull ? 0 : drops + (held?.drops ?? 0) });
     if (tableFull || port.atCapacity > 0) this.drops.evaluate(drops, true, delta);
-    else {
+    else if (held && nowMs - held.sinceMs < HOLD_MS) {
+      // Too young to call unexplained: hold this poll's drops with them.
+      this.held = { drops: held.drops + drops, delta: addCounters(held.delta, delta), sinceMs: held.sinceMs };
+      this.drops.evaluate(0, false, delta);
+    } else {
       // What was held and is still unexplained is conntrack_drops now; this poll's drops wait.
-      if (drops > 0) this.held = { drops, delta };
+      if (drops > 0) this.held = { drops, delta, sinceMs: nowMs };
       this.drops.evaluate(held?.drops ?? 0, false, held?.delta ?? delta);
     }
     this.nflog.tick();

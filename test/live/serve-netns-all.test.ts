@@ -91,7 +91,7 @@ describeLive('serve --netns all follows namespaces created and deleted while it 
     }
     expect(fa.seq).not.toBe(fb.seq);
     // The kernel's drops were the full keys' (drops read before the events that filled a key are
-    // held one poll), never an unexplained conntrack_drops.
+    // held ≥ 150 ms), never an unexplained conntrack_drops.
     expect(ws.alerts().filter((x) => x.kind === 'conntrack_drops' && (x.netns === a || x.netns === b))).toEqual([]);
     // /v1/top is the last stats message's top (per second).
     const ours = (t: TopEntry[]) => t.filter((e) => e.netns === a || e.netns === b);
