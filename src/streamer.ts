@@ -37,6 +37,8 @@ export class Streamer extends EventEmitter implements StreamerLike {
   private pollLoop: Promise<void> | null = null;
   private again = false;
   private statsDue = false;
+  /** When the last poll that publishes stats started. */
+  private statsAtMs = 0;
   private lastError = { message: '', ms: 0 };
   private readonly queues = new Set<MessageQueue>();
   /** retainEvents() holders, and 'event' listeners (counted as they come and go). */
@@ -162,9 +164,12 @@ export class Streamer extends EventEmitter implements StreamerLike {
       throw err;
     }
     await this.tick();
-    const every = (ms: number, fn: () => void) => this.timers.push(this.clock.setInterval(fn, ms));
-    every(this.opts.pollIntervalMs ?? 200, () => void this.requestPoll(false));
-    every(this.opts.statsIntervalMs ?? 1000, () => void this.requestPoll(true));
+    // One timer: a stats poll is an ordinary poll that also publishes stats. Two timers met once
+    // a second and ran two counter reads back to back.
+    const pollMs = this.opts.pollIntervalMs ?? 200;
+    const statsMs = this.opts.statsIntervalMs ?? 1000;
+    const statsDue = () => this.clock.now() - this.statsAtMs >= statsMs - pollMs / 2;
+    this.timers.push(this.clock.setInterval(() => void this.requestPoll(statsDue()), pollMs));
     this.set.follow();
   }
 
@@ -188,6 +193,7 @@ export class Streamer extends EventEmitter implements StreamerLike {
         this.again = false;
         const stats = this.statsDue;
         this.statsDue = false;
+        if (stats) this.statsAtMs = this.clock.now();
         await this.pollOnce(stats);
       } while (this.again && !this.closed);
     } finally {

@@ -34,8 +34,8 @@ export class AlertRules {
    * Drops no full key or table explained, held back with the deltas they came in for at least
    * HOLD_MS: the counters are read on the JavaScript thread while the events of the flows that
    * filled a key may still wait in a batch (up to 100 ms while only tracking), so the key may
-   * reach capacity at a later poll. By time, not by polls: two polls can run back to back (the
-   * 1 s stats poll meeting the 200 ms one).
+   * reach capacity at a later poll. By time, not by polls: two polls can run back to back (a
+   * request made while one runs, an embedder's tick()).
    */
   private held: { drops: number; delta: KernelCounters; sinceMs: number } | null = null;
 

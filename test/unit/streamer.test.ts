@@ -57,6 +57,16 @@ describe('Streamer', () => {
     expect(netnsPath(undefined)).toBeNull();
   });
 
+  it('reads the counters once per poll, stats riding on every fifth one (no second read when they meet)', async () => {
+    const { s, src, step } = await make();
+    const stats: StatsMessage[] = [];
+    s.on('stats', (m) => stats.push(m));
+    const read = vi.spyOn(src, 'readCounters');
+    for (let i = 0; i < 10; i++) await step(200);
+    expect(read).toHaveBeenCalledTimes(10);
+    expect(stats).toHaveLength(2);
+  });
+
   it('publishes stats every interval with counters, rates and the top keys by utilization', async () => {
     const { s, src, step, flows } = await make({ natPorts: [50000, 50019], statsIntervalMs: 1000 });
     const stats: StatsMessage[] = [];
